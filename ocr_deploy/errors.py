@@ -1,0 +1,59 @@
+"""Errors that a user can act on, and the exit codes the command-line tools use.
+
+Every error names the file, what was expected, what was found, and what to do, and
+renders as one line. The CLIs print it and exit with its ``exit_code``; nothing
+else escapes as a traceback unless ``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+# Exit codes shared by every ocr-* command (documented in README.md).
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug or an unexpected failure; rerun with --debug for the traceback
+EXIT_BAD_INPUT = 2  # bad arguments, missing/corrupt/unsupported input, unwritable output
+EXIT_PARITY = 3  # the converted model does not match the reference within tolerance
+EXIT_CONVERSION = 4  # the converter failed on a model that loaded fine
+
+
+class OcrDeployError(Exception):
+    """An error with a one-line, actionable message."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, path: object | None, expected: str, found: str, action: str = ""):
+        self.path = None if path is None else str(path)
+        self.expected = expected
+        self.found = found
+        self.action = action
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = f"{self.path}: " if self.path else ""
+        text = f"{where}expected {self.expected}, found {self.found}"
+        if self.action:
+            text += f"; {self.action}"
+        return " ".join(text.split())  # guarantee a single line
+
+
+class BadInputError(OcrDeployError):
+    """The input file, directory or argument is not what the tool needs."""
+
+
+class UnsafeModelError(OcrDeployError):
+    """Loading the model would run code stored in it, and the user did not opt in."""
+
+
+class OutputExistsError(OcrDeployError):
+    """The output exists and ``--force`` was not given."""
+
+
+class ConversionError(OcrDeployError):
+    """The converter (tf2onnx, the graph clean-up or onnx.checker) failed."""
+
+    exit_code = EXIT_CONVERSION
+
+
+class ParityError(OcrDeployError):
+    """The converted model does not match its reference within tolerance."""
+
+    exit_code = EXIT_PARITY

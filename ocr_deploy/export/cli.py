@@ -1,0 +1,100 @@
+"""``ocr-export MODEL [-o OUT.onnx]``: Keras OCRNet to a parity-verified ONNX."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ocr_deploy.cli_support import EXIT_OK, floats_arg, print_json, run_command, size_arg
+from ocr_deploy.export.convert import DEFAULT_OPSET, MAX_OPSET
+from ocr_deploy.export.parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
+
+EPILOG = """exit codes: 0 exported and verified; 2 bad input or usage; 3 parity over tolerance
+(the model is kept as NAME.parity-failed.onnx); 4 the converter failed; 1 internal error."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ocr-export", description=__doc__, epilog=EPILOG,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("model", type=Path, help=".h5, .keras or SavedModel directory")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="output .onnx (default: export/<model name>.onnx)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing output (atomically)")
+    load = parser.add_argument_group("loading")
+    load.add_argument("--custom-objects", type=Path, metavar="FILE.py",
+                      help="Python file defining the model's custom layers")
+    load.add_argument("--trust-model", action="store_true",
+                      help="allow Lambda layers: loading them RUNS CODE stored in the file")
+    load.add_argument("--card", type=Path,
+                      help="model card JSON (default: MODEL.card.json beside the model)")
+    graph = parser.add_argument_group("graph")
+    graph.add_argument("--output-name", metavar="NAME",
+                       help="Keras output to export as logits (default: found automatically)")
+    graph.add_argument("--keep-aux", action="store_true",
+                       help="also export the auxiliary soft-region output as aux_logits")
+    graph.add_argument("--argmax", action="store_true",
+                       help="add an int32 'labels' output (per-pixel argmax) in the graph")
+    graph.add_argument("--labels-only", action="store_true",
+                       help="export only 'labels' (implies --argmax)")
+    graph.add_argument("--nchw", action="store_true",
+                       help="NCHW input (and logits) layout instead of NHWC")
+    graph.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                       help=f"ONNX opset (tf2onnx supports up to {MAX_OPSET})")
+    graph.add_argument("--input-size", type=size_arg, metavar="HxW",
+                       help="input size, required when the model's is dynamic")
+    graph.add_argument("--normalize-in-graph", action="store_true",
+                       help="put (pixel - mean) / std in the graph: the ONNX takes 0..255 pixels")
+    graph.add_argument("--mean", type=floats_arg, metavar="R,G,B",
+                       help="normalisation mean in pixel units (default: from the card, else 0)")
+    graph.add_argument("--std", type=floats_arg, metavar="R,G,B",
+                       help="normalisation std in pixel units (default: from the card, else 1)")
+    check = parser.add_argument_group("parity check")
+    check.add_argument("--samples", type=Path, metavar="DIR",
+                       help="also compare on these images (png/jpg, resized to the input)")
+    check.add_argument("--parity-samples", type=int, default=4, metavar="N",
+                       help="seeded random images to compare on")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--atol", type=float, default=DEFAULT_ATOL)
+    check.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                       help="relative to the logit scale (max |reference|)")
+    check.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+                       help="minimum fraction of pixels with equal labels, ties aside")
+    out = parser.add_argument_group("reporting")
+    out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    out.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def request_from_args(args: argparse.Namespace):
+    """Turn parsed arguments into an ``ExportRequest``."""
+    from ocr_deploy.export.pipeline import ExportRequest
+
+    return ExportRequest(
+        model=args.model, output=args.output, force=args.force,
+        custom_objects=args.custom_objects, trust_model=args.trust_model,
+        output_name=args.output_name, keep_aux=args.keep_aux, argmax=args.argmax,
+        labels_only=args.labels_only, nchw=args.nchw, opset=args.opset,
+        input_size=args.input_size, card=args.card, mean=args.mean, std=args.std,
+        normalize_in_graph=args.normalize_in_graph, samples_dir=args.samples,
+        random_samples=args.parity_samples, seed=args.seed, atol=args.atol, rtol=args.rtol,
+        min_agreement=args.min_agreement, quiet=args.quiet or args.json)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ocr_deploy.export.pipeline import export_model
+
+    result = export_model(request_from_args(args))
+    if args.json:
+        print_json(result.to_dict())
+    else:
+        print(result.parity.table())
+        print(f"wrote {result.onnx_path} and {result.report_path} "
+              f"in {result.timings['total']:.1f} s")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ocr-export``."""
+    return run_command("ocr-export", _run, build_parser(), argv)

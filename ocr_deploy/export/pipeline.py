@@ -1,0 +1,295 @@
+"""The export pipeline: load -> choose outputs -> convert -> verify parity -> write.
+
+``export_model`` is the Python API behind ``ocr-export``. Outputs are written atomically:
+on success ``OUT.onnx`` and ``OUT.parity.json``; when parity fails, the model goes to
+``OUT.parity-failed.onnx`` (with ``OUT.parity-failed.json``) and a good ``OUT.onnx`` is
+never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import ocr_deploy
+from ocr_deploy.errors import BadInputError, ParityError
+from ocr_deploy.export.convert import (
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    ConvertOptions,
+    convert,
+    drop_outputs,
+    export_function,
+)
+from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_model
+from ocr_deploy.export.outputs import OutputChoice, choose_outputs
+from ocr_deploy.export.parity import (
+    DEFAULT_ATOL,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_RTOL,
+    ParityReport,
+    compare,
+)
+from ocr_deploy.files import check_writable_output, sha256_of, write_bytes_atomic
+from ocr_deploy.images import list_images, read_image, resize_bilinear
+from ocr_deploy.metadata import ExportMetadata, write_metadata
+from ocr_deploy.model_card import ModelCard
+from ocr_deploy.progress import Progress
+
+PARITY_BATCH = 2
+STAGES = 5
+
+
+@dataclass
+class ExportRequest:
+    """Everything ``ocr-export`` can be asked to do (defaults match the CLI)."""
+
+    model: Path
+    output: Path | None = None  # default: export/<model name>.onnx
+    force: bool = False
+    custom_objects: Path | None = None
+    trust_model: bool = False
+    output_name: str | None = None  # the Keras output to export as logits
+    keep_aux: bool = False
+    argmax: bool = False
+    labels_only: bool = False
+    nchw: bool = False
+    opset: int = DEFAULT_OPSET
+    input_size: tuple[int, int] | None = None  # needed when the model's H, W are dynamic
+    card: Path | None = None  # default: MODEL.card.json beside the model, if present
+    mean: list[float] | None = None  # override the card
+    std: list[float] | None = None
+    normalize_in_graph: bool = False
+    samples_dir: Path | None = None
+    random_samples: int = 4
+    seed: int = 0
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    quiet: bool = False
+
+
+@dataclass
+class ExportResult:
+    """What was written and how well it matched."""
+
+    onnx_path: Path
+    report_path: Path
+    parity: ParityReport
+    choice: OutputChoice
+    metadata: ExportMetadata
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"onnx": str(self.onnx_path), "report": str(self.report_path),
+                "passed": self.parity.passed,
+                "logits_output": self.choice.logits, "aux_outputs": self.choice.aux,
+                "choice_reason": self.choice.reason, "parity": self.parity.to_dict(),
+                "metadata": self.metadata.__dict__, "timings_s": self.timings}
+
+
+def default_output(model: Path) -> Path:
+    """``export/<model name>.onnx`` in the current directory."""
+    model = Path(model)
+    stem = model.name if model.is_dir() else model.stem
+    return Path("export") / f"{stem}.onnx"
+
+
+def failed_output(output: Path) -> Path:
+    """Where a model that failed parity is kept: ``NAME.parity-failed.onnx``."""
+    return output.with_name(f"{output.stem}.parity-failed.onnx")
+
+
+def report_path_for(onnx_path: Path) -> Path:
+    """``NAME.parity.json`` for ``NAME.onnx``; ``NAME.parity-failed.json`` for a failed one."""
+    stem = onnx_path.stem
+    return onnx_path.with_name(f"{stem}.json" if stem.endswith(".parity-failed")
+                               else f"{stem}.parity.json")
+
+
+def export_model(request: ExportRequest) -> ExportResult:
+    """Run the whole export; raises an ``OcrDeployError`` subclass on any failure."""
+    start = time.perf_counter()
+    output = Path(request.output) if request.output else default_output(request.model)
+    _validate(request, output)
+    progress = Progress(STAGES, request.quiet)
+
+    with progress.stage(f"loading {request.model}"):
+        custom = load_custom_objects(request.custom_objects) if request.custom_objects else None
+        loaded = load_model(request.model, custom, request.trust_model)
+        progress.note(f"{loaded.file.format} file, loaded with {loaded.keras_version}")
+    input_hw = _input_size(request, loaded)
+    card = _card(request, loaded)
+    with progress.stage("choosing outputs"):
+        choice = choose_outputs(request.model, input_hw, loaded.output_shapes,
+                                request.output_name)
+        progress.note(f"logits: '{choice.logits}' ({choice.reason}); "
+                      f"{'kept' if request.keep_aux else 'dropped'} auxiliary: "
+                      f"{', '.join(choice.aux) or 'none'}")
+    if card.class_names and len(card.class_names) != choice.num_classes:
+        raise BadInputError(request.card or ModelCard.path_for(request.model),
+                            f"{choice.num_classes} class names (the model's classes)",
+                            f"{len(card.class_names)}", "fix the model card")
+    options = ConvertOptions(
+        input_hw=input_hw, opset=request.opset, nchw=request.nchw,
+        argmax=request.argmax or request.labels_only,
+        keep_aux=request.keep_aux, normalize_in_graph=request.normalize_in_graph,
+        mean=card.mean, std=card.std, channels=loaded.input_shape[2] or 3)
+    with progress.stage(f"converting with tf2onnx (opset {request.opset})"):
+        function = export_function(loaded, choice, options)
+        model = convert(function, options)
+    with progress.stage("verifying parity (TensorFlow vs ONNX Runtime)"):
+        images = _parity_images(request, input_hw, options.channels)
+        parity = _verify(function, model, images, options, card, request)
+        progress.note(f"{len(images)} images: " + "; ".join(
+            f"{o.name}: max abs {o.max_abs_err:.2e}, labels {100 * o.label_agreement:.3f}%"
+            if o.kind != "labels" else f"{o.name}: {100 * o.label_agreement:.3f}% equal"
+            for o in parity.outputs))
+    if request.labels_only:  # verified with logits (ties need them), shipped without
+        model = drop_outputs(model, ["logits"])
+        options.logits = False
+    metadata = _metadata(request, loaded, choice, options, card, parity)
+    write_metadata(model, metadata)
+    onnx_path = output if parity.passed else failed_output(output)
+    with progress.stage(f"writing {onnx_path}"):
+        write_bytes_atomic(onnx_path, model.SerializeToString())
+    result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata,
+                          {**progress.timings, "total": round(time.perf_counter() - start, 3)})
+    write_bytes_atomic(result.report_path,
+                       (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+    if not parity.passed:
+        failing = next(o for o in parity.outputs if not o.passed)
+        raise ParityError(onnx_path, f"parity within atol={request.atol:g}, "
+                          f"rtol={request.rtol:g}", f"{failing.name}: {failing.reason}",
+                          f"the model was kept under this name for inspection; see "
+                          f"{result.report_path}")
+    return result
+
+
+def _validate(request: ExportRequest, output: Path) -> None:
+    if output.suffix != ".onnx":
+        raise BadInputError(output, "an output path ending in .onnx", f"'{output.suffix}'",
+                            "name the output NAME.onnx")
+    if not 7 <= request.opset <= MAX_OPSET:
+        raise BadInputError(None, f"--opset between 7 and {MAX_OPSET} (tf2onnx's limit)",
+                            str(request.opset), f"use the default {DEFAULT_OPSET}")
+    if request.random_samples < 0 or (request.random_samples == 0 and not request.samples_dir):
+        raise BadInputError(None, "at least one parity sample", "none",
+                            "give --parity-samples N > 0 or --samples DIR")
+    check_writable_output(output, request.force)
+    check_writable_output(report_path_for(output), request.force)
+
+
+def _input_size(request: ExportRequest, loaded: LoadedModel) -> tuple[int, int]:
+    height, width, channels = loaded.input_shape
+    if channels not in (None, 1, 3):
+        raise BadInputError(request.model, "an image input with 1 or 3 channels",
+                            f"{channels} channels", "export an image segmentation model")
+    if request.input_size:
+        if (height, width) != (None, None) and (height, width) != tuple(request.input_size):
+            raise BadInputError(request.model, f"--input-size matching the model's "
+                                f"{height}x{width}", "x".join(map(str, request.input_size)),
+                                "drop --input-size")
+        return tuple(request.input_size)
+    if height is None or width is None:
+        raise BadInputError(request.model, "a fixed input height and width",
+                            f"a dynamic input shape ({height}x{width})",
+                            "pass --input-size HxW")
+    return int(height), int(width)
+
+
+def _card(request: ExportRequest, loaded: LoadedModel) -> ModelCard:
+    path = request.card or ModelCard.path_for(request.model)
+    card = ModelCard.load(path) if request.card or path.is_file() else ModelCard()
+    if request.mean is not None:
+        card.mean = list(request.mean)
+    if request.std is not None:
+        card.std = list(request.std)
+    return card
+
+
+def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarray:
+    rng = np.random.default_rng(request.seed)
+    height, width = input_hw
+    images = [rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+              for _ in range(request.random_samples)]
+    if request.samples_dir:
+        files = list_images(request.samples_dir)
+        if not files:
+            raise BadInputError(request.samples_dir, "png/jpg images", "none",
+                                "put sample images in the folder")
+        for path in files:
+            image = resize_bilinear(read_image(path), height, width)
+            images.append(image[..., :1] if channels == 1 else image)
+    return np.stack(images)
+
+
+def _verify(function, model, images: np.ndarray, options: ConvertOptions, card: ModelCard,
+            request: ExportRequest) -> ParityReport:
+    import onnxruntime as ort
+
+    pixels = images.astype(np.float32)
+    feed = pixels if options.normalize_in_graph else \
+        (pixels - np.float32(card.mean)) / np.float32(card.std)
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    reference: dict[str, list] = {}
+    candidate: dict[str, list] = {}
+    for begin in range(0, len(feed), PARITY_BATCH):
+        batch = feed[begin:begin + PARITY_BATCH]
+        for name, value in function(batch).items():
+            reference.setdefault(name, []).append(value.numpy())
+        onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
+        names = [o.name for o in session.get_outputs()]
+        for name, value in zip(names, session.run(names, {"image": onnx_in}), strict=True):
+            if options.nchw and value.ndim == 4:
+                value = value.transpose(0, 2, 3, 1)
+            candidate.setdefault(name, []).append(value)
+    reference = {k: np.concatenate(v) for k, v in reference.items()}
+    candidate = {k: np.concatenate(v) for k, v in candidate.items()}
+    kinds = {name: ("labels" if name == "labels" else
+                    "aux_logits" if name.startswith("aux") else "logits")
+             for name in reference}
+    return compare(reference, candidate, kinds, request.atol, request.rtol,
+                   request.min_agreement)
+
+
+def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions,
+              card: ModelCard, parity: ParityReport) -> ExportMetadata:
+    import onnx
+    import onnxruntime
+    import onnxslim
+    import tf2onnx
+
+    from ocr_deploy.tf_env import import_tensorflow
+
+    layout = "NCHW" if options.nchw else "NHWC"
+    outputs = {}
+    if options.logits:
+        outputs["logits"] = {"kind": "logits", "layout": layout, "stride": choice.stride}
+    if options.argmax:
+        outputs["labels"] = {"kind": "labels", "layout": "NHW", "stride": choice.stride}
+    if options.keep_aux:
+        outputs.update({("aux_logits" if i == 0 else f"aux_logits_{i}"):
+                        {"kind": "aux_logits", "layout": layout} for i in range(len(choice.aux))})
+    return ExportMetadata(
+        input_layout=layout, input_height=options.input_hw[0], input_width=options.input_hw[1],
+        input_channels=options.channels, color_order=card.color_order,
+        normalization={"mean": card.mean, "std": card.std,
+                       "in_graph": options.normalize_in_graph},
+        num_classes=choice.num_classes,
+        class_names=card.class_names or [f"class_{i}" for i in range(choice.num_classes)],
+        palette=card.palette, outputs=outputs,
+        source={"file": Path(request.model).name, "sha256": sha256_of(request.model),
+                "format": loaded.file.format, "loaded_with": loaded.keras_version,
+                "written_by_keras": loaded.file.keras_version,
+                "keras_output": choice.logits},
+        tools={"ocr_deploy": ocr_deploy.__version__,
+               "tensorflow": import_tensorflow().__version__, "tf2onnx": tf2onnx.__version__,
+               "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+               "onnxslim": onnxslim.__version__, "opset": options.opset},
+        parity=parity.summary())
