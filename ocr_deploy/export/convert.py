@@ -45,12 +45,13 @@ def export_function(loaded: LoadedModel, choice: OutputChoice, options: ConvertO
     tf = import_tensorflow()
     height, width = options.input_hw
     spec = tf.TensorSpec((None, height, width, options.channels), tf.float32, name=INPUT_NAME)
-    mean = tf.constant(options.mean, tf.float32)
-    inv_std = tf.constant([1.0 / s for s in options.std], tf.float32)
+    inv_std = [1.0 / s for s in options.std]
 
     @tf.function(input_signature=[spec])
     def exported(image):
-        x = (image - mean) * inv_std if options.normalize_in_graph else image
+        x = image
+        if options.normalize_in_graph:  # constants made here, or tf2onnx sees graph inputs
+            x = (image - tf.constant(options.mean, tf.float32)) * tf.constant(inv_std, tf.float32)
         outputs = loaded.call(x)
         logits = outputs[choice.logits]
         result = {}

@@ -30,13 +30,14 @@ class LoadedModel:
     keras_version: str  # the Keras (or TensorFlow) that loaded it
     input_shape: tuple  # (H, W, C), entries may be None
     output_shapes: dict[str, tuple]  # name -> (B, H, W, K) or whatever rank the output has
-    model: Any  # the Keras model, or the SavedModel signature
+    model: Any  # the Keras model, or the loaded SavedModel (which owns the variables)
 
     def call(self, image) -> dict:
         """Run the model on a float32 ``[B,H,W,C]`` tensor (inside or outside tf.function)."""
         if self.file.flavour == "tensorflow":
-            (input_name,) = self.model.structured_input_signature[1]
-            return dict(self.model(**{input_name: image}))
+            signature = self.model.signatures["serving_default"]
+            (input_name,) = signature.structured_input_signature[1]
+            return dict(signature(**{input_name: image}))
         outputs = self.model(image, training=False)
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
@@ -142,5 +143,4 @@ def _load_saved_model(file: ModelFile) -> LoadedModel:
     (spec,) = inputs.values()
     outputs = {name: tuple(out.shape) for name, out in
                sorted(signature.structured_outputs.items())}
-    return LoadedModel(file, f"tensorflow {tf.__version__}", tuple(spec.shape[1:]), outputs,
-                       signature)
+    return LoadedModel(file, f"tensorflow {tf.__version__}", tuple(spec.shape[1:]), outputs, obj)

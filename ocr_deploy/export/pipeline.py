@@ -292,4 +292,4 @@ def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: Conve
                "tensorflow": import_tensorflow().__version__, "tf2onnx": tf2onnx.__version__,
                "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                "onnxslim": onnxslim.__version__, "opset": options.opset},
-        parity=parity.summary())
+        parity=parity.summary(), notes=card.notes)

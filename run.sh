@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One-command set-up and run on a fresh machine.
+#   bash run.sh demo   # install into .venv, then run the main job on the built-in demo model
+#   bash run.sh test   # install into .venv, then lint and run the test suite
+# Set OCR_DEPLOY_VENV to use another virtual environment folder.
+set -euo pipefail
+cd "$(dirname "$0")"
+venv="${OCR_DEPLOY_VENV:-.venv}"
+python="${PYTHON:-python3}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+stamp="$venv/.ocr-deploy-installed"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "run.sh: installing ocr-deploy[export,dev] into $venv ..." >&2
+    "$venv/bin/python" -m pip install -q --upgrade pip
+    "$venv/bin/python" -m pip install -q -c constraints.txt -e ".[export,dev]"
+    # tf-keras declares `tensorflow` (the CUDA build) as a dependency: install it without
+    # dependencies, at the version of the TensorFlow just installed (TOOLCHAIN trap).
+    tf_version="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))')"
+    "$venv/bin/python" -m pip install -q --no-deps "tf-keras==$tf_version"
+    echo "$want" > "$stamp"
+fi
+
+case "${1:-}" in
+    demo) shift; exec "$venv/bin/ocr-demo" "$@" ;;
+    test) shift
+          "$venv/bin/ruff" check .
+          exec "$venv/bin/pytest" -q "$@" ;;
+    *) echo "usage: bash run.sh demo|test [args...]" >&2; exit 2 ;;
+esac

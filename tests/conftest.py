@@ -1,0 +1,144 @@
+"""Session-scoped models for the tests: real Keras models saved in every supported format.
+
+Models are small (64x64 inputs, few channels) so that the whole suite runs in CI time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def keras3():
+    from ocr_deploy.tf_env import import_keras3
+
+    return import_keras3()
+
+
+@pytest.fixture(scope="session")
+def small_config():
+    from ocr_deploy.model.ocrnet import OCRNetConfig
+
+    return OCRNetConfig(num_classes=4, input_height=SIZE, input_width=SIZE, backbone_width=4,
+                        mid_channels=16, key_channels=8)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def keras3_model(keras3, small_config):
+    """A Keras 3 OCRNet built from the project's layers (random weights, fixed seed)."""
+    from ocr_deploy.model.ocrnet import build_ocrnet
+
+    keras3.utils.set_random_seed(1)
+    return build_ocrnet(small_config)
+
+
+@pytest.fixture(scope="session")
+def keras3_h5(keras3_model, models_dir) -> Path:
+    path = models_dir / "ocrnet_k3.h5"
+    keras3_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras3_zip(keras3_model, models_dir) -> Path:
+    path = models_dir / "ocrnet_k3.keras"
+    keras3_model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def saved_model_dir(keras3_model, models_dir) -> Path:
+    path = models_dir / "ocrnet_savedmodel"
+    keras3_model.export(str(path), verbose=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def blog_h5(models_dir) -> Path:
+    """The seed blog's style: tf_keras with raw TF ops (TFOpLambda layers)."""
+    from ocr_deploy.model.blog_style import build_blog_style_ocrnet
+    from ocr_deploy.tf_env import import_tf_keras
+
+    import_tf_keras().utils.set_random_seed(2)
+    path = models_dir / "blog_ocrnet.h5"
+    build_blog_style_ocrnet(num_classes=4, input_size=(SIZE, SIZE), channels=16,
+                            key_channels=8).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def classifier_h5(keras3, models_dir) -> Path:
+    image = keras3.Input((SIZE, SIZE, 3))
+    x = keras3.layers.Conv2D(4, 3)(image)
+    x = keras3.layers.GlobalAveragePooling2D()(x)
+    path = models_dir / "classifier.h5"
+    keras3.Model(image, keras3.layers.Dense(10)(x)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def lambda_h5(keras3, models_dir) -> Path:
+    image = keras3.Input((SIZE, SIZE, 3))
+    x = keras3.layers.Conv2D(4, 1)(image)
+    x = keras3.layers.Lambda(lambda t: t * 2.0)(x)
+    path = models_dir / "lambda.h5"
+    keras3.Model(image, x).save(path)
+    return path
+
+
+CUSTOM_LAYER_SOURCE = textwrap.dedent('''
+    import keras
+
+    class TimesTwo(keras.layers.Layer):
+        """A user's own layer, not registered with Keras."""
+
+        def call(self, x):
+            return x * 2.0
+''')
+
+
+@pytest.fixture(scope="session")
+def custom_layer_model(keras3, models_dir) -> tuple[Path, Path]:
+    """(model.keras using a user layer, the .py file defining it), the module unimported."""
+    module_path = models_dir / "my_layers.py"
+    module_path.write_text(CUSTOM_LAYER_SOURCE)
+    spec = importlib.util.spec_from_file_location("fixture_my_layers", module_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fixture_my_layers"] = module
+    spec.loader.exec_module(module)
+    image = keras3.Input((SIZE, SIZE, 3))
+    x = module.TimesTwo()(keras3.layers.Conv2D(4, 1)(image))
+    path = models_dir / "custom.keras"
+    keras3.Model(image, x).save(path)
+    del sys.modules["fixture_my_layers"]  # loading must now find it through the user's file
+    return path, module_path
+
+
+@pytest.fixture(scope="session")
+def onnx_session():
+    """Make an ONNX Runtime CPU session for a path."""
+    import onnxruntime as ort
+
+    def make(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def images():
+    """Seeded uint8-range float images, batch of 3."""
+    return np.random.default_rng(5).integers(0, 256, (3, SIZE, SIZE, 3)).astype(np.float32)
