@@ -25,7 +25,7 @@ STD = (127.5, 127.5, 127.5)
 TRAIN_SEED = 20240611
 VALIDATION_SEED = 77031
 
-_SIZE_RANGE = (11.0, 26.0)  # object radius / half-size in pixels at 96x96, scaled with the image
+_SIZE_RANGE = (13.0, 28.0)  # object radius / half-size in pixels at 96x96, scaled with the image
 _MIN_CONTRAST = 80.0  # least RGB distance between an object's colour and the background's
 
 
@@ -36,13 +36,14 @@ def normalize(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images, np.float32) - mean) / std
 
 
-def make_dataset(count: int, seed: int, height: int = 96, width: int = 96
+def make_dataset(count: int, seed: int, height: int = 96, width: int = 96, start: int = 0
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Generate ``count`` samples: images ``[N,H,W,3]`` uint8 and labels ``[N,H,W]`` uint8."""
+    """Samples ``start .. start+count-1`` of dataset ``seed``: images ``[N,H,W,3]`` uint8 and
+    labels ``[N,H,W]`` uint8."""
     images = np.empty((count, height, width, 3), np.uint8)
     labels = np.empty((count, height, width), np.uint8)
     for i in range(count):
-        images[i], labels[i] = make_sample(seed, i, height, width)
+        images[i], labels[i] = make_sample(seed, start + i, height, width)
     return images, labels
 
 
@@ -64,13 +65,14 @@ def make_sample(seed: int, index: int, height: int = 96, width: int = 96
         shading = _ramp(rng, xx, yy)[..., None] * rng.uniform(-30, 30)
         image = np.where(mask[..., None], color + shading, image)
         label[mask] = cls
-    image = image + rng.normal(0.0, rng.uniform(3.0, 12.0), image.shape)
+    image = image + rng.normal(0.0, rng.uniform(2.0, 10.0), image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), label
 
 
-def train_split(count: int, height: int = 96, width: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``count`` samples of the training split."""
-    return make_dataset(count, TRAIN_SEED, height, width)
+def train_split(count: int, height: int = 96, width: int = 96, start: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples of the training split, from sample ``start`` on."""
+    return make_dataset(count, TRAIN_SEED, height, width, start)
 
 
 def validation_split(count: int, height: int = 96, width: int = 96
@@ -126,7 +128,7 @@ def _background(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray
     elif kind == 1:  # stripes with a random period and orientation
         angle = rng.uniform(0, np.pi)
         proj = np.cos(angle) * xx + np.sin(angle) * yy
-        t = 0.5 + 0.5 * np.sin(2 * np.pi * proj / rng.uniform(8, 32) + rng.uniform(0, 2 * np.pi))
+        t = 0.5 + 0.5 * np.sin(2 * np.pi * proj / rng.uniform(12, 40) + rng.uniform(0, 2 * np.pi))
     else:  # blobs: coarse random noise, upsampled bilinearly
         cells = int(rng.integers(3, 9))
         coarse = Image.fromarray(rng.uniform(0, 1, (cells, cells)).astype(np.float32), "F")
