@@ -36,6 +36,7 @@ class ExportMetadata:
     # name -> {"kind": "logits"|"labels"|"aux_logits", "layout": ..., "stride": ...}
     outputs: dict = field(default_factory=dict)
     precision: str = "fp32"
+    build: dict = field(default_factory=dict)  # reduced precision: kept layers, calibration
     source: dict = field(default_factory=dict)  # file, sha256, format, keras flavour/version
     tools: dict = field(default_factory=dict)  # versions and opset
     parity: dict = field(default_factory=dict)  # summary of the export parity check

@@ -35,3 +35,25 @@ class Progress:
         self.timings[name] = round(elapsed, 3)
         if not self.quiet:
             print(f"      done in {elapsed:.1f} s", file=self.stream, flush=True)
+
+
+class Counter:
+    """``label: i/n`` progress for loops: one rewritten line on a terminal, else every 10 %."""
+
+    def __init__(self, label: str, total: int, quiet: bool = False, stream=None):
+        self.label, self.total, self.quiet = label, max(total, 1), quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last_decile = -1
+
+    def update(self, done: int) -> None:
+        """Report that ``done`` of ``total`` items are finished."""
+        if self.quiet:
+            return
+        text = f"      {self.label}: {done}/{self.total}"
+        if self.tty:
+            end = "\n" if done >= self.total else ""
+            print(f"\r{text}", end=end, file=self.stream, flush=True)
+        elif done * 10 // self.total > self.last_decile:
+            self.last_decile = done * 10 // self.total
+            print(text, file=self.stream, flush=True)

@@ -1,0 +1,89 @@
+"""INT8 as explicit Q/DQ nodes, placed the way TensorRT wants them.
+
+Per-channel symmetric INT8 weights, symmetric INT8 activations from calibrated ranges,
+Q/DQ on the inputs of Conv and MatMul only (no output quantisation, no bias quantisation:
+TensorRT fuses those itself). Softmax and Resize are never quantised. By default the
+softmax-weighted products of the OCR head (spatial gather and the attention core) and the
+final classifier stay in higher precision.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from ocr_deploy.precision.calibrate import QUANTIZED_OPS, CalibrationResult
+from ocr_deploy.precision.quiet import quiet_onnxruntime
+
+
+def default_exclusions(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Nodes kept in higher precision by default, by reason."""
+    return {"attention": attention_matmuls(model), "classifier": classifier_convs(model)}
+
+
+LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Mul", "Identity")
+
+
+def attention_matmuls(model: onnx.ModelProto) -> list[str]:
+    """MatMuls next to a Softmax (through layout ops and the scale): OCRNet's spatial
+    gather and both MatMuls of the attention core."""
+    nodes = model.graph.node
+    producers = {out: n for n in nodes for out in n.output}
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def from_softmax(tensor: str) -> bool:
+        node = producers.get(tensor)
+        while node is not None and node.op_type in LAYOUT_OPS:
+            node = producers.get(node.input[0])
+        return node is not None and node.op_type == "Softmax"
+
+    def into_softmax(tensor: str) -> bool:
+        pending = list(consumers.get(tensor, []))
+        while pending:
+            node = pending.pop()
+            if node.op_type == "Softmax":
+                return True
+            if node.op_type in LAYOUT_OPS:
+                pending.extend(consumers.get(node.output[0], []))
+        return False
+
+    return [n.name for n in nodes if n.op_type == "MatMul"
+            and (any(from_softmax(t) for t in n.input) or into_softmax(n.output[0]))]
+
+
+def classifier_convs(model: onnx.ModelProto) -> list[str]:
+    """The last Conv before each logits output (through Resize/Transpose/Identity)."""
+    producers = {out: n for n in model.graph.node for out in n.output}
+    found = []
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        while node is not None and node.op_type != "Conv":
+            node = producers.get(node.input[0]) if node.input else None
+        if node is not None and node.name not in found:
+            found.append(node.name)
+    return found
+
+
+def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult,
+                  exclude: list[str]) -> onnx.ModelProto:
+    """A Q/DQ INT8 copy of ``model`` using the calibrated ranges; ``exclude`` stays FP32."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory(prefix="ocr-qdq-") as tmp, quiet_onnxruntime():
+        out = Path(tmp) / "int8.onnx"
+        quantize_static(
+            model, out, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            calibrate_method=calibration.settings.ort_method(),
+            calibration_cache_path=calibration.ranges_path,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "QuantizeBias": False,
+                           "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS})
+        return onnx.load(str(out))

@@ -1,0 +1,224 @@
+"""ocr-build-engine on ONNX Runtime CPU: FP32, FP16, calibrated INT8, cache, budget, search.
+
+Runs on the shipped demo model (a real trained OCRNet) with synthetic calibration and
+validation images, so accuracy figures mean something.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from ocr_deploy.build.cli import main
+from ocr_deploy.build.pipeline import BuildRequest, build
+from ocr_deploy.metadata import read_metadata
+from ocr_deploy.precision.calibrate import CalibrationSettings
+from ocr_deploy.precision.evaluate import Budget
+from ocr_deploy.sidecar import read_sidecar
+
+
+@pytest.fixture(scope="session")
+def demo_onnx(tmp_path_factory):
+    from ocr_deploy.demo.cli import DEMO_MODEL
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("demo") / "demo.onnx"
+    return export_model(ExportRequest(model=DEMO_MODEL, output=out, argmax=True,
+                                      quiet=True)).onnx_path
+
+
+@pytest.fixture(scope="session")
+def calib_dir(tmp_path_factory):
+    from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
+
+    folder = tmp_path_factory.mktemp("calib")
+    write_samples(folder, 16, seed=TRAIN_SEED + 1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def val_dir(tmp_path_factory):
+    from ocr_deploy.demo.synthetic import write_samples
+
+    folder = tmp_path_factory.mktemp("val")
+    write_samples(folder, 24)
+    return folder
+
+
+def _request(onnx_path, tmp_path, precision, name=None, **options):
+    options.setdefault("calib", CalibrationSettings(method="minmax"))
+    return BuildRequest(onnx=onnx_path, precision=precision, backend="onnxruntime",
+                        output=tmp_path / (name or f"m_{precision}.onnx"), quiet=True,
+                        **options)
+
+
+def _labels(path, images):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["labels"], {"image": images})[0]
+
+
+@pytest.fixture(scope="session")
+def val_inputs(demo_onnx, val_dir):
+    from ocr_deploy.precision.calibration_data import load_samples
+
+    return load_samples(val_dir, read_metadata(demo_onnx)).inputs
+
+
+def test_fp32_build_writes_artifact_and_sidecar(demo_onnx, tmp_path, val_inputs):
+    result = build(_request(demo_onnx, tmp_path, "fp32"))
+    sidecar = read_sidecar(result.artifact)
+    assert sidecar["backend"] == "onnxruntime" and sidecar["precision"] == "fp32"
+    assert len(sidecar["source_onnx_sha256"]) == 64
+    assert sidecar["metadata"]["num_classes"] == 5
+    assert read_metadata(result.artifact).precision == "fp32"
+    np.testing.assert_array_equal(_labels(result.artifact, val_inputs),
+                                  _labels(demo_onnx, val_inputs))
+
+
+def test_fp16_is_mixed_precision_and_within_budget(demo_onnx, tmp_path, val_dir):
+    result = build(_request(demo_onnx, tmp_path, "fp16", val_dir=val_dir,
+                            ort_optimization="basic"))
+    model = onnx.load(str(result.artifact))
+    assert {i.type.tensor_type.elem_type for i in model.graph.input} == {onnx.TensorProto.FLOAT}
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert any(n.op_type == "Cast" for n in model.graph.node)
+    accuracy = result.info["verification"]["accuracy"]
+    assert accuracy["miou_drop"] <= 0.1 and accuracy["agreement"] > 0.99
+
+
+def test_int8_qdq_placement_and_cache_reuse(demo_onnx, tmp_path, calib_dir, val_dir,
+                                            val_inputs):
+    first = build(_request(demo_onnx, tmp_path, "int8", "a.onnx", calib_dir=calib_dir,
+                           val_dir=val_dir, ort_optimization="basic"))
+    assert first.info["calibration"]["cache_hit"] is False
+    model = onnx.load(str(first.artifact))
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    kept = first.info["kept_in_higher_precision"]
+    assert len(kept["attention"]) == 3 and len(kept["classifier"]) == 1
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for node in model.graph.node:  # kept nodes are not fed by DequantizeLinear
+        if node.name in kept["attention"] + kept["classifier"]:
+            assert all(getattr(producers.get(i), "op_type", "") != "DequantizeLinear"
+                       for i in node.input)
+    assert first.info["verification"]["met_budget"]
+    assert (_labels(first.artifact, val_inputs) == _labels(demo_onnx, val_inputs)).mean() > 0.97
+
+    second = build(_request(demo_onnx, tmp_path, "int8", "b.onnx", calib_dir=calib_dir,
+                            val_dir=val_dir))
+    assert second.info["calibration"]["cache_hit"] is True
+    assert second.info["calibration"]["cache_file"] == first.info["calibration"]["cache_file"]
+    forced = build(_request(demo_onnx, tmp_path, "int8", "c.onnx", calib_dir=calib_dir,
+                            val_dir=val_dir, recalibrate=True))
+    assert forced.info["calibration"]["cache_hit"] is False
+
+
+def test_entropy_is_real_entropy(demo_onnx, tmp_path, calib_dir):
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    from ocr_deploy.precision.calibrate import calibrate
+    from ocr_deploy.precision.calibration_data import load_samples
+
+    data = load_samples(calib_dir, read_metadata(demo_onnx), 8)
+    model = demo_onnx.read_bytes()
+    ranges = {m: load_tensors_data(calibrate(model, data, CalibrationSettings(method=m),
+                                             tmp_path, quiet=True).ranges_path).data
+              for m in ("minmax", "entropy")}
+    widths = {m: {k: float(np.max(np.abs(v.range_value))) for k, v in r.items()}
+              for m, r in ranges.items()}
+    narrower = [k for k in widths["minmax"] if widths["entropy"][k] < 0.95 * widths["minmax"][k]]
+    assert len(narrower) > len(widths["minmax"]) // 4  # entropy clips outliers; MinMax cannot
+
+
+@pytest.mark.slow
+def test_sensitivity_search_meets_a_tight_budget(demo_onnx, tmp_path, calib_dir, val_dir):
+    plain = build(_request(demo_onnx, tmp_path, "int8", "plain.onnx", calib_dir=calib_dir,
+                           val_dir=val_dir, quantize_attention=True))
+    agreement = plain.info["verification"]["accuracy"]["agreement"]
+    target = agreement + (1 - agreement) / 2  # halfway between INT8 and FP32
+    result = build(_request(demo_onnx, tmp_path, "int8", "tight.onnx", calib_dir=calib_dir,
+                            val_dir=val_dir, quantize_attention=True,
+                            budget=Budget(max_miou_drop=1.0, min_agreement=target)))
+    kept = result.info["kept_in_higher_precision"]["sensitivity_search"]
+    assert kept and result.info["verification"]["accuracy"]["agreement"] >= target
+    assert read_metadata(result.artifact).build["kept_in_higher_precision"][
+        "sensitivity_search"] == kept
+
+
+def test_budget_miss_without_search_fails_cleanly(demo_onnx, tmp_path, calib_dir, val_dir,
+                                                  capsys):
+    code = main([str(demo_onnx), "--int8", "--backend", "onnxruntime", "-o",
+                 str(tmp_path / "x.onnx"), "--calib-dir", str(calib_dir), "--calib-method",
+                 "minmax", "--val-dir", str(val_dir), "--min-agreement", "1.0",
+                 "--max-miou-drop", "-1", "--no-sensitivity-search", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 3 and len(err.splitlines()) == 1 and "budget" in err
+    assert not list(tmp_path.glob("x.onnx*"))
+
+
+def test_cli_json_and_latest_export(demo_onnx, tmp_path, monkeypatch, capsys):
+    (tmp_path / "export").mkdir()
+    (tmp_path / "export" / "demo.onnx").write_bytes(demo_onnx.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    assert main(["--fp32", "--backend", "onnxruntime", "--json"]) == 0
+    captured = capsys.readouterr()
+    info = json.loads(captured.out)
+    assert info["artifact"] == "engines/demo_fp32.onnx" and info["backend"] == "onnxruntime"
+    assert "export/demo.onnx" in captured.err and (tmp_path / "engines/demo_fp32.onnx").is_file()
+
+
+def test_npy_calibration_data(demo_onnx, tmp_path):
+    from ocr_deploy.demo.synthetic import make_dataset
+    from ocr_deploy.precision.calibration_data import load_samples
+
+    images, _ = make_dataset(4, seed=3)
+    np.save(tmp_path / "a.npy", images)  # uint8 images
+    meta = read_metadata(demo_onnx)
+    floats = (images[:2].astype(np.float32) - 127.5) / 127.5
+    np.savez(tmp_path / "b.npz", x=floats)  # already preprocessed
+    data = load_samples(tmp_path, meta)
+    assert len(data) == 6 and data.sources[0] == "a.npy[0]"
+    np.testing.assert_allclose(data.inputs[4], floats[0], atol=1e-6)
+    np.testing.assert_allclose(data.inputs[0], floats[0], atol=1e-6)
+
+
+def _fails(capsys, *args) -> str:
+    assert main([str(a) for a in args] + ["-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_bad_inputs(demo_onnx, tmp_path, calib_dir, capsys):
+    plain = tmp_path / "plain.onnx"
+    model = onnx.load(str(demo_onnx))
+    del model.metadata_props[:]
+    onnx.save(model, str(plain))
+    assert "ocr-export" in _fails(capsys, plain, "--fp32", "-o", tmp_path / "o.onnx")
+    assert "--calib-dir" in _fails(capsys, demo_onnx, "--int8", "--backend", "onnxruntime",
+                                   "-o", tmp_path / "o.onnx")
+    bad = tmp_path / "bad_calib"
+    bad.mkdir()
+    for source in sorted(calib_dir.glob("*.png"))[:4]:
+        (bad / source.name).write_bytes(source.read_bytes())
+    (bad / "zz_broken.png").write_bytes(b"not a png")
+    args = [demo_onnx, "--int8", "--backend", "onnxruntime", "-o", tmp_path / "o.onnx",
+            "--calib-dir", bad, "--calib-method", "minmax", "--no-verify"]
+    assert "zz_broken.png" in _fails(capsys, *args, "--calib-samples", "5")
+    assert "at least 5" in _fails(capsys, *args, "--calib-samples", "5", "--skip-unreadable")
+    assert main([str(a) for a in args] + ["--calib-samples", "4", "--skip-unreadable", "-q"]) == 0
+    assert "--force" in _fails(capsys, *args, "--calib-samples", "4")
+    assert "TensorRT" in _fails(capsys, demo_onnx, "--fp16", "--backend", "tensorrt")
+    assert "not writable" in _fails(capsys, demo_onnx, "--fp32", "--backend", "onnxruntime",
+                                    "-o", plain / "x.onnx")
+
+
+def test_conflicting_precisions_are_a_usage_error(demo_onnx, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(demo_onnx), "--fp16", "--int8"])
+    assert exit_info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err

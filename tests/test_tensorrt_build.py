@@ -1,0 +1,53 @@
+"""TensorRT engine builds. These need TensorRT and an NVIDIA GPU; elsewhere they skip and
+say why. Nothing here has run on this project's CPU-only machines."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocr_deploy.build.tensorrt_backend import availability
+
+AVAILABLE, REASON = availability()
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not AVAILABLE, reason=f"TensorRT engine build: {REASON}")]
+
+
+@pytest.fixture(scope="module")
+def small_onnx(keras3_h5, tmp_path_factory):
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+
+    out = tmp_path_factory.mktemp("trt") / "small.onnx"
+    return export_model(ExportRequest(model=keras3_h5, output=out, nchw=True, argmax=True,
+                                      quiet=True)).onnx_path
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
+    import tensorrt as trt
+
+    from ocr_deploy.build.pipeline import BuildRequest, build
+
+    result = build(BuildRequest(onnx=small_onnx, precision=precision, backend="tensorrt",
+                                output=tmp_path / f"m_{precision}.engine", verify=False,
+                                quiet=True))
+    info = result.info
+    assert info["backend"] == "tensorrt" and info["tensorrt_version"] == trt.__version__
+    assert info["gpu_name"] and info["compute_capability"]
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
+        result.artifact.read_bytes())
+    assert engine is not None
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    assert "image" in names and "labels" in names
+    assert (tmp_path / "timing.cache").is_file() or info["timing_cache"]
+
+
+def test_timing_cache_is_reused(small_onnx, tmp_path):
+    from ocr_deploy.build.pipeline import BuildRequest, build
+    from ocr_deploy.build.tensorrt_backend import TensorRTOptions
+
+    options = TensorRTOptions(timing_cache=tmp_path / "timing.cache")
+    for name in ("a", "b"):
+        build(BuildRequest(onnx=small_onnx, precision="fp32", backend="tensorrt",
+                           output=tmp_path / f"{name}.engine", verify=False, quiet=True,
+                           tensorrt=options))
+    assert (tmp_path / "timing.cache").stat().st_size > 0
