@@ -51,6 +51,7 @@ def val_dir(tmp_path_factory):
 
 def _request(onnx_path, tmp_path, precision, name=None, **options):
     options.setdefault("calib", CalibrationSettings(method="minmax"))
+    options.setdefault("calib_samples", 16)
     return BuildRequest(onnx=onnx_path, precision=precision, backend="onnxruntime",
                         output=tmp_path / (name or f"m_{precision}.onnx"), quiet=True,
                         **options)
@@ -125,8 +126,8 @@ def test_entropy_is_real_entropy(demo_onnx, tmp_path, calib_dir):
 
     data = load_samples(calib_dir, read_metadata(demo_onnx), 8)
     model = demo_onnx.read_bytes()
-    ranges = {m: load_tensors_data(calibrate(model, data, CalibrationSettings(method=m),
-                                             tmp_path, quiet=True).ranges_path).data
+    ranges = {m: load_tensors_data(calibrate(model, data, CalibrationSettings(
+        method=m, num_bins=256), tmp_path, quiet=True).ranges_path).data
               for m in ("minmax", "entropy")}
     widths = {m: {k: float(np.max(np.abs(v.range_value))) for k, v in r.items()}
               for m, r in ranges.items()}
@@ -152,7 +153,8 @@ def test_sensitivity_search_meets_a_tight_budget(demo_onnx, tmp_path, calib_dir,
 def test_budget_miss_without_search_fails_cleanly(demo_onnx, tmp_path, calib_dir, val_dir,
                                                   capsys):
     code = main([str(demo_onnx), "--int8", "--backend", "onnxruntime", "-o",
-                 str(tmp_path / "x.onnx"), "--calib-dir", str(calib_dir), "--calib-method",
+                 str(tmp_path / "x.onnx"), "--calib-dir", str(calib_dir), "--calib-samples", "16",
+                 "--calib-method",
                  "minmax", "--val-dir", str(val_dir), "--min-agreement", "1.0",
                  "--max-miou-drop", "-1", "--no-sensitivity-search", "-q"])
     err = capsys.readouterr().err.strip()
@@ -168,6 +170,7 @@ def test_cli_json_and_latest_export(demo_onnx, tmp_path, monkeypatch, capsys):
     captured = capsys.readouterr()
     info = json.loads(captured.out)
     assert info["artifact"] == "engines/demo_fp32.onnx" and info["backend"] == "onnxruntime"
+    assert info["source_onnx"] == "export/demo.onnx"
     assert "export/demo.onnx" in captured.err and (tmp_path / "engines/demo_fp32.onnx").is_file()
 
 
@@ -188,9 +191,11 @@ def test_npy_calibration_data(demo_onnx, tmp_path):
 
 def _fails(capsys, *args) -> str:
     assert main([str(a) for a in args] + ["-q"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "".join(lines)
+    assert all(line.startswith("warning: ") for line in lines[:-1])  # skipped files
+    assert lines[-1].startswith("ocr-build-engine: error: ")
+    return lines[-1]
 
 
 def test_bad_inputs(demo_onnx, tmp_path, calib_dir, capsys):

@@ -90,8 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     model = args.model
     if model is None:
         model = latest_export()
-        Progress(0, args.quiet or args.json).note(f"no model given: using the most recent "
-                                                  f"export, {model}")
+        Progress(0, args.quiet).note(f"no model given: using the most recent export, {model}")
     output_dir = args.output.parent if args.output else Path("engines")
     result = build(BuildRequest(
         onnx=model, precision=args.precision, backend=args.backend, output=args.output,
