@@ -17,7 +17,7 @@ import numpy as np
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.images import IMAGE_SUFFIXES, read_image
 from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.preprocess import resize_to_model, to_model_input
+from ocr_deploy.runtime.preprocess import prepare_batch
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 LABEL_FOLDER = "labels"  # masks of DIR/x.png live in DIR/labels/x.png
@@ -92,7 +92,7 @@ def load_samples(folder: Path, meta: ExportMetadata, count: int | None = None,
 def _read(path: Path, meta: ExportMetadata):
     """Yield preprocessed samples from one file."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        yield to_model_input(resize_to_model(read_image(path), meta)[None], meta)[0]
+        yield prepare_batch([read_image(path)], meta)[0]
         return
     try:
         loaded = np.load(path, allow_pickle=False)  # never unpickle: data files are untrusted
@@ -110,7 +110,7 @@ def _samples_from_array(path: Path, array: np.ndarray, meta: ExportMetadata):
                    else (meta.input_height, meta.input_width, meta.input_channels))
     if array.dtype == np.uint8 and array.ndim in (3, 4) and array.shape[-1] == 3:
         for image in array.reshape(-1, *array.shape[-3:]):
-            yield to_model_input(resize_to_model(image, meta)[None], meta)[0]
+            yield prepare_batch([image], meta)[0]
     elif np.issubdtype(array.dtype, np.floating) and array.shape[-3:] == model_shape:
         yield from array.reshape(-1, *model_shape).astype(np.float32)
     else:

@@ -15,7 +15,7 @@ import onnxruntime as ort
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.metrics import mean_iou
 from ocr_deploy.precision.calibration_data import SampleSet
-from ocr_deploy.preprocess import labels_from_outputs
+from ocr_deploy.runtime.postprocess import labels_from_outputs
 
 BATCH = 8
 

@@ -1,0 +1,83 @@
+"""``ocr-bench ARTIFACT...``: latency and throughput of exported models side by side.
+
+Each artifact (.onnx, TensorRT .engine, or a Keras .h5/.keras for the reference) runs at
+every batch size: compute only (the backend's run on a prepared batch) and end to end
+(uint8 images of --image-size through pre-processing, the model and post-processing).
+Reports min/mean/median/p90/p95/p99 latency, images/s, peak memory, and warns when runs
+vary by more than 5 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ocr_deploy.bench.plot import plot_report
+from ocr_deploy.bench.report import format_table
+from ocr_deploy.bench.runner import benchmark
+from ocr_deploy.cli_support import EXIT_OK, print_json, run_command, size_arg
+
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,4,8, found '{text}'")
+    return sorted(set(values))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT",
+                        help=".onnx, .engine, or a Keras .h5/.keras (runs TensorFlow)")
+    parser.add_argument("--batch", type=_batches, default=[1], metavar="B1,B2,...",
+                        help="batch sizes (default 1)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--iterations", type=int, default=20,
+                        help="timed runs per batch size and mode (default 20)")
+    length.add_argument("--duration", type=float, metavar="S",
+                        help="time each batch size and mode for S seconds instead")
+    parser.add_argument("--image-size", type=size_arg, metavar="HxW",
+                        help="end-to-end image size (default: each model's input size)")
+    parser.add_argument("--compute-only", action="store_true",
+                        help="skip the end-to-end measurement")
+    parser.add_argument("--providers", type=lambda s: [p for p in s.split(",") if p],
+                        help="ONNX Runtime execution providers, e.g. cuda,cpu")
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw latency against batch size per artifact")
+    parser.add_argument("--json", action="store_true",
+                        help="print the report as JSON on stdout (progress stays on stderr)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    quiet = args.quiet or args.json
+
+    def progress(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    report = benchmark(args.artifacts, args.batch, args.warmup,
+                       None if args.duration else args.iterations, args.duration,
+                       args.image_size, not args.compute_only, args.providers, args.threads,
+                       progress=progress)
+    if args.plot:
+        plot_report(report, args.plot)
+        progress(f"wrote {args.plot}")
+    if args.json:
+        print_json(report)
+    else:
+        print(format_table(report))
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ocr-bench``."""
+    return run_command("ocr-bench", _run, build_parser(), argv)

@@ -1,0 +1,68 @@
+"""The ``ocr-bench`` report: its JSON layout and the side-by-side table.
+
+JSON layout (``schema`` = ``"ocr-bench/1"``)::
+
+    schema      "ocr-bench/1"
+    created     ISO 8601 time (UTC)
+    machine     {platform, processor, cpu_count, python, numpy, onnxruntime}
+    settings    {batches, warmup, iterations (null with duration_s), duration_s,
+                 image_size ([H, W] or null: each model's input size), end_to_end, threads, seed}
+    results     one per artifact, in the order given:
+      artifact, name, kind ("onnx" | "engine" | "keras"), backend ("onnxruntime" |
+      "tensorrt" | "tensorflow"), device ("cpu" | "cuda"), providers (ONNX Runtime's, else
+      null), precision, input_size [h, w], image_size [H, W], outputs (what was fetched),
+      open_s (seconds to load),
+      batches     one per batch size: {batch, compute: STATS, end_to_end: STATS (absent with
+                  --compute-only)}
+      memory      {peak_rss_mib, rss_before_mib, rss_peak_scope ("since reset": this
+                   artifact's peak, Linux; "process lifetime"), gpu_used_mib (GPU runs: memory
+                   in use on the device after the runs, all processes; else null)}
+      warnings    variability warnings of this artifact
+    warnings    all warnings
+
+    STATS = {iterations, min_ms, mean_ms, median_ms, p90_ms, p95_ms, p99_ms, max_ms, std_ms,
+             images_per_s (batch / mean), cv (std / mean), spread ((p90 - median) / median),
+             unstable (cv or spread above 5 %)}
+"""
+
+from __future__ import annotations
+
+SCHEMA = "ocr-bench/1"
+STATS_KEYS = ("iterations", "min_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms",
+              "max_ms", "std_ms", "images_per_s", "cv", "spread", "unstable")
+
+
+def format_table(report: dict) -> str:
+    """All artifacts side by side, grouped by batch size; '!' marks unstable timings."""
+    header = ["batch", "artifact", "backend", "device", "compute ms", "p90", "p99", "img/s",
+              "end-to-end ms", "p90", "p99", "img/s", "peak MiB"]
+    rows = []
+    batches = sorted({b["batch"] for r in report["results"] for b in r["batches"]})
+    for batch in batches:
+        for result in report["results"]:
+            entry = next((b for b in result["batches"] if b["batch"] == batch), None)
+            if entry is None:
+                continue
+            row = [str(batch), result["name"], result["backend"], result["device"]]
+            for mode in ("compute", "end_to_end"):
+                stats = entry.get(mode)
+                if stats is None:
+                    row += ["-"] * 4
+                    continue
+                mark = "!" if stats["unstable"] else ""
+                row += [f"{stats['median_ms']:.2f}{mark}", f"{stats['p90_ms']:.2f}",
+                        f"{stats['p99_ms']:.2f}", f"{stats['images_per_s']:.1f}"]
+            row.append(f"{result['memory']['peak_rss_mib']:.0f}")
+            rows.append(row)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) if i >= 4 or i == 0 else cell.ljust(w)
+                       for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
+             for line in [header, *rows]]
+    lines.insert(1, "-" * len(lines[0]))
+    notes = ["median latency per batch in ms; img/s = batch / mean latency; "
+             "'!' = runs vary more than 5 %"]
+    if report["warnings"]:
+        notes += [f"warning: {w}" for w in report["warnings"]]
+        notes.append("unstable timings: close other programs, or measure longer "
+                     "(--duration, more --iterations)")
+    return "\n".join(lines + notes)

@@ -1,0 +1,165 @@
+"""Benchmark runs: open an artifact, time compute-only and end-to-end calls per batch size.
+
+- **compute**: ``Segmenter.run`` on a batch prepared once (the backend's run: for TensorRT
+  this includes the host/device copies; for ONNX Runtime its I/O-bound run).
+- **end_to_end**: ``Segmenter.predict`` on uint8 images of the original size: resize,
+  normalise, run, resize the scores back, argmax.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.bench import memory
+from ocr_deploy.bench.report import SCHEMA
+from ocr_deploy.bench.stats import latency_stats, variability_warning
+from ocr_deploy.errors import BadInputError
+from ocr_deploy.runtime.artifact import KERAS_SUFFIXES
+from ocr_deploy.runtime.segmenter import Segmenter
+
+MIN_RUNS = 3  # with --duration, at least this many timed runs
+
+
+def is_keras(path: Path) -> bool:
+    """A Keras model file or SavedModel folder (benchmarked through TensorFlow)."""
+    path = Path(path)
+    return path.suffix.lower() in KERAS_SUFFIXES or path.is_dir()
+
+
+def open_artifact(path: Path, providers: Sequence | None = None,
+                  threads: int | None = None) -> tuple[Segmenter, str]:
+    """A ``Segmenter`` over any artifact, Keras models included; and the artifact's kind."""
+    path = Path(path)
+    if is_keras(path):
+        from ocr_deploy.bench.keras_backend import KerasBackend
+
+        if not path.exists():
+            raise BadInputError(path, "an existing model", "no such path", "check the path")
+        backend = KerasBackend(path)
+        return Segmenter(backend, backend.metadata(path), path), "keras"
+    segmenter = Segmenter.open(path, providers=providers, threads=threads)
+    return segmenter, "engine" if segmenter.backend.name == "tensorrt" else "onnx"
+
+
+def time_calls(function: Callable[[], object], warmup: int, iterations: int | None,
+               duration: float | None) -> list[float]:
+    """Seconds per call of ``function`` after ``warmup`` calls: ``iterations`` of them, or
+    as many as fit in ``duration`` seconds (at least ``MIN_RUNS``)."""
+    for _ in range(warmup):
+        function()
+    times: list[float] = []
+    deadline = time.perf_counter() + duration if duration else None
+    while True:
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+        if deadline is None and len(times) >= (iterations or 1):
+            return times
+        if deadline is not None and time.perf_counter() >= deadline and len(times) >= MIN_RUNS:
+            return times
+
+
+def benchmark_artifact(path: Path, batches: Sequence[int] = (1,), warmup: int = 3,
+                       iterations: int | None = 20, duration: float | None = None,
+                       image_size: tuple[int, int] | None = None, end_to_end: bool = True,
+                       providers: Sequence | None = None, threads: int | None = None,
+                       seed: int = 0) -> dict:
+    """Measure one artifact at each batch size; return its result (see ``report``)."""
+    _check_settings(batches, warmup, iterations, duration)
+    path = Path(path)
+    rss_method = memory.reset_peak_rss()
+    rss_before = memory.current_rss_mib()
+    start = time.perf_counter()
+    segmenter, kind = open_artifact(path, providers, threads)
+    open_s = time.perf_counter() - start
+    with segmenter:
+        info = segmenter.describe()
+        gpu = segmenter.backend.device == "cuda"
+        size = tuple(image_size) if image_size else segmenter.input_size
+        if segmenter.max_batch and max(batches) > segmenter.max_batch:
+            raise BadInputError(path, f"batch sizes up to the artifact's maximum "
+                                f"{segmenter.max_batch}", f"{max(batches)}",
+                                "choose smaller --batch values")
+        rng = np.random.default_rng(seed)
+        images = rng.integers(0, 256, (max(batches), *size, segmenter.metadata.input_channels),
+                              dtype=np.uint8)
+        outputs = segmenter.outputs_for([size])
+        runs, warnings = [], []
+        for batch in batches:
+            chunk = list(images[:batch])
+            prepared = segmenter.prepare(chunk)
+            entry = {"batch": batch, "compute": latency_stats(time_calls(
+                lambda p=prepared: segmenter.run(p, outputs), warmup, iterations, duration),
+                batch)}
+            if end_to_end:
+                entry["end_to_end"] = latency_stats(time_calls(
+                    lambda c=chunk: segmenter.predict(c), warmup, iterations, duration), batch)
+            for mode in ("compute", "end_to_end"):
+                if mode in entry:
+                    warning = variability_warning(path.name, batch, mode, entry[mode])
+                    if warning:
+                        warnings.append(warning)
+            runs.append(entry)
+        return {"artifact": str(path), "name": path.name, "kind": kind,
+                "backend": info["backend"], "device": info["device"],
+                "providers": info.get("providers"), "precision": info["precision"],
+                "input_size": info["input_size"], "image_size": list(size),
+                "outputs": outputs, "open_s": round(open_s, 3), "batches": runs,
+                "memory": {"peak_rss_mib": memory.peak_rss_mib(), "rss_before_mib": rss_before,
+                           "rss_peak_scope": rss_method,
+                           "gpu_used_mib": memory.gpu_used_mib(segmenter.backend.device_id)
+                           if gpu else None},
+                "warnings": warnings}
+
+
+def benchmark(paths: Sequence[Path], batches: Sequence[int] = (1,), warmup: int = 3,
+              iterations: int | None = 20, duration: float | None = None,
+              image_size: tuple[int, int] | None = None, end_to_end: bool = True,
+              providers: Sequence | None = None, threads: int | None = None, seed: int = 0,
+              progress: Callable[[str], None] | None = None) -> dict:
+    """Benchmark several artifacts one after another; return the whole report."""
+    _check_settings(batches, warmup, iterations, duration)
+    if not paths:
+        raise BadInputError(None, "at least one artifact", "none", "name .onnx/.engine files")
+    results = []
+    for index, path in enumerate(paths, 1):
+        if progress:
+            progress(f"[{index}/{len(paths)}] {path}")
+        results.append(benchmark_artifact(path, batches, warmup, iterations, duration,
+                                          image_size, end_to_end, providers, threads, seed))
+    return {"schema": SCHEMA,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"),
+            "machine": _machine(),
+            "settings": {"batches": list(batches), "warmup": warmup,
+                         "iterations": None if duration else iterations,
+                         "duration_s": duration,
+                         "image_size": list(image_size) if image_size else None,
+                         "end_to_end": end_to_end, "threads": threads, "seed": seed},
+            "results": results,
+            "warnings": [w for r in results for w in r["warnings"]]}
+
+
+def _check_settings(batches, warmup, iterations, duration) -> None:
+    if not batches or min(batches) < 1:
+        raise BadInputError(None, "batch sizes >= 1", f"{list(batches)}", "e.g. --batch 1,4,8")
+    if warmup < 0 or (duration is None and (iterations is None or iterations < 1)) \
+            or (duration is not None and duration <= 0):
+        raise BadInputError(None, "--warmup >= 0 and --iterations >= 1 or --duration > 0",
+                            f"warmup {warmup}, iterations {iterations}, duration {duration}",
+                            "fix the options")
+
+
+def _machine() -> dict:
+    import onnxruntime
+
+    return {"platform": platform.platform(), "processor": platform.processor() or None,
+            "cpu_count": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "onnxruntime": onnxruntime.__version__}

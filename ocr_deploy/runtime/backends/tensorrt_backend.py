@@ -1,0 +1,279 @@
+"""TensorRT backend on cuda-python: one execution context, one stream, buffers kept per shape.
+
+Written against TensorRT 10.x/11.x's documented Python API (``deserialize_cuda_engine``,
+``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) and cuda-python's
+runtime API. **It has not been run yet**: the development machines have no GPU and
+TensorRT does not install there; ``tests/test_runtime_tensorrt.py`` exercises it where
+both exist.
+
+- Device buffers are allocated once and re-allocated only when a larger batch needs more;
+  host staging buffers are pinned (``cudaMallocHost``) so copies run asynchronously.
+- One lock guards the single execution context: concurrent callers are served one at a
+  time and get exactly the results of serial calls (open one Segmenter per GPU stream to
+  run several at once).
+- ``cuda_graph=True`` captures the enqueued kernels per batch size after one ordinary run
+  and replays them (``cudaGraphLaunch``); buffers that move invalidate the captures.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.errors import BadInputError
+from ocr_deploy.runtime import cuda
+from ocr_deploy.runtime.backends.base import Backend
+from ocr_deploy.runtime.tensors import TensorRef
+
+
+def import_tensorrt(path: object = None):
+    """Import TensorRT, or say clearly that running an engine needs it."""
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise BadInputError(path, "TensorRT (the 'tensorrt' extra, on a machine with an "
+                            "NVIDIA GPU) to run a TensorRT engine",
+                            f"it is not installed ({exc})",
+                            "install it with: pip install 'ocr-deploy[tensorrt]', or run the "
+                            "exported .onnx with ONNX Runtime instead") from exc
+    return tensorrt
+
+
+def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, device: dict) -> None:
+    """Refuse an engine whose sidecar says it was built for another TensorRT or GPU.
+
+    Reads the sidecar's ``tensorrt_version``, ``compute_capability`` and ``gpu_name``; a
+    different GPU model of the same compute capability only warns (TensorRT loads it, but
+    its kernels were tuned for the other model).
+    """
+    built = sidecar.get("tensorrt_version")
+    here_gpu = f"{device['gpu_name']} (compute capability {device['compute_capability']})"
+    built_gpu = f"{sidecar.get('gpu_name', 'unknown GPU')} (compute capability " \
+                f"{_capability(sidecar.get('compute_capability')) or 'unknown'})"
+    if built and _release(built) != _release(tensorrt_version):
+        raise BadInputError(path, f"an engine built with this machine's TensorRT "
+                            f"{tensorrt_version}", f"one built with TensorRT {built} on "
+                            f"{built_gpu}", "rebuild the engine here with ocr-build-engine: "
+                            "engines are tied to one TensorRT version and one GPU")
+    capability = _capability(sidecar.get("compute_capability"))
+    if capability and capability != device["compute_capability"]:
+        raise BadInputError(path, f"an engine built for this GPU, {here_gpu}",
+                            f"one built for {built_gpu}",
+                            "rebuild the engine on this machine with ocr-build-engine")
+    if sidecar.get("gpu_name") and sidecar["gpu_name"] != device["gpu_name"]:
+        warnings.warn(f"{path}: engine built on {built_gpu}, running on {here_gpu}: it loads, "
+                      "but rebuild it here for the best speed", stacklevel=3)
+
+
+class TensorRTBackend(Backend):
+    """A deserialised TensorRT engine with one execution context and one CUDA stream."""
+
+    name = "tensorrt"
+    device = "cuda"
+
+    def __init__(self, path: Path, sidecar: dict, device_id: int = 0, cuda_graph: bool = False):
+        trt = import_tensorrt(path)
+        self.device_id = device_id
+        cuda.cuda_call("cudaSetDevice", device_id)
+        self.gpu = cuda.device_info(device_id)
+        check_compatibility(path, sidecar, trt.__version__, self.gpu)
+        self._trt = trt
+        self._logger = _recording_logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._deserialize(Path(path), sidecar)
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise BadInputError(path, "an execution context for the engine",
+                                "none (out of GPU memory?)", "free GPU memory and retry")
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names
+                  if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        if len(inputs) != 1:
+            raise BadInputError(path, "an engine with one image input", f"inputs {inputs}",
+                                "build it from an ONNX exported by ocr-export")
+        self.input_name = inputs[0]
+        self.output_names = tuple(n for n in names if n != self.input_name)
+        self._names = names
+        self._dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self._shapes = {n: tuple(self.engine.get_tensor_shape(n)) for n in names}
+        self.input_dtype = self._dtypes[self.input_name]
+        batch_dim = self._shapes[self.input_name][0]
+        self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]) \
+            if batch_dim == -1 else int(batch_dim)
+        self._stream = cuda.Stream()
+        self._event = cuda.Event()
+        self._event_pending = False  # work queued on a caller's stream that ours must wait for
+        self._device = {n: cuda.DeviceBuffer() for n in names}
+        self._host = {n: cuda.PinnedBuffer() for n in names}
+        self._graphs: dict[int, cuda.CudaGraph] = {}
+        self._use_graphs = cuda_graph
+        self._lock = threading.Lock()
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        return (batch, *self._shapes[self.input_name][1:])
+
+    def output_shape(self, name: str, batch: int) -> tuple[int, ...]:
+        return (batch, *self._shapes[name][1:])
+
+    def output_dtype(self, name: str) -> np.dtype:
+        return self._dtypes[name]
+
+    def run(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        stream = self._stream.handle
+        with self._lock:
+            cuda.cuda_call("cudaSetDevice", self.device_id)
+            shapes = self._bind_own_buffers(batch.shape[0])
+            host_input = self._host[self.input_name].view(batch.shape, batch.dtype)
+            np.copyto(host_input, batch)
+            cuda.copy_async(self._device[self.input_name].ptr, self._host[self.input_name].ptr,
+                            batch.nbytes, True, stream)
+            self._enqueue(batch.shape[0], stream)
+            for name in outputs:
+                nbytes = int(np.prod(shapes[name])) * self._dtypes[name].itemsize
+                cuda.copy_async(self._host[name].ptr, self._device[name].ptr, nbytes, False,
+                                stream)
+            self._stream.synchronize()
+            self._event_pending = False
+            return {name: self._host[name].view(shapes[name], self._dtypes[name]).copy()
+                    for name in outputs}
+
+    def run_device(self, input_ref: TensorRef, output_refs: dict[str, TensorRef], batch: int,
+                   stream: int | None) -> None:
+        for ref in (input_ref, *output_refs.values()):
+            if ref.device != "cuda":
+                raise BadInputError(None, "CUDA device memory for a TensorRT engine",
+                                    "host memory", "copy the data to the GPU first, or use "
+                                    "predict()/run() with NumPy arrays")
+        handle = self._stream.handle if stream is None else int(stream)
+        with self._lock:
+            cuda.cuda_call("cudaSetDevice", self.device_id)
+            self._set_shape(batch)
+            self.context.set_tensor_address(self.input_name, input_ref.ptr)
+            for name in self.output_names:  # every output needs an address; unasked ones: ours
+                if name in output_refs:
+                    self.context.set_tensor_address(name, output_refs[name].ptr)
+                else:
+                    shape = tuple(self.context.get_tensor_shape(name))
+                    self._grow(name, int(np.prod(shape)) * self._dtypes[name].itemsize)
+                    self.context.set_tensor_address(name, self._device[name].ptr)
+            if self._event_pending:
+                self._event.wait_on(handle)
+            self._execute(handle)
+            if stream is None:
+                self._stream.synchronize()
+                self._event_pending = False
+            else:  # asynchronous on the caller's stream; later work here waits for it
+                self._event.record(handle)
+                self._event_pending = True
+
+    def info(self) -> dict:
+        return {"backend": self.name, "device": self.device, "tensorrt": self._trt.__version__,
+                **self.gpu, "cuda_graph": self._use_graphs}
+
+    def close(self) -> None:
+        with self._lock:
+            for graph in self._graphs.values():
+                graph.destroy()
+            self._graphs.clear()
+            for buffer in (*self._device.values(), *self._host.values()):
+                buffer.free()
+            self._event.destroy()
+            self._stream.destroy()
+            self.context = self.engine = None
+
+    def _deserialize(self, path: Path, sidecar: dict):
+        try:
+            engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        except Exception as exc:  # some TensorRT versions raise instead of returning None
+            self._logger.errors.append(str(exc))
+            engine = None
+        if engine is None:
+            reason = "; ".join(self._logger.errors[-2:]) or "no reason given"
+            raise BadInputError(path, f"an engine that TensorRT {self._trt.__version__} can "
+                                f"load on {self.gpu['gpu_name']}",
+                                f"deserialisation failed (built with TensorRT "
+                                f"{sidecar.get('tensorrt_version', '?')} on "
+                                f"{sidecar.get('gpu_name', '?')}: {reason[:300]})",
+                                "rebuild the engine on this machine with ocr-build-engine")
+        return engine
+
+    def _set_shape(self, batch: int) -> None:
+        shape = self.input_shape(batch)
+        if not self.context.set_input_shape(self.input_name, shape):
+            raise BadInputError(None, f"a batch of 1 to {self.max_batch} (the engine's "
+                                "optimisation profile)", f"a batch of {batch}",
+                                "split the batch, or rebuild the engine with a larger profile")
+
+    def _grow(self, name: str, nbytes: int) -> None:
+        if self._device[name].ensure(nbytes):  # moved: captured graphs point at old memory
+            for graph in self._graphs.values():
+                graph.destroy()
+            self._graphs.clear()
+
+    def _bind_own_buffers(self, batch: int) -> dict[str, tuple[int, ...]]:
+        self._set_shape(batch)
+        shapes = {}
+        for name in self._names:
+            shapes[name] = tuple(self.context.get_tensor_shape(name))
+            nbytes = int(np.prod(shapes[name])) * self._dtypes[name].itemsize
+            self._grow(name, nbytes)
+            self._host[name].ensure(nbytes)
+            self.context.set_tensor_address(name, self._device[name].ptr)
+        return shapes
+
+    def _enqueue(self, batch: int, stream: int) -> None:
+        if self._event_pending:
+            self._event.wait_on(stream)
+        if not self._use_graphs:
+            self._execute(stream)
+            return
+        graph = self._graphs.get(batch)
+        if graph is None:
+            # after a shape change TensorRT may do setup work in the first enqueue, which
+            # must not be captured: run once ordinarily, then capture
+            self._execute(stream)
+            cuda.synchronize_stream(stream)
+            graph = self._graphs[batch] = cuda.CudaGraph(stream, self._execute)
+        graph.launch(stream)
+
+    def _execute(self, stream: int) -> None:
+        if not self.context.execute_async_v3(stream):
+            reason = "; ".join(self._logger.errors[-2:]) or "no reason given"
+            raise cuda.CudaError(None, "execute_async_v3 to succeed",
+                                 f"a failure ({reason[:300]})", "rerun with a smaller batch, "
+                                 "or check the engine with trtexec")
+
+
+def _recording_logger(trt):
+    """A TensorRT logger that keeps error messages for the exceptions raised here."""
+
+    class RecordingLogger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+            elif severity == trt.ILogger.Severity.WARNING:
+                warnings.warn(f"TensorRT: {msg}", stacklevel=2)
+
+    return RecordingLogger()
+
+
+def _release(version: str) -> tuple[str, ...]:
+    """``10.13.0.35`` -> ``("10", "13", "0")``: engines need the same release."""
+    return tuple(str(version).split(".")[:3])
+
+
+def _capability(value) -> str | None:
+    """A compute capability as ``"8.9"`` from ``"8.9"``, ``[8, 9]`` or ``8.9``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,188 @@
+"""cuda-python helpers for the TensorRT backend: checked calls, owning buffers, streams,
+events and CUDA graphs.
+
+Every CUDA runtime call goes through ``cuda_call(name, *args)``, which turns an error code
+into a ``CudaError`` naming the call. cuda-python imports without a GPU, but nothing here
+has run on one yet: this module is written against cuda-python's documented runtime API
+(``cuda.bindings.runtime``, or ``cuda.cudart`` in releases before 12.6).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import numpy as np
+
+from ocr_deploy.errors import EXIT_INTERNAL, BadInputError, OcrDeployError
+
+
+class CudaError(OcrDeployError):
+    """A CUDA runtime call returned an error code."""
+
+    exit_code = EXIT_INTERNAL
+
+
+@functools.cache
+def runtime_module():
+    """The cuda-python runtime bindings; a clear error when cuda-python is missing."""
+    try:
+        from cuda.bindings import runtime
+    except ImportError:
+        try:
+            from cuda import cudart as runtime
+        except ImportError as exc:
+            raise BadInputError(None, "cuda-python (the 'tensorrt' extra) to be installed",
+                                f"an import error ({exc})",
+                                "install it with: pip install 'ocr-deploy[tensorrt]'"
+                                ) from exc
+    return runtime
+
+
+def cuda_call(name: str, *args):
+    """Call ``cudart.<name>(*args)``; raise ``CudaError`` naming the call on failure.
+
+    Returns the call's results after the error code: nothing, one value, or a tuple.
+    """
+    rt = runtime_module()
+    result = getattr(rt, name)(*args)
+    error, values = (result[0], result[1:]) if isinstance(result, tuple) else (result, ())
+    if error != rt.cudaError_t.cudaSuccess:
+        _, text = rt.cudaGetErrorName(error)
+        label = text.decode() if isinstance(text, bytes) else str(error)
+        raise CudaError(None, f"{name} to succeed", f"CUDA error {label} ({int(error)})",
+                        "check the GPU, its driver and free memory (nvidia-smi)")
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def device_info(device_id: int = 0) -> dict:
+    """Name and compute capability (``"8.9"``) of a GPU."""
+    props = cuda_call("cudaGetDeviceProperties", device_id)
+    name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else props.name
+    return {"gpu_name": name.rstrip("\0").strip(),
+            "compute_capability": f"{props.major}.{props.minor}"}
+
+
+def memory_used_mib(device_id: int = 0) -> float:
+    """Memory in use on the GPU (all processes), in MiB."""
+    cuda_call("cudaSetDevice", device_id)
+    free, total = cuda_call("cudaMemGetInfo")
+    return (total - free) / 2**20
+
+
+class DeviceBuffer:
+    """Device memory that grows on demand and is freed once."""
+
+    def __init__(self):
+        self.ptr = 0
+        self.nbytes = 0
+
+    def ensure(self, nbytes: int) -> bool:
+        """Make room for ``nbytes``; True when the buffer moved (reallocated)."""
+        if nbytes <= self.nbytes:
+            return False
+        self.free()
+        self.ptr = int(cuda_call("cudaMalloc", nbytes))
+        self.nbytes = nbytes
+        return True
+
+    def free(self) -> None:
+        if self.ptr:
+            cuda_call("cudaFree", self.ptr)
+        self.ptr, self.nbytes = 0, 0
+
+
+class PinnedBuffer(DeviceBuffer):
+    """Page-locked host memory (``cudaMallocHost``), viewed as NumPy arrays."""
+
+    def ensure(self, nbytes: int) -> bool:
+        if nbytes <= self.nbytes:
+            return False
+        self.free()
+        self.ptr = int(cuda_call("cudaMallocHost", nbytes))
+        self.nbytes = nbytes
+        return True
+
+    def view(self, shape: tuple, dtype) -> np.ndarray:
+        """A NumPy array over the first bytes of the buffer (no copy)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        raw = (ctypes.c_ubyte * nbytes).from_address(self.ptr)
+        return np.frombuffer(raw, dtype).reshape(shape)
+
+    def free(self) -> None:
+        if self.ptr:
+            cuda_call("cudaFreeHost", self.ptr)
+        self.ptr, self.nbytes = 0, 0
+
+
+class Stream:
+    """A CUDA stream owned by one execution context."""
+
+    def __init__(self):
+        self.handle = int(cuda_call("cudaStreamCreate"))
+
+    def synchronize(self) -> None:
+        cuda_call("cudaStreamSynchronize", self.handle)
+
+    def destroy(self) -> None:
+        if self.handle:
+            cuda_call("cudaStreamDestroy", self.handle)
+        self.handle = 0
+
+
+class Event:
+    """A timing-free CUDA event, used to order work across streams."""
+
+    def __init__(self):
+        flags = runtime_module().cudaEventDisableTiming
+        self.handle = int(cuda_call("cudaEventCreateWithFlags", flags))
+
+    def record(self, stream: int) -> None:
+        cuda_call("cudaEventRecord", self.handle, stream)
+
+    def wait_on(self, stream: int) -> None:
+        """Make ``stream`` wait until the work recorded before this event is done."""
+        cuda_call("cudaStreamWaitEvent", stream, self.handle, 0)
+
+    def destroy(self) -> None:
+        if self.handle:
+            cuda_call("cudaEventDestroy", self.handle)
+        self.handle = 0
+
+
+class CudaGraph:
+    """The kernels that ``enqueue(stream)`` launches, captured once and replayed."""
+
+    def __init__(self, stream: int, enqueue):
+        mode = runtime_module().cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
+        cuda_call("cudaStreamBeginCapture", stream, mode)
+        try:
+            enqueue(stream)
+        finally:
+            graph = cuda_call("cudaStreamEndCapture", stream)
+        self._graph = graph
+        self._exec = cuda_call("cudaGraphInstantiate", graph, 0)
+
+    def launch(self, stream: int) -> None:
+        cuda_call("cudaGraphLaunch", self._exec, stream)
+
+    def destroy(self) -> None:
+        if self._exec is not None:
+            cuda_call("cudaGraphExecDestroy", self._exec)
+            cuda_call("cudaGraphDestroy", self._graph)
+        self._exec = self._graph = None
+
+
+def synchronize_stream(stream: int) -> None:
+    """Wait for ``stream`` (a CUDA stream handle) to finish its queued work."""
+    cuda_call("cudaStreamSynchronize", stream)
+
+
+def copy_async(dst: int, src: int, nbytes: int, to_device: bool, stream: int) -> None:
+    """Queue a host-to-device (``to_device``) or device-to-host copy on ``stream``."""
+    kinds = runtime_module().cudaMemcpyKind
+    kind = kinds.cudaMemcpyHostToDevice if to_device else kinds.cudaMemcpyDeviceToHost
+    cuda_call("cudaMemcpyAsync", dst, src, nbytes, kind, stream)

@@ -1,0 +1,137 @@
+"""``ocr-predict IMAGE... --model ARTIFACT -o OUTDIR``: segment images with an exported model.
+
+For each image it writes ``OUTDIR/NAME.labels.png`` (one class index per pixel, 8-bit
+greyscale; 16-bit beyond 256 classes) and ``OUTDIR/NAME.overlay.png`` (the image blended
+with the class colours, with a legend of the classes present). Palette and class names
+come from the artifact's metadata; a standard colour map fills in when it has none.
+Folders given as IMAGE are expanded to their png/jpg/bmp files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.errors import BadInputError
+from ocr_deploy.files import write_bytes_atomic
+from ocr_deploy.images import list_images, read_image
+from ocr_deploy.runtime.render import class_names_of, label_image, overlay, palette_of
+from ocr_deploy.runtime.segmenter import BACKENDS, Segmenter
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr-predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
+                        help="image files (png, jpg, bmp) or folders of them")
+    parser.add_argument("--model", "-m", type=Path, required=True,
+                        help="the artifact: an exported .onnx or a TensorRT .engine")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
+                        help="folder for the label and overlay PNGs (created if missing)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="check which backend runs the artifact (default: by file type)")
+    parser.add_argument("--providers", type=lambda s: [p for p in s.split(",") if p],
+                        help="ONNX Runtime execution providers, e.g. cuda,cpu "
+                        "(default: the best available)")
+    parser.add_argument("--batch", type=int, default=4,
+                        help="images run together (default 4)")
+    parser.add_argument("--alpha", type=float, default=0.5,
+                        help="weight of the class colours in the overlay, 0..1 (default 0.5)")
+    parser.add_argument("--no-legend", action="store_true", help="no legend on the overlays")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON summary on stdout (progress stays on stderr)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    return parser
+
+
+def _inputs(paths: list[Path]) -> list[Path]:
+    files = []
+    for path in paths:
+        if path.is_dir():
+            found = list_images(path)
+            if not found:
+                raise BadInputError(path, "png/jpg/bmp images in the folder", "none",
+                                    "check the folder")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BadInputError(path, "an image file or a folder", "no such path",
+                                "check the path")
+    stems = [f.stem for f in files]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise BadInputError(None, "input images with distinct names",
+                            f"several named {', '.join(clash)}",
+                            "run them separately with different -o folders")
+    return files
+
+
+def _png(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.batch < 1 or not 0.0 <= args.alpha <= 1.0:
+        raise BadInputError(None, "--batch >= 1 and --alpha in 0..1",
+                            f"--batch {args.batch} --alpha {args.alpha}", "fix the options")
+    files = _inputs(args.images)
+    if args.output.exists() and not args.output.is_dir():
+        raise BadInputError(args.output, "a folder for the outputs", "a file",
+                            "choose another -o")
+    quiet = args.quiet or args.json
+    start = time.perf_counter()
+    written = []
+    with Segmenter.open(args.model, args.backend, args.providers, max_batch=args.batch) as seg:
+        meta = seg.metadata
+        palette = palette_of(meta)
+        names = class_names_of(meta, len(palette))
+        if not quiet:
+            info = seg.describe()
+            print(f"model: {args.model} ({info['backend']}, {info['device']}, "
+                  f"{meta.num_classes} classes)", file=sys.stderr)
+        for begin in range(0, len(files), args.batch):
+            chunk = files[begin:begin + args.batch]
+            images = [read_image(f) for f in chunk]
+            for offset, (path, image, labels) in enumerate(
+                    zip(chunk, images, seg.predict(images), strict=True)):
+                written.append(_write(args, path, image, labels, palette, names))
+                if not quiet:
+                    print(f"[{begin + offset + 1}/{len(files)}] {path} -> "
+                          f"{written[-1]['overlay']}", file=sys.stderr)
+        summary = {"model": str(args.model), **{k: v for k, v in seg.describe().items()
+                                                if k in ("backend", "device", "providers")},
+                   "images": written, "seconds": round(time.perf_counter() - start, 3)}
+    if args.json:
+        print_json(summary)
+    elif not args.quiet:
+        print(f"wrote {2 * len(written)} files to {args.output} in {summary['seconds']:.1f} s",
+              file=sys.stderr)
+    return EXIT_OK
+
+
+def _write(args, path: Path, image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
+           names: list[str]) -> dict:
+    labels_path = args.output / f"{path.stem}.labels.png"
+    overlay_path = args.output / f"{path.stem}.overlay.png"
+    legend = None if args.no_legend else names
+    write_bytes_atomic(labels_path, _png(label_image(labels)))
+    write_bytes_atomic(overlay_path, _png(overlay(image, labels, palette, args.alpha, legend)))
+    counts = np.bincount(labels.ravel(), minlength=len(names))
+    return {"image": str(path), "labels": str(labels_path), "overlay": str(overlay_path),
+            "size": list(labels.shape),
+            "class_fractions": {names[c]: round(float(n) / labels.size, 6)
+                                for c, n in enumerate(counts) if n}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``ocr-predict``."""
+    return run_command("ocr-predict", _run, build_parser(), argv)

@@ -1,0 +1,290 @@
+"""``Segmenter``: one object over TensorRT engines and ONNX models, opened from the artifact.
+
+    with Segmenter.open("export/model.onnx") as segmenter:
+        labels = segmenter.predict(image)          # uint8 [H,W] at the image's own size
+
+Preprocessing (resize, colour order, normalisation, layout) comes from the artifact's
+metadata, so the application never repeats it. Safe to call from several threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.errors import BadInputError
+from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.runtime import postprocess
+from ocr_deploy.runtime.artifact import artifact_kind, check_contract, engine_metadata
+from ocr_deploy.runtime.backends.base import Backend
+from ocr_deploy.runtime.preprocess import as_image_list, check_image, prepare_batch
+from ocr_deploy.runtime.tensors import tensor_ref
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+
+class Segmenter:
+    """Semantic segmentation with an exported OCRNet, whatever runs it."""
+
+    def __init__(self, backend: Backend, metadata: ExportMetadata, source: Path | str,
+                 max_batch: int | None = None):
+        self.backend = backend
+        self.metadata = metadata
+        self.source = Path(source)
+        limits = [b for b in (backend.max_batch, max_batch) if b]
+        self.max_batch = min(limits) if limits else None
+        kinds = {spec.get("kind"): name for name, spec in metadata.outputs.items()}
+        self.logits_output = kinds.get("logits")
+        self.labels_output = kinds.get("labels")
+        self._hw = {name: self._spatial(name) for name in filter(None, (self.logits_output,
+                                                                        self.labels_output))}
+        self.label_dtype = postprocess.label_dtype(metadata.num_classes)
+
+    @classmethod
+    def open(cls, path: Path | str, backend: str = "auto", providers: Sequence | None = None,
+             max_batch: int | None = None, threads: int | None = None, device_id: int = 0,
+             cuda_graph: bool = False) -> Segmenter:
+        """Open an ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT) artifact.
+
+        ``providers``: ONNX Runtime execution providers (names, aliases "tensorrt", "cuda",
+        "cpu", or ``(name, options)``); default the best available. ``max_batch`` caps how
+        many images run at once. ``threads``: ONNX Runtime intra-op threads.
+        ``cuda_graph``: replay captured CUDA graphs (TensorRT). Bad or foreign files raise
+        ``BadInputError``.
+        """
+        path = Path(path)
+        if backend not in BACKENDS:
+            raise BadInputError(None, f"a backend among {', '.join(BACKENDS)}", repr(backend),
+                                "use backend='auto'")
+        kind = artifact_kind(path)
+        wanted = {"onnx": "onnxruntime", "engine": "tensorrt"}[kind]
+        if backend not in ("auto", wanted):
+            raise BadInputError(path, f"an artifact for the {backend} backend",
+                                f"a .{path.suffix.lstrip('.')} file, which runs on {wanted}",
+                                "build an engine with ocr-build-engine, or pass the .onnx "
+                                "(with providers=['tensorrt'] for ONNX Runtime's TensorRT EP)")
+        if max_batch is not None and max_batch < 1:
+            raise BadInputError(None, "max_batch >= 1", str(max_batch), "drop the option")
+        if kind == "engine":
+            from ocr_deploy.runtime.backends.tensorrt_backend import (
+                TensorRTBackend,
+                import_tensorrt,
+            )
+            from ocr_deploy.sidecar import read_sidecar
+
+            import_tensorrt(path)  # first: without TensorRT nothing else matters
+            sidecar = read_sidecar(path)
+            metadata = engine_metadata(path, sidecar)
+            runner = TensorRTBackend(path, sidecar, device_id, cuda_graph)
+        else:
+            from ocr_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+            runner = OnnxRuntimeBackend(path, providers, threads, device_id)
+            try:
+                metadata = ExportMetadata.from_props(runner.custom_metadata, path)
+            except BadInputError:
+                runner.close()
+                raise
+        check_contract(path, metadata, runner)
+        return cls(runner, metadata, path, max_batch)
+
+    # -- images in, label maps / scores out ------------------------------------------------
+
+    def predict(self, images):
+        """Label maps ``[H,W]`` (uint8, or int32 beyond 256 classes), one per image, each at
+        its image's size. ``images``: one uint8 ``[H,W,3]`` RGB array (-> one map) or a
+        list / ``[N,H,W,3]`` array of them, of any sizes (-> a list)."""
+        items, single, sizes = self._images(images)
+        (output,) = self.outputs_for(sizes)
+        results = []
+        for start, chunk in self._chunks(items):
+            value = self.run(self.prepare(chunk), [output])[output]
+            for i, (height, width) in enumerate(sizes[start:start + len(chunk)]):
+                if output == self.labels_output:
+                    results.append(postprocess.resize_labels(value[i], height, width,
+                                                             self.label_dtype))
+                else:
+                    scores = postprocess.scores_hwk(value, i, self._layout(output))
+                    results.append(postprocess.labels_from_scores(scores, height, width,
+                                                                  self.label_dtype))
+        return results[0] if single else results
+
+    def predict_scores(self, images):
+        """Per-class scores (logits) ``[H,W,K]`` float32 at each image's size, resized
+        bilinearly; same forms of ``images`` as ``predict``."""
+        if self.logits_output is None:
+            raise BadInputError(self.source, "a model with a logits output", "labels only",
+                                "re-export without --labels-only, or use predict()")
+        items, single, sizes = self._images(images)
+        results = []
+        for start, chunk in self._chunks(items):
+            value = self.run(self.prepare(chunk), [self.logits_output])[self.logits_output]
+            for i, (height, width) in enumerate(sizes[start:start + len(chunk)]):
+                scores = postprocess.scores_hwk(value, i, self._layout(self.logits_output))
+                results.append(postprocess.resize_scores(scores, height, width))
+        return results[0] if single else results
+
+    def outputs_for(self, sizes: Sequence[tuple[int, int]]) -> list[str]:
+        """The output ``predict`` fetches for images of these ``(H, W)`` sizes: the in-graph
+        labels when every image matches their size, else the logits (resized, then argmax)."""
+        labels, logits = self.labels_output, self.logits_output
+        if logits is None or (labels is not None
+                              and all(tuple(s) == self._hw[labels] for s in sizes)):
+            return [labels]
+        return [logits]
+
+    # -- the model itself ------------------------------------------------------------------
+
+    def prepare(self, images) -> np.ndarray:
+        """Images -> the model's input batch (resized, normalised, laid out per metadata)."""
+        self._check_open()
+        items, _ = as_image_list(images)
+        return prepare_batch(items, self.metadata, self.backend.input_dtype)
+
+    def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None
+            ) -> dict[str, np.ndarray]:
+        """Run a prepared batch (``prepare``'s result) and return raw outputs by name.
+
+        ``outputs`` default: the logits and labels outputs the model has."""
+        self._check_open()
+        outputs = list(outputs) if outputs else [n for n in (self.logits_output,
+                                                             self.labels_output) if n]
+        unknown = [n for n in outputs if n not in self.backend.output_names]
+        if unknown:
+            raise BadInputError(self.source, f"outputs among {list(self.backend.output_names)}",
+                                f"{unknown}", "ask for an output the model has")
+        if not isinstance(batch, np.ndarray) or batch.ndim != 4:
+            raise BadInputError(None, "a prepared batch (a 4-D NumPy array from prepare())",
+                                _describe(batch), "call prepare(images) first")
+        expected = self.input_shape(batch.shape[0])
+        if batch.shape != expected or batch.dtype != self.backend.input_dtype:
+            raise BadInputError(None, f"a batch shaped {list(expected)} of "
+                                f"{self.backend.input_dtype}", _describe(batch),
+                                "call prepare(images) first")
+        self._check_batch(batch.shape[0])
+        return self.backend.run(np.ascontiguousarray(batch), outputs)
+
+    def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
+                   stream: int | None = None, device: str | None = None) -> None:
+        """Run on memory the caller already holds; no copies through Python objects.
+
+        ``input``: the prepared input (see ``input_shape``/``input_dtype``) and ``outputs``:
+        ``{name: buffer}`` for the outputs to write (see ``output_shape``), each an address
+        (``int``), a NumPy array, or an object with ``__cuda_array_interface__`` or
+        ``__dlpack__`` (CuPy, PyTorch ...). Raw addresses point to ``device`` ("cpu" or
+        "cuda"; default where the backend runs); ``batch`` is then required. ``stream``: a
+        CUDA stream handle: TensorRT enqueues on it and returns at once (synchronise it
+        yourself); ONNX Runtime waits for it first and returns when done.
+        """
+        self._check_open()
+        if not outputs:
+            raise BadInputError(None, "at least one output buffer", "none",
+                                f"pass {{name: buffer}} for one of {list(self.output_names)}")
+        if batch is None:
+            shape = getattr(input, "shape", None) or getattr(
+                input, "__cuda_array_interface__", {}).get("shape")
+            if not shape:
+                raise BadInputError(None, "batch= with raw addresses", "none",
+                                    "pass the number of images")
+            batch = int(shape[0])
+        self._check_batch(batch)
+        where = device or self.backend.device
+        in_ref = tensor_ref(input, "the input", self.input_shape(batch),
+                            self.backend.input_dtype, where, self.backend.device_id)
+        out_refs = {}
+        for name, value in outputs.items():
+            if name not in self.backend.output_names:
+                raise BadInputError(None, f"an output among {list(self.backend.output_names)}",
+                                    repr(name), "use Segmenter.output_names")
+            out_refs[name] = tensor_ref(value, f"output '{name}'", self.output_shape(name, batch),
+                                        self.backend.output_dtype(name), where,
+                                        self.backend.device_id)
+        self.backend.run_device(in_ref, out_refs, batch, stream)
+
+    # -- shapes and description ------------------------------------------------------------
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The model's input ``(height, width)``."""
+        return self.metadata.input_height, self.metadata.input_width
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self.backend.output_names
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return self.backend.input_dtype
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        """The prepared input's shape for ``batch`` images."""
+        return self.backend.input_shape(batch)
+
+    def output_shape(self, name: str, batch: int) -> tuple[int, ...]:
+        """An output's shape for ``batch`` images."""
+        return self.backend.output_shape(name, batch)
+
+    def output_dtype(self, name: str) -> np.dtype:
+        return self.backend.output_dtype(name)
+
+    def describe(self) -> dict:
+        """The artifact, what runs it and its contract, for reports."""
+        meta = self.metadata
+        return {"artifact": str(self.source), **self.backend.info(),
+                "precision": meta.precision, "input_size": list(self.input_size),
+                "input_layout": meta.input_layout, "num_classes": meta.num_classes,
+                "outputs": list(self._hw), "max_batch": self.max_batch}
+
+    def close(self) -> None:
+        """Release the backend; the segmenter is unusable afterwards."""
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _images(self, images) -> tuple[list, bool, list[tuple[int, int]]]:
+        """The images as a list (validated up front), whether one was given, their sizes."""
+        self._check_open()
+        items, single = as_image_list(images)
+        sizes = [check_image(im, i, self.metadata.input_channels).shape[:2]
+                 for i, im in enumerate(items)]
+        return items, single, sizes
+
+    def _chunks(self, items: list):
+        step = self.max_batch or len(items)
+        for start in range(0, len(items), step):
+            yield start, items[start:start + step]
+
+    def _check_batch(self, batch: int) -> None:
+        if batch < 1 or (self.max_batch and batch > self.max_batch):
+            raise BadInputError(self.source, f"a batch of 1 to {self.max_batch or 'any'} "
+                                "images", f"{batch}", "split the batch (predict() does)")
+
+    def _check_open(self) -> None:
+        if self.backend is None:
+            raise BadInputError(self.source, "an open segmenter", "a closed one",
+                                "open it again with Segmenter.open()")
+
+    def _layout(self, name: str) -> str:
+        return self.metadata.outputs.get(name, {}).get("layout", self.metadata.input_layout)
+
+    def _spatial(self, name: str) -> tuple[int, int]:
+        shape = self.backend.output_shape(name, 1)
+        if self._layout(name) == "NCHW":
+            return shape[2], shape[3]
+        return shape[1], shape[2]
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"shape {list(value.shape)} of {value.dtype}"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,136 @@
+"""Memory an application already holds, seen as (pointer, shape, dtype, device) without copying.
+
+``tensor_ref`` accepts a raw address (an ``int``, e.g. from a C/C++ host), a NumPy array,
+any object with ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors, Numba) or with
+``__dlpack__`` (PyTorch, JAX, CuPy, NumPy ...). The returned ``TensorRef`` keeps the owner
+alive while the backend uses the pointer.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+from ocr_deploy.errors import BadInputError
+
+_DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cpu", 13: "cuda"}  # CPU, CUDA, pinned, managed
+_DLPACK_KINDS = {0: "i", 1: "u", 2: "f"}
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A dense, row-major tensor somewhere in memory."""
+
+    ptr: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    device: str  # "cpu" or "cuda"
+    device_id: int = 0
+    owner: object = None  # whatever must stay alive while ``ptr`` is used
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = (("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32))
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = (("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16))
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = (("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
+                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64))
+
+
+class _DLManagedTensor(ctypes.Structure):
+    _fields_ = (("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p),
+                ("deleter", ctypes.c_void_p))
+
+
+def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
+               device_id: int = 0) -> TensorRef:
+    """Describe ``value`` as a ``TensorRef`` and check it against the expected shape/dtype.
+
+    ``device``/``device_id`` say where a raw ``int`` address points; array-like values
+    carry their own device, which the backend then checks.
+    """
+    dtype = np.dtype(dtype)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if int(value) <= 0:
+            raise BadInputError(None, f"a non-null address for {what}", str(value),
+                                "pass the address of a buffer you allocated")
+        return TensorRef(int(value), tuple(shape), dtype, device, device_id)
+    if isinstance(value, np.ndarray):
+        ref = _from_numpy(value, what)
+    elif hasattr(value, "__cuda_array_interface__"):
+        ref = _from_cuda_array_interface(value, what, device_id)
+    elif hasattr(value, "__dlpack__"):
+        ref = _from_dlpack(value, what)
+    else:
+        raise BadInputError(None, f"{what} as an address (int), a NumPy array, or an object "
+                            "with __cuda_array_interface__ or __dlpack__",
+                            f"a {type(value).__name__}", "pass one of these")
+    if ref.shape != tuple(shape) or ref.dtype != dtype:
+        raise BadInputError(None, f"{what} shaped {list(shape)} of {dtype}",
+                            f"{list(ref.shape)} of {ref.dtype}",
+                            "allocate it with Segmenter.input_shape()/output_shape()")
+    return ref
+
+
+def _from_numpy(array: np.ndarray, what: str) -> TensorRef:
+    if not array.flags.c_contiguous:
+        raise BadInputError(None, f"{what} as a C-contiguous array", "a strided view",
+                            "pass np.ascontiguousarray(...)")
+    return TensorRef(array.ctypes.data, array.shape, array.dtype, "cpu", 0, array)
+
+
+def _from_cuda_array_interface(value, what: str, device_id: int) -> TensorRef:
+    interface = value.__cuda_array_interface__
+    shape = tuple(int(d) for d in interface["shape"])
+    dtype = np.dtype(interface["typestr"])
+    strides = interface.get("strides")
+    if strides is not None and not _dense(shape, [s // dtype.itemsize for s in strides]):
+        raise BadInputError(None, f"{what} as a contiguous tensor", f"strides {strides}",
+                            "make it contiguous first (.contiguous(), cupy.ascontiguousarray)")
+    return TensorRef(int(interface["data"][0]), shape, dtype, "cuda", device_id, value)
+
+
+def _from_dlpack(value, what: str) -> TensorRef:
+    capsule = value.__dlpack__()
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = (ctypes.py_object, ctypes.c_char_p)
+    try:
+        address = get_pointer(capsule, b"dltensor")
+    except ValueError as exc:
+        raise BadInputError(None, f"{what} as an unconsumed DLPack 'dltensor' capsule",
+                            f"another capsule ({exc})", "pass the tensor itself") from exc
+    tensor = _DLManagedTensor.from_address(address).dl_tensor
+    device = _DLPACK_DEVICES.get(tensor.device.device_type)
+    kind = _DLPACK_KINDS.get(tensor.dtype.code)
+    if device is None or kind is None or tensor.dtype.lanes != 1:
+        raise BadInputError(None, f"{what} in CPU or CUDA memory with a plain numeric type",
+                            f"DLPack device type {tensor.device.device_type}, dtype code "
+                            f"{tensor.dtype.code}", "copy it to a supported device first")
+    shape = tuple(tensor.shape[i] for i in range(tensor.ndim))
+    dtype = np.dtype(f"{kind}{tensor.dtype.bits // 8}")
+    if tensor.strides and not _dense(shape, [tensor.strides[i] for i in range(tensor.ndim)]):
+        raise BadInputError(None, f"{what} as a contiguous tensor", "a strided tensor",
+                            "make it contiguous first")
+    ptr = (tensor.data or 0) + tensor.byte_offset
+    # the capsule stays unconsumed and owned here: its destructor releases the producer's
+    # reference once the backend no longer needs the pointer
+    return TensorRef(ptr, shape, dtype, device, tensor.device.device_id, (value, capsule))
+
+
+def _dense(shape: tuple[int, ...], strides: list[int]) -> bool:
+    """Whether element ``strides`` describe a row-major layout (size-1 dimensions ignored)."""
+    step = 1
+    for dim, stride in zip(reversed(shape), reversed(strides), strict=True):
+        if dim != 1 and stride != step:
+            return False
+        step *= dim
+    return True

@@ -1,0 +1,135 @@
+"""The TensorRT backend on a real GPU: skipped, with the reason, where TensorRT, cuda-python
+or a GPU is missing (the development machines and CI have none of them)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from runtime_models import exported
+
+from ocr_deploy.errors import BadInputError
+from ocr_deploy.metadata import read_metadata
+from ocr_deploy.sidecar import write_sidecar
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def trt():
+    module = pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an "
+                                 "NVIDIA GPU machine: pip install 'ocr-deploy[tensorrt]')")
+    pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
+    from ocr_deploy.runtime import cuda
+
+    try:
+        cuda.device_info(0)
+    except cuda.CudaError as exc:
+        pytest.skip(f"no usable GPU: {exc}")
+    return module
+
+
+@pytest.fixture(scope="module")
+def engine(trt, keras3_h5, tmp_path_factory):
+    """Build an FP32 engine (batch 1..4) from the NHWC export with TensorRT's own API."""
+    from ocr_deploy.runtime.cuda import device_info
+
+    onnx_path = exported("nhwc", keras3_h5, tmp_path_factory)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_path.read_bytes()), parser.get_error(0)
+    config = builder.create_builder_config()
+    profile = builder.create_optimization_profile()
+    profile.set_shape("image", (1, 64, 64, 3), (2, 64, 64, 3), (4, 64, 64, 3))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    path = onnx_path.with_suffix(".engine")
+    path.write_bytes(bytes(plan))
+    write_sidecar(path, {"tensorrt_version": trt.__version__, **device_info(0),
+                         "metadata": read_metadata(onnx_path).__dict__})
+    return path, onnx_path
+
+
+def _images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (64 + 8 * i, 64 + 4 * i, 3), dtype=np.uint8) for i in range(n)]
+
+
+def test_engine_matches_onnxruntime(engine):
+    from ocr_deploy.runtime import Segmenter
+
+    path, onnx_path = engine
+    images = _images(6)
+    with Segmenter.open(onnx_path, providers=["cpu"]) as reference, Segmenter.open(path) as seg:
+        assert seg.backend.name == "tensorrt" and seg.max_batch == 4
+        want, got = reference.predict_scores(images), seg.predict_scores(images)
+        for a, b in zip(want, got, strict=True):
+            assert np.abs(a - b).max() <= 1e-2 * np.abs(a).max()  # TF32 may be on for FP32
+        agree = np.mean([np.mean(a == b) for a, b in
+                         zip(reference.predict(images), seg.predict(images), strict=True)])
+        assert agree >= 0.99
+
+
+def test_cuda_graph_threads_and_device_memory(engine):
+    from ocr_deploy.runtime import Segmenter, cuda
+
+    path, _ = engine
+    images = _images(4, seed=1)
+    with Segmenter.open(path) as plain, Segmenter.open(path, cuda_graph=True) as graphed:
+        serial = plain.predict(images)
+        for _ in range(3):  # capture, then replay
+            assert all(np.array_equal(a, b) for a, b in zip(graphed.predict(images), serial,
+                                                            strict=True))
+        failures = []
+
+        def worker():
+            for _ in range(10):
+                if not all(np.array_equal(a, b) for a, b in zip(plain.predict(images), serial,
+                                                                strict=True)):
+                    failures.append(1)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures
+
+        batch = plain.prepare(images[:2])
+        expected = plain.run(batch, ["labels"])["labels"]
+        device_in, device_out = cuda.DeviceBuffer(), cuda.DeviceBuffer()
+        device_in.ensure(batch.nbytes)
+        device_out.ensure(expected.nbytes)
+        stream = cuda.Stream()
+        cuda.copy_async(device_in.ptr, batch.ctypes.data, batch.nbytes, True, stream.handle)
+        plain.run_device(device_in.ptr, {"labels": device_out.ptr}, batch=2,
+                         stream=stream.handle)
+        got = np.empty_like(expected)
+        cuda.copy_async(got.ctypes.data, device_out.ptr, got.nbytes, False, stream.handle)
+        stream.synchronize()
+        assert np.array_equal(got, expected)
+        device_in.free()
+        device_out.free()
+        stream.destroy()
+        with pytest.raises(BadInputError, match="CUDA device memory"):
+            plain.run_device(batch, {"labels": np.empty_like(expected)})
+
+
+def test_engine_from_another_tensorrt_is_refused(engine, tmp_path):
+    from ocr_deploy.runtime import Segmenter
+    from ocr_deploy.sidecar import read_sidecar
+
+    path, _ = engine
+    copy = tmp_path / "old.engine"
+    copy.write_bytes(path.read_bytes())
+    write_sidecar(copy, {**read_sidecar(path), "tensorrt_version": "8.6.1"})
+    with pytest.raises(BadInputError, match=r"built with TensorRT 8\.6\.1"):
+        Segmenter.open(copy)
+    garbage = tmp_path / "garbage.engine"
+    garbage.write_bytes(b"\0" * 1024)
+    write_sidecar(garbage, read_sidecar(path))
+    with pytest.raises(BadInputError, match="deserialisation failed"):
+        Segmenter.open(garbage)
