@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--skip-cityscapes", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    from ocr_deploy.demo.cli import DEMO_MODEL
+    from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.demo.synthetic import write_samples
 
     results = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, "

@@ -30,7 +30,7 @@ def main() -> None:
 
     from ocr_deploy.bench.runner import benchmark_artifact
     from ocr_deploy.build.pipeline import BuildRequest, build
-    from ocr_deploy.demo.cli import DEMO_MODEL
+    from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
     from ocr_deploy.precision.evaluate import Budget

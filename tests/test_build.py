@@ -23,7 +23,7 @@ from ocr_deploy.sidecar import read_sidecar
 
 @pytest.fixture(scope="session")
 def demo_onnx(tmp_path_factory):
-    from ocr_deploy.demo.cli import DEMO_MODEL
+    from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.export.pipeline import ExportRequest, export_model
 
     out = tmp_path_factory.mktemp("demo") / "demo.onnx"

@@ -1,8 +1,9 @@
-"""``ocr-demo``: the main job on the built-in demo model.
+"""``ocr-demo``: the main job on the built-in demo model, end to end.
 
-Exports the shipped demo OCRNet to ``export/demo_ocrnet.onnx`` with in-graph argmax,
-verifies parity on seeded random inputs and on synthetic validation images, and prints
-the parity report. Rerunning replaces the demo's own outputs.
+Exports the shipped demo OCRNet with a parity check (export/), builds FP32, FP16 and INT8
+artifacts within the accuracy budget (engines/: TensorRT where present, else ONNX
+Runtime), draws prediction overlays and benchmarks Keras against the built artifacts
+(demo_output/: predictions.png, latency.png, bench.json).
 """
 
 from __future__ import annotations
@@ -12,37 +13,42 @@ from pathlib import Path
 
 from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
 
-DEMO_MODEL = Path(__file__).resolve().parent / "weights" / "demo_ocrnet.h5"
-SAMPLE_COUNT = 8
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("."),
-                        help="where export/ (and the demo's sample images) are written")
+                        help="where export/, engines/ and demo_output/ are written")
+    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"),
+                        default="auto")
+    parser.add_argument("--iterations", type=int, default=20,
+                        help="timed runs per artifact and batch size")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ocr_deploy.demo.synthetic import write_samples
-    from ocr_deploy.export.pipeline import ExportRequest, export_model
+    from ocr_deploy.demo.pipeline import run_demo
 
-    samples = args.workdir / "export" / "demo_samples"
-    write_samples(samples, SAMPLE_COUNT)
-    result = export_model(ExportRequest(
-        model=DEMO_MODEL, output=args.workdir / "export" / "demo_ocrnet.onnx", force=True,
-        argmax=True, samples_dir=samples, quiet=args.quiet or args.json))
+    result = run_demo(args.workdir, args.backend, args.iterations, args.quiet or args.json)
     if args.json:
-        print_json(result.to_dict())
-    else:
-        print(f"demo model: {DEMO_MODEL.name} "
-              f"(validation mIoU {result.metadata.notes.get('val_miou', 'n/a')})")
-        print(result.parity.table())
-        print(f"wrote {result.onnx_path} and {result.report_path} "
-              f"in {result.timings['total']:.1f} s")
+        print_json(result.__dict__)
+        return EXIT_OK
+    parity = result.export["parity"]
+    print("parity (Keras vs ONNX Runtime):",
+          "passed" if parity["passed"] else "FAILED", "-",
+          ", ".join(f"{o['name']} max abs {o['max_abs_err']:.2e}" if o["kind"] != "labels"
+                    else f"labels {100 * o['label_agreement']:.2f}% equal"
+                    for o in parity["outputs"]))
+    for precision, info in result.builds.items():
+        accuracy = info.get("verification", {}).get("accuracy")
+        figures = (f"mIoU {accuracy['miou']:.2f} (FP32 {accuracy['miou_fp32']:.2f}), "
+                   f"agreement {accuracy['agreement']:.2%}") if accuracy else "reference"
+        print(f"{precision}: {info['artifact']} [{info['backend']}] {figures}")
+    print()
+    print(result.bench_table)
+    print(f"\npictures: {result.overlays}, {result.plot}")
     return EXIT_OK
 
 

@@ -1,0 +1,144 @@
+"""The main job on the demo model, end to end:
+
+export with parity -> engines in FP32, FP16 and INT8 (TensorRT where present, else ONNX
+Runtime) within the accuracy budget -> prediction overlays -> benchmark table and plot.
+
+Exported models go to ``export/``, built artifacts to ``engines/``, and pictures, data and
+the benchmark report to ``demo_output/``. Rerunning replaces the demo's own outputs and
+reuses the INT8 calibration cache.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.demo import DEMO_MODEL
+from ocr_deploy.progress import Progress
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_SAMPLES = 64
+VAL_SAMPLES = 100
+OVERLAY_SAMPLES = 4
+BENCH_BATCHES = (1, 4, 8)
+
+
+@dataclass
+class DemoResult:
+    """Everything the demo produced, for printing or ``--json``."""
+
+    export: dict
+    builds: dict = field(default_factory=dict)
+    overlays: Path | None = None
+    bench: dict = field(default_factory=dict)
+    bench_table: str = ""
+    plot: Path | None = None
+
+
+def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int = 20,
+             quiet: bool = False) -> DemoResult:
+    """Run the whole pipeline under ``workdir``; return what it made."""
+    from ocr_deploy.bench.plot import plot_report
+    from ocr_deploy.bench.report import format_table
+    from ocr_deploy.bench.runner import benchmark
+    from ocr_deploy.build.pipeline import BuildRequest, build, choose_backend
+    from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+    from ocr_deploy.files import write_bytes_atomic
+
+    workdir = Path(workdir)
+    out = workdir / "demo_output"
+    progress = Progress(5, quiet)
+    with progress.stage("exporting the demo model with parity check"):
+        exported = export_model(ExportRequest(
+            model=DEMO_MODEL, output=workdir / "export" / "demo_ocrnet.onnx", force=True,
+            argmax=True, quiet=True))
+        result = DemoResult(exported.to_dict())
+        progress.note(f"{exported.onnx_path}: parity "
+                      f"{'passed' if exported.parity.passed else 'FAILED'}")
+    with progress.stage("writing synthetic calibration and validation images"):
+        calib, val = out / "data" / "calib", out / "data" / "val"
+        write_samples(calib, CALIB_SAMPLES, seed=TRAIN_SEED)
+        write_samples(val, VAL_SAMPLES)
+    chosen, why = choose_backend(backend)
+    with progress.stage(f"building FP32, FP16 and INT8 with {chosen} ({why})"):
+        for precision in PRECISIONS:
+            built = build(BuildRequest(
+                onnx=exported.onnx_path, precision=precision, backend=backend, force=True,
+                output=workdir / "engines" / f"demo_ocrnet_{precision}",
+                calib_dir=calib, calib_samples=CALIB_SAMPLES, val_dir=val, quiet=True))
+            result.builds[precision] = built.info
+            progress.note(_describe_build(precision, built.info))
+    with progress.stage("predicting overlays"):
+        result.overlays = _overlays(result.builds, val, out / "predictions.png")
+        progress.note(f"wrote {result.overlays}")
+    with progress.stage("benchmarking (Keras vs the built artifacts)"):
+        artifacts = [DEMO_MODEL] + [Path(result.builds[p]["artifact"]) for p in PRECISIONS]
+        result.bench = benchmark(artifacts, BENCH_BATCHES, warmup=3, iterations=iterations)
+        result.bench_table = format_table(result.bench)
+        write_bytes_atomic(out / "bench.json", (json.dumps(result.bench, indent=2) + "\n")
+                           .encode())
+        result.plot = plot_report(result.bench, out / "latency.png")
+    return result
+
+
+def _describe_build(precision: str, info: dict) -> str:
+    text = f"{precision}: {info['artifact']} ({info['artifact_bytes'] / 2**20:.2f} MiB)"
+    accuracy = info.get("verification", {}).get("accuracy")
+    if accuracy:
+        text += (f", mIoU {accuracy['miou']:.2f} vs FP32 {accuracy['miou_fp32']:.2f}, "
+                 f"label agreement {accuracy['agreement']:.2%}")
+    calibration = info.get("calibration")
+    if calibration:
+        text += (", calibration reused from cache" if calibration["cache_hit"] else
+                 f", calibrated in {calibration['seconds']:.1f} s")
+    return text
+
+
+def _overlays(builds: dict, val: Path, path: Path) -> Path:
+    """One picture: per validation image, the image, its ground truth and each precision."""
+    from PIL import Image
+
+    from ocr_deploy.files import write_bytes_atomic
+    from ocr_deploy.images import list_images, read_image
+    from ocr_deploy.runtime import Segmenter
+    from ocr_deploy.runtime.render import overlay, palette_of
+
+    files = list_images(val)[:OVERLAY_SAMPLES]
+    images = [read_image(f) for f in files]
+    truth = [np.asarray(Image.open(val / "labels" / f.name)) for f in files]
+    columns = [("ground truth", truth)]
+    for precision, info in builds.items():
+        with Segmenter.open(info["artifact"]) as segmenter:
+            palette = palette_of(segmenter.metadata)
+            columns.append((precision, segmenter.predict(images)))
+    height, width = images[0].shape[:2]
+    scale = 2
+    sheet = Image.new("RGB", (width * scale * (len(columns) + 1), height * scale * len(images)),
+                      "white")
+    for row, image in enumerate(images):
+        cells = [Image.fromarray(image)] + [overlay(image, labels[row], palette)
+                                            for _, labels in columns]
+        for col, cell in enumerate(cells):
+            sheet.paste(cell.resize((width * scale, height * scale), Image.NEAREST),
+                        (col * width * scale, row * height * scale))
+    _label_columns(sheet, ["image"] + [name for name, _ in columns], width * scale)
+    import io
+
+    buffer = io.BytesIO()
+    sheet.save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getvalue())
+    return path
+
+
+def _label_columns(sheet, names: list[str], cell_width: int) -> None:
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(sheet)
+    for col, name in enumerate(names):
+        x = col * cell_width + 4
+        draw.rectangle((x - 2, 2, x + 7 * len(name) + 2, 14), fill="white")
+        draw.text((x, 2), name, fill="black")

@@ -1,0 +1,35 @@
+"""The README's main command, run in-process on a temporary folder: the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end(tmp_path, capsys):
+    from ocr_deploy.demo.cli import main
+
+    assert main(["--workdir", str(tmp_path), "--iterations", "2", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["export"]["passed"]
+    assert (tmp_path / "export" / "demo_ocrnet.onnx").is_file()
+    builds = summary["builds"]
+    assert set(builds) == {"fp32", "fp16", "int8"}
+    for precision in ("fp16", "int8"):
+        accuracy = builds[precision]["verification"]["accuracy"]
+        assert builds[precision]["verification"]["met_budget"]
+        assert accuracy["miou_drop"] <= (0.1 if precision == "fp16" else 1.0)
+    assert (tmp_path / "engines" / "demo_ocrnet_int8.onnx.json").is_file()
+    names = [r["name"] for r in summary["bench"]["results"]]
+    assert names == ["demo_ocrnet.h5", "demo_ocrnet_fp32.onnx", "demo_ocrnet_fp16.onnx",
+                     "demo_ocrnet_int8.onnx"]
+    with Image.open(tmp_path / "demo_output" / "predictions.png") as picture:
+        assert picture.size[0] > picture.size[1] > 0
+    assert (tmp_path / "demo_output" / "latency.png").stat().st_size > 10_000
+    # a second run reuses the INT8 calibration
+    assert main(["--workdir", str(tmp_path), "--iterations", "1", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["builds"]["int8"]["calibration"]["cache_hit"] is True
