@@ -40,6 +40,7 @@ class ExportMetadata:
     source: dict = field(default_factory=dict)  # file, sha256, format, keras flavour/version
     tools: dict = field(default_factory=dict)  # versions and opset
     parity: dict = field(default_factory=dict)  # summary of the export parity check
+    attention: dict = field(default_factory=dict)  # the attention-core form and its report
     notes: dict = field(default_factory=dict)  # the model card's notes (training figures)
     format_version: int = FORMAT_VERSION
 

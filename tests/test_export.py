@@ -140,3 +140,21 @@ def test_opset_option(keras3_h5, tmp_path, opset):
     result = _export(keras3_h5, tmp_path, opset=opset)
     model = onnx.load(str(result.onnx_path))
     assert next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == opset
+
+
+@pytest.mark.parametrize("form", ["keep", "decomposed", "attention"])
+def test_attention_forms_keep_parity(blog_h5, tmp_path, form):
+    result = _export(blog_h5, tmp_path, attention=form)
+    _assert_parity(result)
+    attention = read_metadata(result.onnx_path).attention
+    assert attention["form"] == form
+    model = onnx.load(str(result.onnx_path))
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert opset == (23 if form == "attention" else 17)
+    assert ("Attention" in {n.op_type for n in model.graph.node}) == (form == "attention")
+
+
+def test_attention_auto_is_recorded(keras3_h5, tmp_path):
+    attention = _export(keras3_h5, tmp_path).metadata.attention
+    assert attention["requested"] == "auto" and attention["form"] == "decomposed"
+    assert attention["reason"]

@@ -65,6 +65,9 @@ def build_tensorrt(model_bytes: bytes, output: Path, meta: ExportMetadata, preci
         raise BadInputError(None, "builder precision flags only on TensorRT 10.x",
                             f"TensorRT {version}", "drop --trt-builder-flags: TensorRT 11 "
                             "takes precision from the ONNX")
+    if meta.attention.get("form") == "attention" and _older_than(version, (10, 14)):
+        raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
+                            f"TensorRT {version}", "re-export with --attention decomposed")
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0 if options.builder_flags else \
@@ -102,6 +105,11 @@ def build_tensorrt(model_bytes: bytes, output: Path, meta: ExportMetadata, preci
                           "max": _shape(meta, options.batch[2])}],
             "workspace_mib": options.workspace_mib, "dla_core": options.dla_core,
             "timing_cache": str(options.timing_cache) if options.timing_cache else None}
+
+
+def _older_than(version: str, minimum: tuple[int, int]) -> bool:
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return (major, minor) < minimum
 
 
 def _shape(meta: ExportMetadata, batch: int) -> tuple[int, int, int, int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ocr_deploy.cli_support import EXIT_OK, floats_arg, print_json, run_command, size_arg
 from ocr_deploy.export.convert import DEFAULT_OPSET, MAX_OPSET
 from ocr_deploy.export.parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
+from ocr_deploy.graph.attention import FORMS, TARGETS
 
 EPILOG = """exit codes: 0 exported and verified; 2 bad input or usage; 3 parity over tolerance
 (the model is kept as NAME.parity-failed.onnx); 4 the converter failed; 1 internal error."""
@@ -42,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="NCHW input (and logits) layout instead of NHWC")
     graph.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                        help=f"ONNX opset (tf2onnx supports up to {MAX_OPSET})")
+    graph.add_argument("--attention", choices=FORMS, default="auto",
+                       help="attention-core form: decomposed (MatMul-Softmax-MatMul, scale on "
+                       "Q, fusable by TensorRT), attention (ONNX Attention op, opset 23, "
+                       "TensorRT >= 10.14), keep (as converted), auto (measured best for "
+                       "--attention-target)")
+    graph.add_argument("--attention-target", choices=TARGETS, default="onnxruntime",
+                       help="backend that --attention auto chooses for")
     graph.add_argument("--input-size", type=size_arg, metavar="HxW",
                        help="input size, required when the model's is dynamic")
     graph.add_argument("--normalize-in-graph", action="store_true",
@@ -76,6 +84,7 @@ def request_from_args(args: argparse.Namespace):
         custom_objects=args.custom_objects, trust_model=args.trust_model,
         output_name=args.output_name, keep_aux=args.keep_aux, argmax=args.argmax,
         labels_only=args.labels_only, nchw=args.nchw, opset=args.opset,
+        attention=args.attention, attention_target=args.attention_target,
         input_size=args.input_size, card=args.card, mean=args.mean, std=args.std,
         normalize_in_graph=args.normalize_in_graph, samples_dir=args.samples,
         random_samples=args.parity_samples, seed=args.seed, atol=args.atol, rtol=args.rtol,

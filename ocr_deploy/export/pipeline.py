@@ -35,13 +35,14 @@ from ocr_deploy.export.parity import (
     compare,
 )
 from ocr_deploy.files import check_writable_output, sha256_of, write_bytes_atomic
+from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.progress import Progress
 
 PARITY_BATCH = 2
-STAGES = 5
+STAGES = 6
 
 
 @dataclass
@@ -59,6 +60,8 @@ class ExportRequest:
     labels_only: bool = False
     nchw: bool = False
     opset: int = DEFAULT_OPSET
+    attention: str = "auto"  # auto | decomposed | attention | keep (see ocr_deploy.graph)
+    attention_target: str = "onnxruntime"  # the backend `auto` chooses the form for
     input_size: tuple[int, int] | None = None  # needed when the model's H, W are dynamic
     card: Path | None = None  # default: MODEL.card.json beside the model, if present
     mean: list[float] | None = None  # override the card
@@ -86,7 +89,7 @@ class ExportResult:
 
     def to_dict(self) -> dict:
         return {"onnx": str(self.onnx_path), "report": str(self.report_path),
-                "passed": self.parity.passed,
+                "passed": self.parity.passed, "attention": self.metadata.attention,
                 "logits_output": self.choice.logits, "aux_outputs": self.choice.aux,
                 "choice_reason": self.choice.reason, "parity": self.parity.to_dict(),
                 "metadata": self.metadata.__dict__, "timings_s": self.timings}
@@ -142,6 +145,11 @@ def export_model(request: ExportRequest) -> ExportResult:
     with progress.stage(f"converting with tf2onnx (opset {request.opset})"):
         function = export_function(loaded, choice, options)
         model = convert(function, options)
+    with progress.stage(f"attention core: {request.attention} form for "
+                        f"{request.attention_target}"):
+        model, attention = apply_attention_form(model, request.attention,
+                                                request.attention_target, source=request.model)
+        progress.note(summary(attention))
     with progress.stage("verifying parity (TensorFlow vs ONNX Runtime)"):
         images = _parity_images(request, input_hw, options.channels)
         parity = _verify(function, model, images, options, card, request)
@@ -152,7 +160,7 @@ def export_model(request: ExportRequest) -> ExportResult:
     if request.labels_only:  # verified with logits (ties need them), shipped without
         model = drop_outputs(model, ["logits"])
         options.logits = False
-    metadata = _metadata(request, loaded, choice, options, card, parity)
+    metadata = _metadata(request, loaded, choice, options, card, parity, attention)
     write_metadata(model, metadata)
     onnx_path = output if parity.passed else failed_output(output)
     with progress.stage(f"writing {onnx_path}"):
@@ -259,7 +267,7 @@ def _verify(function, model, images: np.ndarray, options: ConvertOptions, card: 
 
 
 def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions,
-              card: ModelCard, parity: ParityReport) -> ExportMetadata:
+              card: ModelCard, parity: ParityReport, attention: dict) -> ExportMetadata:
     import onnx
     import onnxruntime
     import onnxslim
@@ -291,5 +299,5 @@ def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: Conve
         tools={"ocr_deploy": ocr_deploy.__version__,
                "tensorflow": import_tensorflow().__version__, "tf2onnx": tf2onnx.__version__,
                "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-               "onnxslim": onnxslim.__version__, "opset": options.opset},
-        parity=parity.summary(), notes=card.notes)
+               "onnxslim": onnxslim.__version__, "opset": attention["opset"]},
+        parity=parity.summary(), attention=attention, notes=card.notes)

@@ -1,0 +1,127 @@
+"""Choose and apply the form of OCRNet's attention core in an exported ONNX model.
+
+``apply_attention_form(model, form, target)`` is what the exporter calls, before its
+parity check. Forms: ``decomposed`` (MatMul -> Softmax -> MatMul with the scale on Q, the
+pattern TensorRT fuses), ``attention`` (the opset-23 ``Attention`` op), ``keep`` (as
+exported) and ``auto`` (the form measured or known to be best for ``target``; see
+``AUTO``). The returned info dict says what was found, what changed and why.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import onnx
+
+from ocr_deploy.errors import BadInputError, ConversionError
+from ocr_deploy.graph.find import Findings, find_attention_cores
+from ocr_deploy.graph.forms import ATTENTION_OPSET, to_attention, to_decomposed, upgrade_opset
+from ocr_deploy.graph.index import name_nodes, remove_dead, toposort
+
+FORMS = ("auto", "decomposed", "attention", "keep")
+TARGETS = ("onnxruntime", "tensorrt")
+PATTERN = "MatMul(Q, K^T) -> [Mul/Div by a constant] -> Softmax over keys -> MatMul(P, V)"
+
+# target -> (form, why); the ONNX Runtime figures come from benchmarks/attention_forms.py
+AUTO = {
+    "onnxruntime": (
+        "decomposed",
+        "ONNX Runtime CPU: on one thread every form takes the same time (about 15 ms for "
+        "the 128x256 core); with free cores MatMul-Softmax-MatMul splits its rows across "
+        "threads (33 ms vs 53 ms for the Attention op at 256x512, 2 cores) because the CPU "
+        "Attention kernel parallelises over batch x heads, 1 x 1 here; no opset change"),
+    "tensorrt": (
+        "decomposed",
+        "TensorRT's attention fusion matches MatMul-Softmax-MatMul with the scale on Q "
+        "(NVIDIA's Fused Attention guide), which every TensorRT 10/11 parses; the Attention op "
+        "needs TensorRT >= 10.14 (JetPack 6 stays on older 10.x) and opset 23; fusion not yet "
+        "confirmed on a GPU (benchmarks/attention_gpu.py)"),
+}
+
+
+def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
+                         source: object = None) -> tuple[onnx.ModelProto, dict]:
+    """Rewrite every attention core of ``model`` into ``form``; returns (model, info).
+
+    ``model`` is not modified (``keep`` returns it as is). ``source`` names the model in
+    error messages. Raises ``BadInputError`` when a rewrite is asked for and no core, or an
+    ambiguous one, is found.
+    """
+    if form not in FORMS:
+        raise BadInputError(None, f"an attention form among {', '.join(FORMS)}", f"'{form}'",
+                            "pick one of them")
+    if target not in TARGETS:
+        raise BadInputError(None, f"a target among {', '.join(TARGETS)}", f"'{target}'",
+                            "pick one of them")
+    findings = find_attention_cores(model)
+    chosen, reason = _choose(form, target, findings, source)
+    if chosen != "keep":
+        model = copy.deepcopy(model)
+        name_nodes(model)
+        findings = find_attention_cores(model)
+    info = {"requested": form, "target": target, "form": chosen, "reason": reason,
+            "cores": [core.to_dict() for core in findings.cores],
+            "problems": findings.problems}
+    if chosen == "decomposed":
+        for entry, core in zip(info["cores"], findings.cores, strict=True):
+            entry["change"] = to_decomposed(model, core)
+    elif chosen == "attention":
+        model = _upgrade(model, source)
+        upgraded = find_attention_cores(model).cores
+        if len(upgraded) != len(findings.cores):
+            raise ConversionError(source, f"the {len(findings.cores)} attention core(s) to "
+                                  f"survive the conversion to opset {ATTENTION_OPSET}",
+                                  f"{len(upgraded)}", "use --attention decomposed")
+        for entry, core in zip(info["cores"], upgraded, strict=True):
+            entry["change"] = to_attention(model, core)
+    if chosen != "keep":
+        remove_dead(model)
+        toposort(model)
+        _check(model, chosen, source)
+    info["opset"] = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return model, info
+
+
+def summary(info: dict) -> str:
+    """One line for progress output: the form, the cores and where each scale went."""
+    cores = "; ".join(
+        f"{c['nodes']['softmax']} (query {c['shapes']['query']}, scale {c['scale']}"
+        + (f" -> {c['change']['scale_moved_to']}" if c.get("change") else "") + ")"
+        for c in info["cores"]) or "no attention core"
+    return f"attention form '{info['form']}' for {info['target']}: {cores}"
+
+
+def _choose(form: str, target: str, findings: Findings, source) -> tuple[str, str]:
+    if form == "keep":
+        return "keep", "requested: the graph is left as exported"
+    if findings.problems:
+        raise BadInputError(source, f"unambiguous attention cores ({PATTERN})",
+                            "; ".join(findings.problems),
+                            "export with --attention keep, or report the model")
+    if not findings.cores:
+        if form == "auto":
+            return "keep", "no attention core found: the graph is left as exported"
+        raise BadInputError(source, f"an OCRNet attention core ({PATTERN})",
+                            "no such pattern in the graph",
+                            "export with --attention keep (or auto) for a model without one")
+    if form == "auto":
+        return AUTO[target]
+    return form, f"requested (auto would pick '{AUTO[target][0]}' for {target})"
+
+
+def _upgrade(model, source):
+    try:
+        return upgrade_opset(model, ATTENTION_OPSET)
+    except Exception as exc:
+        raise ConversionError(source, f"the ONNX version converter to reach opset "
+                              f"{ATTENTION_OPSET}", f"{type(exc).__name__}: {exc}"[:300],
+                              "use --attention decomposed") from exc
+
+
+def _check(model, form: str, source) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ConversionError(source, f"a valid graph after the '{form}' attention rewrite",
+                              f"onnx.checker: {exc}"[:300],
+                              "use --attention keep and report the model") from exc
