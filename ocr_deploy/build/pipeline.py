@@ -144,7 +144,6 @@ def build(request: BuildRequest) -> BuildResult:
         else:
             backend_info = build_onnxruntime(model_bytes, output, request.precision,
                                              request.ort_optimization)
-            _restore_metadata(output, meta)
     info = {**backend_info, "backend_reason": why, "artifact": str(output),
             "source_onnx": str(source),
             "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
@@ -257,20 +256,3 @@ def _describe(result: Accuracy) -> str:
         text += (f", mIoU {result.miou:.2f} vs FP32 {result.miou_fp32:.2f} "
                  f"(drop {result.miou_drop:.2f} points)")
     return text
-
-
-def _restore_metadata(path: Path, meta: ExportMetadata) -> None:
-    """Re-attach the metadata if ONNX Runtime's optimiser dropped it."""
-    model = onnx.load(str(path))
-    if read_metadata_or_none(model) is None:
-        write_metadata(model, meta)
-        from ocr_deploy.files import write_bytes_atomic
-
-        write_bytes_atomic(path, model.SerializeToString())
-
-
-def read_metadata_or_none(model) -> ExportMetadata | None:
-    try:
-        return read_metadata(model)
-    except BadInputError:
-        return None

@@ -25,8 +25,11 @@ STD = (127.5, 127.5, 127.5)
 TRAIN_SEED = 20240611
 VALIDATION_SEED = 77031
 
-_SIZE_RANGE = (13.0, 28.0)  # object radius / half-size in pixels at 96x96, scaled with the image
-_MIN_CONTRAST = 80.0  # least RGB distance between an object's colour and the background's
+_SIZE_RANGE = (15.0, 28.0)  # object radius / half-size in pixels at 96x96, scaled with the image
+_MIN_CONTRAST = 100.0  # least RGB distance of an object's colour to the background's and others'
+_TEXTURE_CONTRAST = 50.0  # RMS per channel of the difference of the two background colours
+_MAX_OVERLAP = 0.2  # largest fraction of an object that a later one may cover
+_PLACEMENT_TRIES = 10
 
 
 def normalize(images: np.ndarray) -> np.ndarray:
@@ -52,20 +55,23 @@ def make_sample(seed: int, index: int, height: int = 96, width: int = 96
     """Generate sample ``index`` of the dataset ``seed``: an image and its label map."""
     rng = np.random.default_rng([seed, index])
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5  # pixel centres
-    background, bg_colors = _background(rng, xx, yy)
-    image = background
+    image, colors = _background(rng, xx, yy)
     label = np.zeros((height, width), np.uint8)
+    masks: list[np.ndarray] = []
     scale = min(height, width) / 96.0
     for _ in range(rng.integers(1, 5)):
         cls = int(rng.integers(1, len(CLASS_NAMES)))
         size = rng.uniform(*_SIZE_RANGE) * scale
-        cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
-        mask = _shape_mask(cls, size, rng, xx - cx, yy - cy)
-        color = _object_color(rng, bg_colors)
-        shading = _ramp(rng, xx, yy)[..., None] * rng.uniform(-30, 30)
+        mask = _place(cls, size, rng, xx, yy, masks)
+        if mask is None:
+            continue
+        color = _object_color(rng, colors)
+        colors = np.vstack([colors, color])
+        shading = _ramp(rng, xx, yy)[..., None] * rng.uniform(-20, 20)
         image = np.where(mask[..., None], color + shading, image)
         label[mask] = cls
-    image = image + rng.normal(0.0, rng.uniform(2.0, 10.0), image.shape)
+        masks.append(mask)
+    image = image + rng.normal(0.0, rng.uniform(2.0, 8.0), image.shape)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), label
 
 
@@ -118,10 +124,30 @@ def _ramp(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray) -> np.ndarra
     return (proj - proj.min()) / max(float(np.ptp(proj)), 1e-6)
 
 
+def _place(cls: int, size: float, rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray,
+           masks: list[np.ndarray]) -> np.ndarray | None:
+    """Mask of a shape at a random place where it overlaps the earlier ``masks`` little.
+
+    At most ``_MAX_OVERLAP`` of the new shape, and of each earlier one, may be shared, so
+    every object keeps most of its outline. ``None`` if no place is found in a few tries.
+    """
+    height, width = xx.shape
+    for _ in range(_PLACEMENT_TRIES):
+        cx, cy = rng.uniform(0.1, 0.9) * width, rng.uniform(0.1, 0.9) * height
+        mask = _shape_mask(cls, size, rng, xx - cx, yy - cy)
+        area = mask.sum()
+        if all((mask & old).sum() <= _MAX_OVERLAP * min(area, old.sum()) for old in masks):
+            return mask
+    return None
+
+
 def _background(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """A float RGB texture mixing two random colours, and those two colours."""
-    colors = rng.uniform(0, 255, (2, 3))
+    """A float RGB texture mixing two random colours a moderate distance apart, and those
+    two colours."""
+    first = rng.uniform(0, 255, 3)
+    second = np.clip(first + rng.normal(0.0, 1.0, 3) * _TEXTURE_CONTRAST, 0, 255)
+    colors = np.stack([first, second])
     kind = rng.integers(3)
     if kind == 0:  # smooth gradient
         t = _ramp(rng, xx, yy)
@@ -136,11 +162,11 @@ def _background(rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray
     return colors[0] + (colors[1] - colors[0]) * t[..., None], colors
 
 
-def _object_color(rng: np.random.Generator, bg_colors: np.ndarray) -> np.ndarray:
-    """A random colour at least ``_MIN_CONTRAST`` from both background colours (best effort)."""
+def _object_color(rng: np.random.Generator, used: np.ndarray) -> np.ndarray:
+    """A random colour at least ``_MIN_CONTRAST`` from the ``used`` ones (best effort)."""
     for _ in range(50):
         color = rng.uniform(0, 255, 3)
-        if np.linalg.norm(bg_colors - color, axis=1).min() >= _MIN_CONTRAST:
+        if np.linalg.norm(used - color, axis=1).min() >= _MIN_CONTRAST:
             break
     return color
 

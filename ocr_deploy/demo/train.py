@@ -47,12 +47,12 @@ def predict_labels(model, images: np.ndarray, batch_size: int = 32) -> np.ndarra
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="ocr-train-demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--train-samples", type=int, default=1500,
                         help="fresh training images per epoch")
     parser.add_argument("--val-samples", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate "
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate "
                         "(cosine decay to 1%% of it over the run)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of weight initialisation and shuffling (the data splits "
@@ -73,6 +73,9 @@ def _save_h5_atomic(model, path: Path) -> None:
     os.close(fd)
     try:
         model.save(tmp_name, include_optimizer=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp's files are private (0600)
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     progress = Progress(4, quiet=args.quiet)
 
+    # level 3 also hides tf.data's harmless "NodeDef mentions attribute" errors
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from ocr_deploy.tf_env import import_keras3, import_tensorflow
 
     tf = import_tensorflow()
