@@ -121,10 +121,11 @@ def export_model(request: ExportRequest) -> ExportResult:
     _validate(request, output)
     progress = Progress(STAGES, request.quiet)
 
-    with progress.stage(f"loading {request.model}"):
+    with progress.stage("loading the model"):
         custom = load_custom_objects(request.custom_objects) if request.custom_objects else None
         loaded = load_model(request.model, custom, request.trust_model)
-        progress.note(f"{loaded.file.format} file, loaded with {loaded.keras_version}")
+        progress.note(f"{request.model}: {loaded.file.format} file, loaded with "
+                      f"{loaded.keras_version}")
     input_hw = _input_size(request, loaded)
     card = _card(request, loaded)
     with progress.stage("choosing outputs"):
@@ -142,11 +143,11 @@ def export_model(request: ExportRequest) -> ExportResult:
         argmax=request.argmax or request.labels_only,
         keep_aux=request.keep_aux, normalize_in_graph=request.normalize_in_graph,
         mean=card.mean, std=card.std, channels=loaded.input_shape[2] or 3)
-    with progress.stage(f"converting with tf2onnx (opset {request.opset})"):
+    with progress.stage("converting with tf2onnx"):
+        progress.note(f"opset {request.opset}")
         function = export_function(loaded, choice, options)
         model = convert(function, options)
-    with progress.stage(f"attention core: {request.attention} form for "
-                        f"{request.attention_target}"):
+    with progress.stage("rewriting the attention core"):
         model, attention = apply_attention_form(model, request.attention,
                                                 request.attention_target, source=request.model)
         progress.note(summary(attention))
@@ -163,8 +164,9 @@ def export_model(request: ExportRequest) -> ExportResult:
     metadata = _metadata(request, loaded, choice, options, card, parity, attention)
     write_metadata(model, metadata)
     onnx_path = output if parity.passed else failed_output(output)
-    with progress.stage(f"writing {onnx_path}"):
+    with progress.stage("writing the ONNX"):
         write_bytes_atomic(onnx_path, model.SerializeToString())
+        progress.note(str(onnx_path))
     result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata,
                           {**progress.timings, "total": round(time.perf_counter() - start, 3)})
     write_bytes_atomic(result.report_path,
