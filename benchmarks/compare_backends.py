@@ -1,0 +1,95 @@
+"""Keras (TensorFlow) against ONNX Runtime FP32 / FP16 / INT8 on this machine's CPU, for
+the demo model and an OCRNet at Cityscapes scale (random weights), through ``ocr-bench``.
+
+    python benchmarks/compare_backends.py [--skip-demo] [--skip-cityscapes] [--json]
+
+INT8 is calibrated with MinMax on a few synthetic images; at Cityscapes scale the weights
+are random, so the builds are not verified for accuracy (timing only). The runtime
+wrapper's overhead over a bare InferenceSession is measured by runtime_overhead.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def build_all(onnx_path: Path, calib: Path, folder: Path, calib_samples: int,
+              verify: bool, val: Path | None) -> list[Path]:
+    """FP32, FP16 and INT8 ONNX Runtime artifacts of ``onnx_path``."""
+    from ocr_deploy.build.pipeline import BuildRequest, build
+    from ocr_deploy.precision.calibrate import CalibrationSettings
+
+    paths = []
+    for precision in ("fp32", "fp16", "int8"):
+        print(f"  building {precision} ...", file=sys.stderr)
+        paths.append(build(BuildRequest(
+            onnx=onnx_path, precision=precision, backend="onnxruntime",
+            output=folder / f"{onnx_path.stem}_{precision}.onnx", calib_dir=calib,
+            calib_samples=calib_samples, calib=CalibrationSettings(method="minmax"),
+            verify=verify, val_dir=val, quiet=True)).artifact)
+    return paths
+
+
+def compare(name: str, model: Path, folder: Path, size: tuple[int, int], calib_samples: int,
+            batches: tuple[int, ...], iterations: int, verify: bool) -> dict:
+    """Export ``model``, build the three precisions, benchmark them all with Keras."""
+    from ocr_deploy.bench.report import format_table
+    from ocr_deploy.bench.runner import benchmark
+    from ocr_deploy.demo.synthetic import write_samples
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+
+    print(f"{name}: exporting ...", file=sys.stderr)
+    onnx_path = export_model(ExportRequest(model=model, output=folder / f"{name}.onnx",
+                                           argmax=True, quiet=True)).onnx_path
+    calib, val = folder / f"{name}_calib", folder / f"{name}_val"
+    write_samples(calib, calib_samples, seed=1, height=size[0], width=size[1])
+    if verify:
+        write_samples(val, 100)
+    artifacts = [model, onnx_path, *build_all(onnx_path, calib, folder, calib_samples, verify,
+                                              val if verify else None)[1:]]
+    print(f"{name}: benchmarking ...", file=sys.stderr)
+    report = benchmark(artifacts, batches, warmup=2, iterations=iterations,
+                       progress=lambda line: print(f"  {line}", file=sys.stderr))
+    print(f"\n== {name} ==\n{format_table(report)}")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-cityscapes", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    from ocr_deploy.demo import DEMO_MODEL
+    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
+    from ocr_deploy.tf_env import import_keras3
+
+    reports = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if not args.skip_demo:
+            reports["demo"] = compare("demo", DEMO_MODEL, folder, (96, 96), 64, (1, 4, 8), 50,
+                                      verify=True)
+        if not args.skip_cityscapes:
+            import_keras3().utils.set_random_seed(0)
+            config = OCRNetConfig.cityscapes()
+            model = folder / "ocrnet_cityscapes.h5"
+            build_ocrnet(config).save(model)
+            reports["cityscapes"] = compare("cityscapes", model, folder,
+                                            (config.input_height, config.input_width), 8,
+                                            (1,), 5, verify=False)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "compare_backends.json").write_text(json.dumps(reports, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(reports, indent=2))
+
+
+if __name__ == "__main__":
+    main()
