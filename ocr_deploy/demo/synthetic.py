@@ -2,9 +2,10 @@
 
 NumPy and Pillow only (the runtime uses it). Each image holds 1-4 objects of the classes in
 ``CLASS_NAMES``, drawn in random colours over a random smooth texture (gradient, stripes or
-blobs) with pixel noise, so the classes can only be told apart by shape. Objects may overlap;
-the later one wins. Sample ``i`` of a dataset depends only on ``(seed, i)``, so datasets are
-reproducible and a longer split starts with the shorter one.
+blobs) with pixel noise, so the classes can only be told apart by shape. Objects may overlap
+a little (the later one wins) but keep most of their outline. Sample ``i`` of a dataset
+depends only on ``(seed, i)``, so datasets are reproducible and a longer split starts with
+the shorter one.
 """
 
 from __future__ import annotations

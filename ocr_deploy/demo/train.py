@@ -21,6 +21,7 @@ import shlex
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -110,12 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     model.compile(keras.optimizers.Adam(schedule), loss=[ce, ce],
                   loss_weights=[AUX_WEIGHT, 1.0])
 
+    def epoch_data(epoch: int):
+        return synthetic.train_split(args.train_samples, *size, start=epoch * args.train_samples)
+
     start = time.perf_counter()
-    with progress.stage(f"train {args.epochs} epochs of {args.train_samples} fresh images"):
+    with progress.stage(f"train {args.epochs} epochs of {args.train_samples} fresh images"), \
+            ThreadPoolExecutor(1) as prefetch:  # next epoch's images are made during this one's
+        pending = prefetch.submit(epoch_data, 0)
         for epoch in range(args.epochs):
             epoch_start = time.perf_counter()
-            images, labels = synthetic.train_split(args.train_samples, *size,
-                                                   start=epoch * args.train_samples)
+            images, labels = pending.result()
+            if epoch + 1 < args.epochs:
+                pending = prefetch.submit(epoch_data, epoch + 1)
             history = model.fit(synthetic.normalize(images), [aux_targets(labels), labels],
                                 batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
             miou, _ = mean_iou(predict_labels(model, val_images), val_labels, config.num_classes)
@@ -138,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             "val_per_class_iou": {name: round(float(iou), 4) for name, iou
                                   in zip(synthetic.CLASS_NAMES, per_class, strict=True)},
             "val_samples": args.val_samples,
-            "train_samples": args.train_samples,
+            "train_samples_per_epoch": args.train_samples,
+            "train_images_total": args.epochs * args.train_samples,
             "dataset": "ocr_deploy.demo.synthetic (train/validation splits)",
             "epochs": args.epochs,
             "batch_size": args.batch_size,
