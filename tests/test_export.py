@@ -158,3 +158,9 @@ def test_attention_auto_is_recorded(keras3_h5, tmp_path):
     attention = _export(keras3_h5, tmp_path).metadata.attention
     assert attention["requested"] == "auto" and attention["form"] == "decomposed"
     assert attention["reason"]
+
+
+def test_export_is_deterministic_within_a_process(keras3_h5, tmp_path):
+    first = _export(keras3_h5, tmp_path, name="a.onnx", argmax=True)
+    second = _export(keras3_h5, tmp_path, name="b.onnx", argmax=True)
+    assert first.onnx_path.read_bytes() == second.onnx_path.read_bytes()

@@ -8,6 +8,7 @@ dynamic ``batch`` dimension.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from ocr_deploy.errors import ConversionError
@@ -88,6 +89,7 @@ def convert(function, options: ConvertOptions):
                               "report this with the model; try another --opset") from exc
     model = clean_up(model)
     _name_batch_dimension(model)
+    canonicalize_names(model)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
@@ -114,6 +116,37 @@ def drop_outputs(model, names: list[str]):
     del model.graph.output[:]
     model.graph.output.extend(kept)
     return clean_up(model)
+
+
+COUNTER = re.compile(r"__(\d+)")  # tf2onnx's generated-name counter: Conv__151, unk__88
+
+
+def canonicalize_names(model) -> None:
+    """Renumber tf2onnx's counter suffixes in graph order, consistently in every name.
+
+    Its counter is process-global, so without this the same Keras model exported twice in
+    one process gives different bytes, and everything keyed on them (the calibration cache)
+    misses. The renumbering is injective, so distinct names stay distinct.
+    """
+    graph = model.graph
+    tables: dict[str, dict[str, str]] = {"name": {}, "dim": {}}
+
+    def renamed(name: str, kind: str = "name") -> str:
+        numbers = tables[kind]
+        return COUNTER.sub(lambda m: "__" + numbers.setdefault(m.group(1), str(len(numbers))),
+                           name)
+
+    for node in graph.node:
+        node.name = renamed(node.name)
+        node.input[:] = [renamed(n) for n in node.input]
+        node.output[:] = [renamed(n) for n in node.output]
+    for init in graph.initializer:
+        init.name = renamed(init.name)
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        value.name = renamed(value.name)
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = renamed(dim.dim_param, "dim")
 
 
 def _name_batch_dimension(model) -> None:
