@@ -142,3 +142,28 @@ def onnx_session():
 def images():
     """Seeded uint8-range float images, batch of 3."""
     return np.random.default_rng(5).integers(0, 256, (3, SIZE, SIZE, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def nhwc_onnx(keras3_h5, tmp_path_factory):
+    """The small Keras 3 model exported NHWC with logits and in-graph labels."""
+    from runtime_models import exported
+
+    return exported("nhwc", keras3_h5, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def nchw_onnx(keras3_h5, tmp_path_factory):
+    """The small Keras 3 model exported NCHW, labels only, normalisation in the graph."""
+    from runtime_models import exported
+
+    return exported("nchw_labels", keras3_h5, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def segmenter(nhwc_onnx):
+    """A runtime Segmenter on ``nhwc_onnx`` (ONNX Runtime CPU)."""
+    from ocr_deploy.runtime import Segmenter
+
+    with Segmenter.open(nhwc_onnx) as seg:
+        yield seg

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from runtime_models import exported
 
 from ocr_deploy.bench import benchmark, benchmark_artifact
 from ocr_deploy.bench.cli import main
@@ -15,11 +14,6 @@ from ocr_deploy.bench.report import SCHEMA, STATS_KEYS, format_table
 from ocr_deploy.bench.runner import time_calls
 from ocr_deploy.bench.stats import latency_stats, variability_warning
 from ocr_deploy.errors import BadInputError
-
-
-@pytest.fixture(scope="module")
-def nhwc_onnx(keras3_h5, tmp_path_factory):
-    return exported("nhwc", keras3_h5, tmp_path_factory)
 
 
 def _check_stats(stats: dict, batch: int) -> None:

@@ -16,11 +16,6 @@ from ocr_deploy.runtime.render import fallback_palette, overlay
 
 
 @pytest.fixture(scope="module")
-def nhwc_onnx(keras3_h5, tmp_path_factory):
-    return exported("nhwc", keras3_h5, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     folder = tmp_path_factory.mktemp("predict_samples")
     (small,) = write_samples(folder / "small", 1, height=40, width=50)

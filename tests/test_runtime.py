@@ -11,28 +11,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from PIL import Image
-from runtime_models import MEAN, STD, exported
+from runtime_models import MEAN, STD
 
 from ocr_deploy.images import resize_bilinear
 from ocr_deploy.runtime import Segmenter
 
 SIZES = [(64, 64), (97, 41), (30, 200), (128, 160)]
-
-
-@pytest.fixture(scope="module")
-def nhwc_onnx(keras3_h5, tmp_path_factory):
-    return exported("nhwc", keras3_h5, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def nchw_onnx(keras3_h5, tmp_path_factory):
-    return exported("nchw_labels", keras3_h5, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def segmenter(nhwc_onnx):
-    with Segmenter.open(nhwc_onnx) as seg:
-        yield seg
 
 
 def _images(sizes, seed=3):

@@ -19,17 +19,6 @@ from ocr_deploy.runtime.backends.tensorrt_backend import check_compatibility
 from ocr_deploy.sidecar import write_sidecar
 
 
-@pytest.fixture(scope="module")
-def nhwc_onnx(keras3_h5, tmp_path_factory):
-    return exported("nhwc", keras3_h5, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def segmenter(nhwc_onnx):
-    with Segmenter.open(nhwc_onnx) as seg:
-        yield seg
-
-
 def _one_line(exc: OcrDeployError) -> str:
     text = exc.one_line()
     assert "\n" not in text
