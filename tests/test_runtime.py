@@ -200,3 +200,27 @@ def test_boundary_only_blending_equals_full_resize():
             expected = postprocess.resize_scores(scores, height, width).argmax(-1)
             got = postprocess.labels_from_scores(scores, height, width)
             assert got.dtype == np.uint8 and np.array_equal(got, expected)
+
+
+def test_built_provider_options_reach_the_gpu_providers(tmp_path):
+    from ocr_deploy.build.onnxruntime_backend import provider_options
+    from ocr_deploy.runtime.backends.onnxruntime_backend import choose_providers
+
+    built = provider_options(tmp_path / "m_fp16.onnx", "fp16")
+    available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    chosen = dict(p if isinstance(p, tuple) else (p, None)
+                  for p in choose_providers(None, available, 1, built))
+    trt = chosen["TensorrtExecutionProvider"]
+    assert trt["device_id"] == 1 and trt["trt_fp16_enable"] is True
+    assert trt["trt_engine_cache_enable"] is True and chosen["CPUExecutionProvider"] is None
+    assert choose_providers(None, ["CPUExecutionProvider"], 0, built) == ["CPUExecutionProvider"]
+
+
+def test_onnx_artifact_with_sidecar_opens_on_cpu(tmp_path, nhwc_onnx):
+    from ocr_deploy.build.pipeline import BuildRequest, build
+
+    artifact = build(BuildRequest(onnx=nhwc_onnx, precision="fp32", backend="onnxruntime",
+                                  output=tmp_path / "m.onnx", quiet=True)).artifact
+    with Segmenter.open(artifact) as seg:
+        assert seg.describe()["providers"] == ["CPUExecutionProvider"]
+        assert seg.predict(_images([(64, 64)])[0]).shape == (64, 64)

@@ -80,8 +80,11 @@ class Segmenter:
             runner = TensorRTBackend(path, sidecar, device_id, cuda_graph)
         else:
             from ocr_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+            from ocr_deploy.sidecar import read_sidecar, sidecar_path
 
-            runner = OnnxRuntimeBackend(path, providers, threads, device_id)
+            built = read_sidecar(path).get("provider_options") \
+                if sidecar_path(path).is_file() else None  # from ocr-build-engine
+            runner = OnnxRuntimeBackend(path, providers, threads, device_id, built)
             try:
                 metadata = ExportMetadata.from_props(runner.custom_metadata, path)
             except BadInputError:

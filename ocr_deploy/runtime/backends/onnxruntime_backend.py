@@ -25,12 +25,15 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
 
 
 def choose_providers(requested: Sequence | None, available: Sequence[str],
-                     device_id: int = 0) -> list:
+                     device_id: int = 0, built_options: dict | None = None) -> list:
     """The providers to ask for: ``requested`` (names, aliases such as "cuda", or
-    ``(name, options)`` pairs) checked against ``available``, else the best available."""
+    ``(name, options)`` pairs) checked against ``available``, else the best available with
+    the options ``ocr-build-engine`` recorded for them (``built_options``: name -> dict)."""
     if not requested:
         names = [p for p in PREFERRED if p in available]
-        return [(p, {"device_id": device_id}) if p in GPU_PROVIDERS else p for p in names]
+        built = built_options or {}
+        return [(p, {"device_id": device_id, **built.get(p, {})}) if p in GPU_PROVIDERS
+                else p for p in names]
     chosen = []
     for entry in requested:
         name = entry[0] if isinstance(entry, (tuple, list)) else ALIASES.get(entry, entry)
@@ -48,13 +51,14 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: Path, providers: Sequence | None = None, threads: int | None = None,
-                 device_id: int = 0):
+                 device_id: int = 0, built_options: dict | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        chosen = choose_providers(providers, ort.get_available_providers(), device_id)
+        chosen = choose_providers(providers, ort.get_available_providers(), device_id,
+                                  built_options)
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chosen)
         except Exception as exc:  # ORT raises its own types for every kind of bad file
