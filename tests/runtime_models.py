@@ -1,7 +1,7 @@
 """Small exported models shared by the runtime, ocr-predict and ocr-bench tests.
 
-Each variant is exported once per test session from conftest's ``keras3_h5`` (64x64 input,
-4 classes) and reused by every module that asks for it.
+Each variant is exported from conftest's ``keras3_h5`` (64x64 input, 4 classes) by a
+session-scoped fixture in conftest (``nhwc_onnx``, ``nchw_onnx``).
 """
 
 from __future__ import annotations
@@ -18,21 +18,17 @@ MEAN, STD = [127.5, 120.0, 110.0], [127.5, 60.0, 70.0]
 # NCHW labels-only with the normalisation in the graph and no card (fallback palette).
 VARIANTS = {"nhwc": {"argmax": True}, "nchw_labels": {"nchw": True, "labels_only": True,
                                                       "normalize_in_graph": True}}
-_exported: dict[str, Path] = {}
 
 
 def exported(variant: str, keras_h5: Path, tmp_path_factory) -> Path:
-    """The ONNX of ``variant``, exported on first use."""
-    if variant not in _exported:
-        from ocr_deploy.export.pipeline import ExportRequest, export_model
+    """Export ``variant`` of ``keras_h5`` into a fresh folder; return the ONNX path."""
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
 
-        folder = tmp_path_factory.mktemp(f"runtime_{variant}")
-        options = dict(VARIANTS[variant])
-        if variant == "nhwc":
-            card = folder / "card.json"
-            ModelCard(class_names=CLASS_NAMES, palette=PALETTE, mean=MEAN, std=STD).save(card)
-            options["card"] = card
-        result = export_model(ExportRequest(model=keras_h5, output=folder / f"{variant}.onnx",
-                                            quiet=True, random_samples=2, **options))
-        _exported[variant] = result.onnx_path
-    return _exported[variant]
+    folder = tmp_path_factory.mktemp(f"runtime_{variant}")
+    options = dict(VARIANTS[variant])
+    if variant == "nhwc":
+        card = folder / "card.json"
+        ModelCard(class_names=CLASS_NAMES, palette=PALETTE, mean=MEAN, std=STD).save(card)
+        options["card"] = card
+    return export_model(ExportRequest(model=keras_h5, output=folder / f"{variant}.onnx",
+                                      quiet=True, random_samples=2, **options)).onnx_path

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from runtime_models import PALETTE, exported
+from runtime_models import PALETTE
 
 from ocr_deploy.demo.synthetic import write_samples
 from ocr_deploy.runtime import Segmenter
@@ -45,8 +45,8 @@ def test_writes_labels_and_overlays(nhwc_onnx, samples, tmp_path, capsys):
             assert set(entry["class_fractions"]) <= {"background", "disc", "square", "ring"}
 
 
-def test_full_colour_overlay_and_fallback_palette(keras3_h5, tmp_path_factory, samples, tmp_path):
-    labels_only = exported("nchw_labels", keras3_h5, tmp_path_factory)  # no card: no palette
+def test_full_colour_overlay_and_fallback_palette(nchw_onnx, samples, tmp_path):
+    labels_only = nchw_onnx  # no card: no palette
     assert main([str(samples[0]), "--model", str(labels_only), "-o", str(tmp_path), "-q",
                  "--alpha", "1", "--no-legend"]) == 0
     labels = np.asarray(Image.open(tmp_path / "sample_000.labels.png"))

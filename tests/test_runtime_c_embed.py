@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_models import exported
 
 from ocr_deploy.runtime import Segmenter
 
@@ -39,9 +38,9 @@ def program(tmp_path_factory):
     return output
 
 
-@pytest.mark.parametrize("variant", ["nhwc", "nchw_labels"])
-def test_c_program_matches_python(program, variant, keras3_h5, tmp_path_factory, tmp_path):
-    model = exported(variant, keras3_h5, tmp_path_factory)
+@pytest.mark.parametrize("variant", ["nhwc_onnx", "nchw_onnx"])
+def test_c_program_matches_python(program, variant, request, tmp_path):
+    model = request.getfixturevalue(variant)
     raw = tmp_path / "labels.raw"
     run = subprocess.run([str(program), sys.executable, str(model), str(raw)],
                          capture_output=True, text=True, timeout=120)

@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
-from runtime_models import exported
 
 from ocr_deploy.errors import BadInputError, OcrDeployError
 from ocr_deploy.metadata import read_metadata
@@ -105,8 +104,8 @@ def test_bad_open_options(nhwc_onnx):
         Segmenter.open(nhwc_onnx, max_batch=0)
 
 
-def test_labels_only_model_has_no_scores(keras3_h5, tmp_path_factory):
-    with Segmenter.open(exported("nchw_labels", keras3_h5, tmp_path_factory)) as seg, \
+def test_labels_only_model_has_no_scores(nchw_onnx):
+    with Segmenter.open(nchw_onnx) as seg, \
             pytest.raises(BadInputError, match="logits output"):
         seg.predict_scores(np.zeros((64, 64, 3), np.uint8))
 

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-from runtime_models import exported
 
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import read_metadata
@@ -31,11 +30,11 @@ def trt():
 
 
 @pytest.fixture(scope="module")
-def engine(trt, keras3_h5, tmp_path_factory):
+def engine(trt, nhwc_onnx):
     """Build an FP32 engine (batch 1..4) from the NHWC export with TensorRT's own API."""
     from ocr_deploy.runtime.cuda import device_info
 
-    onnx_path = exported("nhwc", keras3_h5, tmp_path_factory)
+    onnx_path = nhwc_onnx
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)

@@ -172,12 +172,13 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
 
 
 def _exclusions(request: BuildRequest, fp32_bytes: bytes) -> dict[str, list[str]]:
+    """Nodes kept in higher precision, by reason. FP16 keeps by op type (Softmax, ...) in
+    ``convert_fp16``, so only INT8 has default exclusions."""
     if request.precision == "fp32":
         return {}
-    excluded = {} if request.quantize_attention else \
-        default_exclusions(onnx.load_from_string(fp32_bytes))
-    if request.precision == "fp16":
-        excluded = {}  # FP16 keeps by op type (Softmax...), not by layer
+    excluded = {}
+    if request.precision == "int8" and not request.quantize_attention:
+        excluded = default_exclusions(onnx.load_from_string(fp32_bytes))
     if request.keep_fp32:
         excluded["requested"] = list(request.keep_fp32)
     return excluded
