@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def build_all(onnx_path: Path, calib: Path, folder: Path, calib_samples: int,
               verify: bool, val: Path | None) -> list[Path]:
     """FP16 and INT8 ONNX Runtime artifacts of ``onnx_path`` (FP32 is the ONNX itself)."""
-    from ocr_deploy.build.pipeline import BuildRequest, build
+    from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.precision.calibrate import CalibrationSettings
 
     paths = []

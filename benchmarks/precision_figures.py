@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from ocr_deploy.bench.runner import benchmark_artifact
-    from ocr_deploy.build.pipeline import BuildRequest, build
+    from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model

@@ -13,8 +13,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from ocr_deploy.build.cli import main
-from ocr_deploy.build.pipeline import BuildRequest, build
+from ocr_deploy.builder.cli import main
+from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.metadata import read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 MODULES = ["ocr_deploy.metadata", "ocr_deploy.images", "ocr_deploy.files",
-           "ocr_deploy.metrics", "ocr_deploy.demo.synthetic", "ocr_deploy.build.cli",
-           "ocr_deploy.build.pipeline", "ocr_deploy.precision.calibrate",
+           "ocr_deploy.metrics", "ocr_deploy.demo.synthetic", "ocr_deploy.builder.cli",
+           "ocr_deploy.builder.pipeline", "ocr_deploy.precision.calibrate",
            "ocr_deploy.precision.qdq", "ocr_deploy.precision.fp16",
            "ocr_deploy.precision.sensitivity", "ocr_deploy.bench.runner"]
 

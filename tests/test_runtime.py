@@ -203,7 +203,7 @@ def test_boundary_only_blending_equals_full_resize():
 
 
 def test_built_provider_options_reach_the_gpu_providers(tmp_path):
-    from ocr_deploy.build.onnxruntime_backend import provider_options
+    from ocr_deploy.builder.backends.onnxruntime import provider_options
     from ocr_deploy.runtime.backends.onnxruntime_backend import choose_providers
 
     built = provider_options(tmp_path / "m_fp16.onnx", "fp16")
@@ -217,7 +217,7 @@ def test_built_provider_options_reach_the_gpu_providers(tmp_path):
 
 
 def test_onnx_artifact_with_sidecar_opens_on_cpu(tmp_path, nhwc_onnx):
-    from ocr_deploy.build.pipeline import BuildRequest, build
+    from ocr_deploy.builder.pipeline import BuildRequest, build
 
     artifact = build(BuildRequest(onnx=nhwc_onnx, precision="fp32", backend="onnxruntime",
                                   output=tmp_path / "m.onnx", quiet=True)).artifact

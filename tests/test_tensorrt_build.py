@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocr_deploy.build.tensorrt_backend import availability
+from ocr_deploy.builder.backends.tensorrt import availability
 
 AVAILABLE, REASON = availability()
 pytestmark = [pytest.mark.gpu,
@@ -25,7 +25,7 @@ def small_onnx(keras3_h5, tmp_path_factory):
 def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
     import tensorrt as trt
 
-    from ocr_deploy.build.pipeline import BuildRequest, build
+    from ocr_deploy.builder.pipeline import BuildRequest, build
 
     result = build(BuildRequest(onnx=small_onnx, precision=precision, backend="tensorrt",
                                 output=tmp_path / f"m_{precision}.engine", verify=False,
@@ -42,8 +42,8 @@ def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
 
 
 def test_timing_cache_is_reused(small_onnx, tmp_path):
-    from ocr_deploy.build.pipeline import BuildRequest, build
-    from ocr_deploy.build.tensorrt_backend import TensorRTOptions
+    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.builder.pipeline import BuildRequest, build
 
     options = TensorRTOptions(timing_cache=tmp_path / "timing.cache")
     for name in ("a", "b"):

@@ -44,7 +44,7 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
     from ocr_deploy.bench.plot import plot_report
     from ocr_deploy.bench.report import format_table
     from ocr_deploy.bench.runner import benchmark
-    from ocr_deploy.build.pipeline import BuildRequest, build, choose_backend
+    from ocr_deploy.builder.pipeline import BuildRequest, build, choose_backend
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
     from ocr_deploy.files import write_bytes_atomic

@@ -38,7 +38,7 @@ def availability() -> tuple[bool, str]:
     except ImportError:
         return False, "the tensorrt Python package is not installed"
     try:
-        from ocr_deploy.build.cuda_info import gpu_info
+        from ocr_deploy.builder.backends.cuda_info import gpu_info
 
         gpu_info()
     except (ImportError, RuntimeError) as exc:
@@ -58,7 +58,7 @@ def build_tensorrt(model_bytes: bytes, output: Path, meta: ExportMetadata, preci
     """Build and write the engine atomically; return the sidecar facts."""
     import tensorrt as trt
 
-    from ocr_deploy.build.cuda_info import gpu_info
+    from ocr_deploy.builder.backends.cuda_info import gpu_info
 
     version, major = tensorrt_version()
     if options.builder_flags and major >= 11:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import onnx
 
-from ocr_deploy.build.onnxruntime_backend import build_onnxruntime
-from ocr_deploy.build.tensorrt_backend import TensorRTOptions, availability, build_tensorrt
+from ocr_deploy.builder.backends.onnxruntime import build_onnxruntime
+from ocr_deploy.builder.backends.tensorrt import TensorRTOptions, availability, build_tensorrt
 from ocr_deploy.errors import BadInputError, OcrDeployError
 from ocr_deploy.files import check_writable_output
 from ocr_deploy.metadata import ExportMetadata, read_metadata, write_metadata

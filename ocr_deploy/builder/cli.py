@@ -81,8 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ocr_deploy.build.pipeline import BuildRequest, build, latest_export
-    from ocr_deploy.build.tensorrt_backend import TensorRTOptions
+    from ocr_deploy.builder.pipeline import BuildRequest, build, latest_export
+    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
     from ocr_deploy.precision.calibrate import CalibrationSettings
     from ocr_deploy.precision.evaluate import Budget
     from ocr_deploy.progress import Progress

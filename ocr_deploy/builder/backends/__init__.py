@@ -1,0 +1,1 @@
+"""Build backends: one module per backend (ONNX Runtime, TensorRT)."""
