@@ -1,7 +1,10 @@
-"""Atomic output and content hashing.
+"""Atomic output, temporary files and folders, content hashing.
 
 Outputs are written to a temporary file in the destination folder and renamed into
 place, so a failed run never leaves a half-written file and never replaces a good one.
+Temporary names are ``.NAME.tmp-<host>-<pid>-<random>``: hidden, and ending in no suffix an
+artifact glob (``*.onnx``, ``*.engine``, ``*.json``) matches; the host and process id let
+later runs remove the leftovers of killed ones (``clean_stale_temps``).
 """
 
 from __future__ import annotations
@@ -9,11 +12,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import shutil
+import socket
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ocr_deploy.errors import BadInputError, OutputExistsError
+
+PAUSE_ENV = "OCR_DEPLOY_TEST_PAUSE"  # tests only: "POINT:FLAGFILE" pauses at a write point
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+_TEMP_FILE = re.compile(r"^\..+\.tmp-([0-9a-f]{6})-(\d+)-[^.]+$")
 
 
 def check_writable_output(path: Path, force: bool) -> None:
@@ -38,12 +50,7 @@ def check_writable_output(path: Path, force: bool) -> None:
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp",
-                                    dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    tmp = temp_file_for(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -52,10 +59,132 @@ def atomic_output(path: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def temp_file_for(path: Path) -> Path:
+    """Create an empty temporary file beside ``path`` (see the module docstring for its
+    name), after removing stale ones of dead processes; an unwritable folder is exit 2."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        clean_stale_temps(path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-",
+                                    dir=path.parent)
+    except OSError as exc:
+        raise BadInputError(path, "a writable output folder",
+                            f"no temporary file could be made there ({exc.strerror or exc})",
+                            "fix the folder's permissions or free space, or choose another -o"
+                            ) from exc
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    return Path(name)
+
+
+def clean_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files that dead processes of this host left in ``folder``."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in Path(folder).iterdir():
+            match = _TEMP_FILE.match(entry.name)
+            if match and match[1] == _HOST and not _alive(int(match[2])):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one of this module's temporary files."""
+    return bool(_TEMP_FILE.match(name))
+
+
+@contextlib.contextmanager
+def private_tempdir(prefix: str) -> Iterator[Path]:
+    """A fresh folder ``<tmp>/<prefix><host>-<pid>-<random>``, removed afterwards.
+
+    Folders with this prefix left by dead processes of this host (a kill -9) are removed
+    first; an unusable temporary location is exit 2 naming it.
+    """
+    root = Path(tempfile.gettempdir())
+    pattern = re.compile(re.escape(prefix) + r"([0-9a-f]{6})-(\d+)-[A-Za-z0-9_]+$")
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            match = pattern.match(entry.name)
+            if match and match[1] == _HOST and not _alive(int(match[2])):
+                shutil.rmtree(entry, ignore_errors=True)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{_HOST}-{os.getpid()}-", dir=root))
+    except OSError as exc:
+        raise BadInputError(root, "a writable temporary folder",
+                            f"none could be made ({exc.strerror or exc})",
+                            "set TMPDIR to a writable folder with free space") from exc
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def latest_file(folder: Path, pattern: str, skip_suffixes: tuple[str, ...] = ()) -> Path | None:
+    """The most recently modified readable, non-empty regular file of ``folder`` matching
+    ``pattern``; hidden files, temporary files and names ending in ``skip_suffixes`` are
+    ignored. None when there is none."""
+    found = []
+    for path in Path(folder).glob(pattern):
+        if path.name.startswith(".") or is_temp_name(path.name) \
+                or path.name.endswith(tuple(skip_suffixes)):
+            continue
+        try:
+            with open(path, "rb") as handle:
+                info = os.fstat(handle.fileno())
+                if not stat.S_ISREG(info.st_mode) or info.st_size == 0 or not handle.read(1):
+                    continue
+        except OSError:
+            continue
+        found.append((info.st_mtime_ns, path.name, path))
+    return max(found)[2] if found else None
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file to disk (before it is renamed into place)."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (after a rename into it); a no-op where unsupported."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def pause_point(name: str) -> None:
+    """Tests only: when ``OCR_DEPLOY_TEST_PAUSE`` is ``name:FLAG``, create FLAG and wait
+    until it is removed, so a test can kill -9 this process at a named write point."""
+    point, _, flag = os.environ.get(PAUSE_ENV, "").partition(":")
+    if point != name or not flag:
+        return
+    Path(flag).write_text(str(os.getpid()))
+    while os.path.exists(flag):
+        time.sleep(0.01)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
