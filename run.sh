@@ -2,6 +2,7 @@
 # One-command set-up and run on a fresh machine.
 #   bash run.sh demo   # install into .venv, then run the main job on the built-in demo model
 #   bash run.sh test   # install into .venv, then lint and run the test suite
+#   bash run.sh serve-env  # also make .venv-serve, the environment ocr-serve runs Triton in
 # Set OCR_DEPLOY_VENV to use another virtual environment folder.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,13 +22,19 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # dependencies, at the version of the TensorFlow just installed (TOOLCHAIN trap).
     tf_version="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))')"
     "$venv/bin/python" -m pip install -q --no-deps "tf-keras==$tf_version"
+    # Triton clients (serving tests, benchmarks): tritonclient's grpc extra caps protobuf
+    # below the 7.x TensorFlow 2.21 needs, and it works with 7.x: install it without
+    # dependencies, then the dependencies it uses (versions in constraints.txt).
+    "$venv/bin/python" -m pip install -q -c constraints.txt --no-deps tritonclient
+    "$venv/bin/python" -m pip install -q -c constraints.txt python-rapidjson geventhttpclient greenlet
     echo "$want" > "$stamp"
 fi
 
 case "${1:-}" in
     demo) shift; exec "$venv/bin/ocr-demo" "$@" ;;
+    serve-env) shift; exec "$venv/bin/ocr-serve" --setup-only "$@" ;;
     test) shift
           "$venv/bin/ruff" check .
           exec "$venv/bin/pytest" -q "$@" ;;
-    *) echo "usage: bash run.sh demo|test [args...]" >&2; exit 2 ;;
+    *) echo "usage: bash run.sh demo|test|serve-env [args...]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,96 @@
+"""``ocr-package ARTIFACT --triton REPO | --deepstream DIR``: deployment configuration
+from an artifact's metadata and sidecar.
+
+--triton REPO     a Triton model repository: the inference model (onnxruntime_onnx or
+                  tensorrt_plan), an end-to-end Python-backend model (images in, label maps
+                  at each image's size out), labels, version folders and a README.
+                  Serve it here with `ocr-serve REPO` (the end-to-end model).
+--deepstream DIR  a DeepStream nvinfer configuration for segmentation and a labels file
+                  (for GPU machines with DeepStream; it cannot run here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.errors import BadInputError
+from ocr_deploy.packaging.artifact_info import read_artifact
+from ocr_deploy.packaging.deepstream import write_deepstream
+from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr-package", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("artifact", type=Path, metavar="ARTIFACT",
+                        help="an exported or built .onnx, or a TensorRT .engine (with sidecar)")
+    parser.add_argument("--triton", type=Path, metavar="REPO",
+                        help="write a Triton model repository here (created or added to)")
+    parser.add_argument("--deepstream", type=Path, metavar="DIR",
+                        help="write a DeepStream nvinfer configuration here")
+    parser.add_argument("--name", help="model name (default: the artifact's file name)")
+    parser.add_argument("--version", type=int, default=1,
+                        help="Triton version folder (default 1)")
+    parser.add_argument("--max-batch", type=int, default=None,
+                        help="Triton max_batch_size (default: the engine profile's max, else 8); "
+                        "nvinfer batch-size (default: the profile's opt, else 1)")
+    parser.add_argument("--no-dynamic-batching", action="store_true",
+                        help="leave Triton's dynamic batcher off (default: on)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=2000,
+                        help="dynamic batcher's wait for more requests, µs (default 2000)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="GPU instances of the inference model (default 1)")
+    parser.add_argument("--e2e-instances", type=int, default=1,
+                        help="CPU instances of the end-to-end model (default 1)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="ONNX Runtime threads per end-to-end instance (default 0: "
+                        "ONNX Runtime's choice)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing models or files of the same name")
+    parser.add_argument("--json", action="store_true",
+                        help="print what was written as JSON on stdout")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+    return parser
+
+
+def package(args: argparse.Namespace) -> int:
+    if not args.triton and not args.deepstream:
+        raise BadInputError(None, "--triton REPO and/or --deepstream DIR", "neither",
+                            "say what to write")
+    for option in ("version", "instances", "e2e_instances"):
+        if getattr(args, option) < 1:
+            raise BadInputError(None, f"--{option.replace('_', '-')} >= 1",
+                                str(getattr(args, option)), "drop the option")
+    if args.threads < 0 or args.max_queue_delay_us < 0:
+        raise BadInputError(None, "--threads and --max-queue-delay-us >= 0",
+                            f"{args.threads} and {args.max_queue_delay_us}", "fix the value")
+    info = read_artifact(args.artifact)
+    written: dict[str, list[str]] = {}
+    if args.triton:
+        options = TritonOptions(name=args.name, version=args.version, max_batch=args.max_batch,
+                                dynamic_batching=not args.no_dynamic_batching,
+                                max_queue_delay_us=args.max_queue_delay_us,
+                                instances=args.instances, e2e_instances=args.e2e_instances,
+                                threads=args.threads, force=args.force)
+        written["triton"] = [str(p) for p in write_triton_repository(info, args.triton,
+                                                                     options)]
+    if args.deepstream:
+        written["deepstream"] = [str(p) for p in write_deepstream(info, args.deepstream,
+                                                                  args.force, args.max_batch)]
+    if args.json:
+        print_json({"artifact": str(args.artifact), "precision": info.precision, **written})
+    elif not args.quiet:
+        for kind, paths in written.items():
+            print(f"ocr-package: {kind}: {', '.join(paths)}", file=sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("ocr-package", package, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""Write a Triton model repository for an artifact (``ocr-package ARTIFACT --triton REPO``).
+
+Two models per artifact, each with a version folder, a ``config.pbtxt`` and ``labels.txt``:
+
+- ``NAME``: the inference model itself (``onnxruntime_onnx`` for an ``.onnx``,
+  ``tensorrt_plan`` for an ``.engine``): tensors, data types, dims and batch limits from the
+  artifact; dynamic batching; GPU instances; the execution-provider settings the sidecar
+  recorded. Served by Triton's ONNX Runtime / TensorRT backends (GPU servers).
+- ``NAME_e2e``: the end-to-end Python-backend model (``ocr_deploy.serving.triton_model``):
+  uint8 images of any size or encoded image bytes in, label maps at each image's size out.
+
+Each model folder is written into a temporary folder and renamed into place; an existing
+model is replaced only with ``force``. The repository's ``README.md`` lists its models.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocr_deploy import serving
+from ocr_deploy.errors import BadInputError, OutputExistsError
+from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec
+from ocr_deploy.packaging.pbtxt import Enum, Message, render
+from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
+from ocr_deploy.sidecar import sidecar_path
+
+TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16",
+                "float64": "TYPE_FP64", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8",
+                "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
+E2E_SUFFIX = "_e2e"
+# model.py of the end-to-end model (not imported here: it needs Triton's Python backend)
+E2E_MODEL_SOURCE = Path(serving.__file__).with_name("triton_model.py")
+LABELS_FILE = "labels.txt"
+TRT_CACHE_ROOT = "/tmp/trt-cache"
+
+
+@dataclass
+class TritonOptions:
+    name: str | None = None  # default: the artifact's file name without suffix
+    version: int = 1
+    max_batch: int | None = None  # default: the engine profile's max, else 8
+    dynamic_batching: bool = True
+    max_queue_delay_us: int = 2000
+    instances: int = 1  # GPU instances of the inference model
+    e2e_instances: int = 1  # CPU instances of the end-to-end model
+    threads: int = 0  # ONNX Runtime threads per end-to-end instance (0: its default)
+    force: bool = False
+
+
+def model_name(info: ArtifactInfo, options: TritonOptions) -> str:
+    """A Triton model name: the option, else the artifact's stem, made safe for a folder."""
+    name = options.name or info.path.name.split(".")[0]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("_.-") or "model"
+    return name
+
+
+def max_batch_size(info: ArtifactInfo, options: TritonOptions) -> int:
+    """The inference model's ``max_batch_size``: 0 for a fixed-batch ONNX; else the option,
+    bounded by an engine's profile, or the profile's max, or 8."""
+    if not info.dynamic_batch:
+        return 0
+    limit = info.profile_batches[2] if info.profile_batches else None
+    wanted = options.max_batch or limit or 8
+    if wanted < 1 or (limit and wanted > limit):
+        raise BadInputError(info.path, f"--max-batch between 1 and {limit or 'any'}",
+                            str(wanted), "the engine's optimisation profile sets the limit")
+    return wanted
+
+
+def inference_config(info: ArtifactInfo, name: str, options: TritonOptions) -> Message:
+    """The inference model's config (a ``pbtxt`` message)."""
+    batch = max_batch_size(info, options)
+    engine = info.kind == "engine"
+    config: Message = [("name", name),
+                       ("platform", "tensorrt_plan" if engine else "onnxruntime_onnx"),
+                       ("max_batch_size", batch)]
+    layout = info.metadata.input_layout
+    for tensor in info.inputs:
+        config.append(("input", [*_tensor(tensor, batch), ("format", Enum(f"FORMAT_{layout}"))]))
+    labels_output = info.metadata.output_of_kind("labels")
+    for tensor in info.outputs:
+        extra = [("label_filename", LABELS_FILE)] if tensor.name == labels_output else []
+        config.append(("output", _tensor(tensor, batch) + extra))
+    if batch and options.dynamic_batching:
+        config.append(("dynamic_batching", _batching(info, batch, options)))
+    config.append(("instance_group", [("count", options.instances),
+                                      ("kind", Enum("KIND_GPU"))]))
+    if not engine:
+        config += _onnxruntime_acceleration(info, name)
+    return config
+
+
+def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
+               labels_dtype: str) -> Message:
+    """The end-to-end Python-backend model's config."""
+    channels = info.metadata.input_channels
+    batch = options.max_batch or 8
+    config: Message = [
+        ("name", name), ("backend", "python"), ("max_batch_size", batch),
+        ("input", [("name", INPUT_PIXELS), ("data_type", Enum("TYPE_UINT8")),
+                   ("dims", [-1, -1, channels]), ("optional", True),
+                   ("allow_ragged_batch", True)]),
+        ("input", [("name", INPUT_ENCODED), ("data_type", Enum("TYPE_STRING")),
+                   ("dims", [1]), ("optional", True), ("allow_ragged_batch", True)]),
+        ("output", [("name", OUTPUT_LABELS), ("data_type", Enum(TRITON_TYPES[labels_dtype])),
+                    ("dims", [-1, -1]), ("label_filename", LABELS_FILE)]),
+    ]
+    if options.dynamic_batching:
+        config.append(("dynamic_batching", [("max_queue_delay_microseconds",
+                                             options.max_queue_delay_us)]))
+    config.append(("instance_group", [("count", options.e2e_instances),
+                                      ("kind", Enum("KIND_CPU"))]))
+    config.append(("parameters", _parameter("artifact", info.path.name)))
+    config.append(("parameters", _parameter("threads", str(options.threads))))
+    return config
+
+
+def write_triton_repository(info: ArtifactInfo, repo: Path,
+                            options: TritonOptions | None = None) -> list[Path]:
+    """Write the two models of ``info`` into ``repo``; return their folders."""
+    options = options or TritonOptions()
+    repo = Path(repo)
+    if repo.exists() and not repo.is_dir():
+        raise BadInputError(repo, "a folder for the model repository", "a file",
+                            "choose another --triton folder")
+    name = model_name(info, options)
+    e2e_name = name + E2E_SUFFIX
+    for model in (name, e2e_name):
+        if (repo / model).exists() and not options.force:
+            raise OutputExistsError(repo / model, "a model name not yet in the repository",
+                                    "an existing model folder",
+                                    "pass --force to replace it, or --name another")
+    labels_dtype = "uint8" if info.metadata.num_classes <= 256 else "int32"
+    version = str(options.version)
+    model_file = "model.plan" if info.kind == "engine" else "model.onnx"
+    written = [
+        _write_model(repo, name, inference_config(info, name, options), info,
+                     {f"{version}/{model_file}": info.path}),
+        _write_model(repo, e2e_name, e2e_config(info, e2e_name, options, labels_dtype), info,
+                     {f"{version}/model.py": E2E_MODEL_SOURCE,
+                      f"{version}/{info.path.name}": info.path,
+                      **({f"{version}/{sidecar_path(info.path).name}": sidecar_path(info.path)}
+                         if info.sidecar is not None else {})}),
+    ]
+    _write_readme(repo)
+    return written
+
+
+def _tensor(tensor: TensorSpec, batch: int) -> Message:
+    dims = tensor.shape[1:] if batch else tensor.shape
+    return [("name", tensor.name), ("data_type", Enum(TRITON_TYPES[tensor.dtype])),
+            ("dims", dims)]
+
+
+def _batching(info: ArtifactInfo, batch: int, options: TritonOptions) -> Message:
+    """Preferred sizes: an engine's profile opt and max (the sizes it was tuned for), else
+    the max; a short queue delay lets requests join a batch."""
+    preferred = {batch}
+    if info.profile_batches:
+        preferred.add(min(info.profile_batches[1], batch))
+    return [("preferred_batch_size", sorted(preferred)),
+            ("max_queue_delay_microseconds", options.max_queue_delay_us)]
+
+
+def _parameter(key: str, value: str) -> Message:
+    return [("key", key), ("value", [("string_value", value)])]
+
+
+def _onnxruntime_acceleration(info: ArtifactInfo, name: str) -> Message:
+    """What ``ocr-build-engine`` recorded for the GPU execution providers, in the ONNX
+    Runtime backend's terms (TensorRT accelerator, cuDNN convolution search)."""
+    providers = (info.sidecar or {}).get("provider_options") or {}
+    trt = providers.get("TensorrtExecutionProvider")
+    cuda = providers.get("CUDAExecutionProvider") or {}
+    config: Message = []
+    if trt:
+        mode = "INT8" if trt.get("trt_int8_enable") else \
+            "FP16" if trt.get("trt_fp16_enable") else "FP32"
+        accelerator: Message = [("name", "tensorrt"),
+                                ("parameters", [("key", "precision_mode"), ("value", mode)])]
+        if trt.get("trt_engine_cache_enable"):
+            cache = f"{TRT_CACHE_ROOT}/{name}"
+            accelerator += [("parameters", [("key", key), ("value", value)]) for key, value in
+                            (("trt_engine_cache_enable", "1"), ("trt_engine_cache_path", cache))]
+        if trt.get("trt_timing_cache_enable"):
+            accelerator += [("parameters", [("key", key), ("value", value)]) for key, value in
+                            (("trt_timing_cache_enable", "1"),
+                             ("trt_timing_cache_path", f"{TRT_CACHE_ROOT}/{name}"))]
+        config.append(("optimization", [("execution_accelerators",
+                                         [("gpu_execution_accelerator", accelerator)])]))
+    search = {"EXHAUSTIVE": "0", "HEURISTIC": "1", "DEFAULT": "2"}.get(
+        str(cuda.get("cudnn_conv_algo_search", "")).upper())
+    if search:
+        config.append(("parameters", _parameter("cudnn_conv_algo_search", search)))
+    return config
+
+
+def _write_model(repo: Path, name: str, config: Message, info: ArtifactInfo,
+                 files: dict[str, Path]) -> Path:
+    """Build the model folder beside its final place, then rename it in."""
+    repo.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=repo))
+    try:
+        (staging / "config.pbtxt").write_text(render(config) + "\n")
+        (staging / LABELS_FILE).write_text("".join(f"{n}\n" for n in _class_names(info)))
+        for relative, source in files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, staging / relative)
+        target = repo / name
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old.", dir=repo))
+            target.rename(old / name)
+        staging.rename(target)
+        if old:
+            shutil.rmtree(old)
+        return target
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
+def _class_names(info: ArtifactInfo) -> list[str]:
+    """One name per class index (``class_N`` where the metadata has none)."""
+    names = list(info.metadata.class_names)
+    return names + [f"class_{i}" for i in range(len(names), info.metadata.num_classes)]
+
+
+def _write_readme(repo: Path) -> None:
+    """(Re)write the repository's README for the models it holds now."""
+    models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
+    e2e = [m for m in models if m.endswith(E2E_SUFFIX)]
+    example = e2e[0] if e2e else "NAME_e2e"
+    text = README.format(models="\n".join(f"- `{m}`" for m in models), example=example)
+    (repo / "README.md").write_text(text)
+
+
+README = """\
+# Triton model repository (written by ocr-package)
+
+Models:
+
+{models}
+
+Each artifact gives two models. `NAME` is the inference model (`onnxruntime_onnx` for an
+ONNX, `tensorrt_plan` for a TensorRT engine): the raw model input (resized, normalised
+pixels) in, logits/labels out; it needs Triton's ONNX Runtime or TensorRT backend and a GPU.
+`NAME_e2e` is the end-to-end model (Python backend, `ocr_deploy.runtime` inside): send
+`IMAGE` (uint8 `[1,H,W,3]`, any size) or `IMAGE_BYTES` (`[1,1]` encoded PNG/JPEG), get
+`LABELS` `[1,H,W]` (class index per pixel, at the image's own size) back. Class names:
+`labels.txt` in each model folder.
+
+## On this machine (CPU, the Python backend only)
+
+    ocr-serve REPO            # HTTP 8000, gRPC 8001, metrics 8002 on 127.0.0.1; Ctrl-C stops
+
+`ocr-serve` runs the `tritonserver` binary of the nvidia-pytriton wheel in a runtime-only
+environment (`.venv-serve`: numpy < 2, ONNX Runtime, ocr-deploy without TensorFlow). That
+binary has no ONNX Runtime or TensorRT backend, so only the `_e2e` models are served here.
+
+## On a GPU server, in NVIDIA's Triton container
+
+    docker run --gpus all --rm -p 8000:8000 -p 8001:8001 -p 8002:8002 \\
+        -v $PWD/REPO:/models nvidia/tritonserver:<yy.mm>-py3 \\
+        tritonserver --model-repository=/models
+
+(the image from NVIDIA's NGC registry). Choose a release whose TensorRT is the one that
+built a `.engine` (its sidecar's `tensorrt_version`); engines do not move across TensorRT
+versions or GPU models. The `_e2e` models import `ocr_deploy`: install it into the
+container's Python first (`pip install ocr-deploy` from a checkout, no TensorFlow needed),
+or load only the inference models (`--model-control-mode=explicit --load-model=NAME`).
+
+## A client call
+
+    import numpy as np, tritonclient.http as http
+    client = http.InferenceServerClient("127.0.0.1:8000")
+    image = np.zeros((1, 480, 640, 3), np.uint8)          # your RGB image, batch of 1
+    inp = http.InferInput("IMAGE", list(image.shape), "UINT8")
+    inp.set_data_from_numpy(image)
+    labels = client.infer("{example}", [inp]).as_numpy("LABELS")[0]   # [480, 640]
+"""

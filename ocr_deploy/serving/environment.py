@@ -1,0 +1,107 @@
+"""The serving environment: a runtime-only virtualenv that Triton's Python backend runs in.
+
+It holds numpy < 2 (the backend stub of nvidia-pytriton 0.7.0 fails every response with
+numpy 2), ONNX Runtime, Pillow, this package without TensorFlow, and the nvidia-pytriton
+wheel for its ``tritonserver`` binary, Python backend and one backend stub per Python
+version. The stub matching the environment's Python is copied into the Python backend's
+folder, where the backend looks for it. Versions are pinned in ``constraints-serve.txt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocr_deploy.errors import BadInputError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONSTRAINTS = PROJECT_ROOT / "constraints-serve.txt"
+DEFAULT_ENV = PROJECT_ROOT / ".venv-serve"
+STAMP = ".ocr-deploy-serve-installed"
+STUB = "triton_python_backend_stub"
+
+
+@dataclass(frozen=True)
+class ServingEnv:
+    """Paths inside a ready serving environment."""
+
+    root: Path
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+    @property
+    def tritonserver_dir(self) -> Path:
+        """``site-packages/pytriton/tritonserver`` of this environment."""
+        found = sorted(self.root.glob("lib/python3*/site-packages/pytriton/tritonserver"))
+        if not found:
+            raise BadInputError(self.root, "a serving environment with nvidia-pytriton",
+                                "none installed", "delete the folder and rerun ocr-serve")
+        return found[0]
+
+    @property
+    def tritonserver(self) -> Path:
+        return self.tritonserver_dir / "bin" / "tritonserver"
+
+    @property
+    def backend_dir(self) -> Path:
+        return self.tritonserver_dir / "backends"
+
+
+def _fingerprint() -> str:
+    data = CONSTRAINTS.read_bytes() + (PROJECT_ROOT / "pyproject.toml").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def ensure_env(root: Path | None = None, log=print) -> ServingEnv:
+    """Return the serving environment at ``root`` (default ``.venv-serve`` in the project),
+    creating or updating it first when its installed versions are out of date."""
+    env = ServingEnv(Path(root) if root else DEFAULT_ENV)
+    if not CONSTRAINTS.is_file():
+        if env.python.is_file():
+            return _with_stub(env)
+        raise BadInputError(env.root, "a serving environment, made from a source checkout",
+                            "none, and no constraints-serve.txt beside this package",
+                            "run ocr-serve from a checkout of ocr-deploy, or pass --env")
+    stamp = env.root / STAMP
+    want = _fingerprint()
+    if stamp.is_file() and stamp.read_text().strip() == want and env.python.is_file():
+        return _with_stub(env)
+    log(f"ocr-serve: making the serving environment {env.root} (about 20 s, once) ...")
+    if not env.python.is_file():
+        _run([sys.executable, "-m", "venv", str(env.root)])
+    pip = [str(env.python), "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS)]
+    _run([*pip, "--no-deps", "nvidia-pytriton"])  # only its binaries are used
+    _run([*pip, "-e", str(PROJECT_ROOT)])  # base install: numpy, onnx, onnxruntime, pillow
+    stamp.write_text(want + "\n")
+    return _with_stub(env)
+
+
+def _with_stub(env: ServingEnv) -> ServingEnv:
+    """Copy the stub for the environment's Python into the Python backend's folder."""
+    version = subprocess.run([str(env.python), "-c", "import sys; print('%d.%d' % "
+                              "sys.version_info[:2])"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    source = env.tritonserver_dir / "python_backend_stubs" / version / STUB
+    if not source.is_file():
+        raise BadInputError(env.root, "a Python between 3.8 and 3.13 (nvidia-pytriton ships "
+                            "stubs for those)", f"Python {version}",
+                            "make the environment with a supported Python")
+    target = env.backend_dir / "python" / STUB
+    if not target.is_file() or target.read_bytes() != source.read_bytes():
+        shutil.copy2(source, target)  # same depth as the source: its RPATH still resolves
+    return env
+
+
+def _run(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = " ".join((result.stderr or result.stdout).split())[-300:]
+        raise BadInputError(None, "the serving environment to install",
+                            f"'{' '.join(command[:6])} ...' failed: {tail}",
+                            "check the network to PyPI, then rerun")
