@@ -44,13 +44,25 @@ class UnsafeModelError(OcrDeployError):
 
 
 class OutputExistsError(OcrDeployError):
-    """The output exists and ``--force`` was not given."""
+    """The output exists and ``--force`` was not given (or another run created it meanwhile)."""
+
+
+class PairMismatchError(BadInputError):
+    """An artifact and its JSON companion (sidecar, parity report) do not belong together."""
+
+
+class MetadataError(BadInputError):
+    """An artifact's ``ocr_deploy.*`` metadata breaks the schema or does not fit its graph."""
 
 
 class ConversionError(OcrDeployError):
     """The converter (tf2onnx, the graph clean-up or onnx.checker) failed."""
 
     exit_code = EXIT_CONVERSION
+
+
+class GraphError(ConversionError):
+    """A graph pass cannot rewrite the model it was given."""
 
 
 class ParityError(OcrDeployError):

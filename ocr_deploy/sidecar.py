@@ -2,16 +2,20 @@
 ``NAME.onnx.json``): how it was built, for what, and how accurate it is.
 
 A TensorRT engine cannot carry ONNX metadata, so its sidecar also holds the exported
-model's ``ExportMetadata`` under ``"metadata"``; the runtime reads it from there.
+model's ``ExportMetadata`` under ``"metadata"``; the runtime reads it from there. The
+sidecar records the artifact's SHA-256 (``artifact_sha256``) and is read only together
+with the artifact it belongs to (``ocr_deploy.pairs``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
-from ocr_deploy.errors import BadInputError
-from ocr_deploy.files import write_bytes_atomic
+from ocr_deploy.files import sha256_of, write_bytes_atomic
+from ocr_deploy.pairs import HASH_KEY, Pair, PairWrite, pair_output, read_pair
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -20,21 +24,30 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+@contextlib.contextmanager
+def sidecar_output(artifact: Path, force: bool = False) -> Iterator[PairWrite]:
+    """Write an artifact and its sidecar as one pair: write the artifact to
+    ``.artifact_tmp``, set ``.companion`` to the sidecar dict (see ``pairs.pair_output``)."""
+    with pair_output(artifact, sidecar_path(artifact), force) as write:
+        yield write
+
+
 def write_sidecar(artifact: Path, data: dict) -> Path:
-    """Write the sidecar of ``artifact`` atomically; return its path."""
+    """Write the sidecar of an existing ``artifact`` atomically, recording its SHA-256; return
+    its path. Not crash-consistent with the artifact's own write: prefer ``sidecar_output``."""
     path = sidecar_path(artifact)
+    data = {**data, HASH_KEY: sha256_of(artifact)}
     write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
     return path
 
 
+def read_sidecar_pair(artifact: Path, content: bool = False) -> Pair:
+    """The sidecar of ``artifact`` and the file holding the artifact it belongs to (and its
+    bytes, with ``content``); a missing, malformed or mismatched sidecar is a clear error
+    (exit 2). See ``pairs.read_pair``."""
+    return read_pair(artifact, sidecar_path(artifact), "sidecar", content)
+
+
 def read_sidecar(artifact: Path) -> dict:
-    """Read the sidecar of ``artifact``; a missing or malformed one is a clear error."""
-    path = sidecar_path(artifact)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BadInputError(artifact, f"its sidecar {path.name} beside it", "none",
-                            "rebuild it with ocr-build-engine, which writes both") from None
-    except (OSError, ValueError) as exc:
-        raise BadInputError(path, "a JSON sidecar", f"unreadable content ({exc})",
-                            "rebuild the artifact with ocr-build-engine") from exc
+    """The sidecar of ``artifact``, verified against it (see ``read_sidecar_pair``)."""
+    return read_sidecar_pair(artifact).companion

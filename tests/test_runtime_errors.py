@@ -157,7 +157,7 @@ def test_engine_sidecar_problems(tmp_path, nhwc_onnx, monkeypatch):
 
 
 def test_cuda_calls_raise_naming_the_call():
-    from ocr_deploy.runtime import cuda
+    from ocr_deploy.nvidia import cuda
 
     try:
         cuda.runtime_module()

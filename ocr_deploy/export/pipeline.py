@@ -3,12 +3,12 @@
 ``export_model`` is the Python API behind ``ocr-export``. Outputs are written atomically:
 on success ``OUT.onnx`` and ``OUT.parity.json``; when parity fails, the model goes to
 ``OUT.parity-failed.onnx`` (with ``OUT.parity-failed.json``) and a good ``OUT.onnx`` is
-never touched.
+never touched. The report records the ONNX's SHA-256 and the two are written as one pair
+(``ocr_deploy.pairs``): a reader never sees a new ONNX beside an old report.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +34,12 @@ from ocr_deploy.export.parity import (
     ParityReport,
     compare,
 )
-from ocr_deploy.files import check_writable_output, sha256_of, write_bytes_atomic
+from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
+from ocr_deploy.pairs import pair_output
 from ocr_deploy.progress import Progress
 
 PARITY_BATCH = 2
@@ -164,13 +165,15 @@ def export_model(request: ExportRequest) -> ExportResult:
     metadata = _metadata(request, loaded, choice, options, card, parity, attention)
     write_metadata(model, metadata)
     onnx_path = output if parity.passed else failed_output(output)
-    with progress.stage("writing the ONNX"):
-        write_bytes_atomic(onnx_path, model.SerializeToString())
+    result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata)
+    with progress.stage("writing the ONNX"):  # with its report, as one pair (ocr_deploy.pairs)
+        with pair_output(onnx_path, result.report_path,
+                         force=request.force or not parity.passed) as write:
+            write.artifact_tmp.write_bytes(model.SerializeToString())
+            result.timings = {**progress.timings,
+                              "total": round(time.perf_counter() - start, 3)}
+            write.companion = result.to_dict()
         progress.note(str(onnx_path))
-    result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata,
-                          {**progress.timings, "total": round(time.perf_counter() - start, 3)})
-    write_bytes_atomic(result.report_path,
-                       (json.dumps(result.to_dict(), indent=2) + "\n").encode())
     if not parity.passed:
         failing = next(o for o in parity.outputs if not o.passed)
         raise ParityError(onnx_path, f"parity within atol={request.atol:g}, "

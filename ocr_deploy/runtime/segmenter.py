@@ -23,6 +23,7 @@ from ocr_deploy.runtime.preprocess import as_image_list, check_image, prepare_ba
 from ocr_deploy.runtime.tensors import tensor_ref
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
+LOAD_ATTEMPTS = 3
 
 
 class Segmenter:
@@ -67,30 +68,12 @@ class Segmenter:
                                 "(with providers=['tensorrt'] for ONNX Runtime's TensorRT EP)")
         if max_batch is not None and max_batch < 1:
             raise BadInputError(None, "max_batch >= 1", str(max_batch), "drop the option")
-        if kind == "engine":
-            from ocr_deploy.runtime.backends.tensorrt_backend import (
-                TensorRTBackend,
-                import_tensorrt,
-            )
-            from ocr_deploy.sidecar import read_sidecar
-
-            import_tensorrt(path)  # first: without TensorRT nothing else matters
-            sidecar = read_sidecar(path)
-            metadata = engine_metadata(path, sidecar)
-            runner = TensorRTBackend(path, sidecar, device_id, cuda_graph)
-        else:
-            from ocr_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-            from ocr_deploy.sidecar import read_sidecar, sidecar_path
-
-            built = read_sidecar(path).get("provider_options") \
-                if sidecar_path(path).is_file() else None  # from ocr-build-engine
-            runner = OnnxRuntimeBackend(path, providers, threads, device_id, built)
-            try:
-                metadata = ExportMetadata.from_props(runner.custom_metadata, path)
-            except BadInputError:
-                runner.close()
-                raise
-        check_contract(path, metadata, runner)
+        runner, metadata = _load(path, kind, providers, threads, device_id, cuda_graph)
+        try:
+            check_contract(path, metadata, runner)
+        except BadInputError:
+            runner.close()
+            raise
         return cls(runner, metadata, path, max_batch)
 
     # -- images in, label maps / scores out ------------------------------------------------
@@ -285,6 +268,43 @@ class Segmenter:
         if self._layout(name) == "NCHW":
             return shape[2], shape[3]
         return shape[1], shape[2]
+
+
+def _load(path: Path, kind: str, providers, threads, device_id: int, cuda_graph: bool):
+    """The backend and the metadata. An engine's preprocessing comes from its sidecar, and
+    a built ONNX's provider options: both are used only with the artifact whose SHA-256
+    the sidecar records (``ocr_deploy.pairs``)."""
+    from ocr_deploy.sidecar import read_sidecar_pair, sidecar_path
+
+    if kind == "engine":
+        from ocr_deploy.runtime.backends.tensorrt_backend import TensorRTBackend, import_tensorrt
+
+        import_tensorrt(path)  # first: without TensorRT nothing else matters
+        for _ in range(LOAD_ATTEMPTS):  # TensorRT loads by path: check it stayed in place
+            pair = read_sidecar_pair(path)
+            metadata = engine_metadata(path, pair.companion)
+            try:
+                runner = TensorRTBackend(pair.artifact, pair.companion, device_id, cuda_graph)
+            except BadInputError:
+                if pair.unchanged():
+                    raise
+                continue  # replaced by a concurrent build while loading: read the pair again
+            if pair.unchanged():
+                return runner, metadata
+            runner.close()
+        raise BadInputError(path, "an engine that stays in place while it loads",
+                            "one replaced on every attempt", "retry after the build ends")
+    from ocr_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    pair = read_sidecar_pair(path, content=True) if sidecar_path(path).is_file() else None
+    runner = OnnxRuntimeBackend(path, providers, threads, device_id,
+                                pair.companion.get("provider_options") if pair else None,
+                                pair.content if pair else None)
+    try:
+        return runner, ExportMetadata.from_props(runner.custom_metadata, path)
+    except BadInputError:
+        runner.close()
+        raise
 
 
 def _describe(value) -> str:

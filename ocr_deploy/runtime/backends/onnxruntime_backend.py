@@ -114,7 +114,7 @@ class OnnxRuntimeBackend(Backend):
                                     f"{self.providers[0]}", "CUDA device memory",
                                     "install onnxruntime-gpu, or pass host buffers")
         if stream is not None:  # ORT runs on its own stream: wait for the caller's work
-            from ocr_deploy.runtime.cuda import synchronize_stream
+            from ocr_deploy.nvidia.cuda import synchronize_stream
 
             synchronize_stream(stream)
         binding = self._binding()
