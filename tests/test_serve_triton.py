@@ -1,0 +1,213 @@
+"""A real Triton server (the nvidia-pytriton wheel's tritonserver, Python backend, in the
+serving environment .venv-serve) on free loopback ports, called with tritonclient over HTTP
+and gRPC: label maps identical to Segmenter.predict, bad requests answered with clean errors
+while the server stays up, and nothing left running afterwards."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from ocr_deploy.packaging.artifact_info import read_artifact
+from ocr_deploy.packaging.triton_repo import write_triton_repository
+from ocr_deploy.runtime import Segmenter
+from ocr_deploy.serving.environment import ensure_env
+from ocr_deploy.serving.server import Ports, TritonServer, free_ports
+
+pytestmark = pytest.mark.slow
+
+SIZES = [(64, 64), (37, 90), (130, 75)]  # the model's own size (in-graph labels), others
+
+
+def group_members(pgid: int) -> list[int]:
+    """Processes (alive or zombie) whose process group is ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.fixture(scope="module")
+def serving_env():
+    return ensure_env(log=lambda message: print(message, file=sys.stderr))
+
+
+@pytest.fixture(scope="module")
+def repo(nhwc_onnx, nchw_onnx, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("serve") / "repo"
+    write_triton_repository(read_artifact(nhwc_onnx), folder)
+    write_triton_repository(read_artifact(nchw_onnx), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(serving_env, repo, tmp_path_factory):
+    ports = Ports(*free_ports(3))
+    log = tmp_path_factory.mktemp("serve_log") / "tritonserver.log"
+    triton = TritonServer(serving_env, repo, ports, models=["nhwc_e2e", "nchw_labels_e2e"],
+                          log=log)
+    triton.start()
+    pid = triton.pid
+    yield triton
+    assert triton.stop() == 0  # Triton's own clean shutdown on SIGTERM
+    assert not group_members(pid), "tritonserver or a backend stub is still running"
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(11)
+    return [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in SIZES]
+
+
+def http_infer(server, model, image=None, encoded=None, dtype="UINT8"):
+    inputs = []
+    if image is not None:
+        inputs.append(httpclient.InferInput("IMAGE", list(image.shape), dtype))
+        inputs[-1].set_data_from_numpy(image)
+    if encoded is not None:
+        inputs.append(httpclient.InferInput("IMAGE_BYTES", list(encoded.shape), "BYTES"))
+        inputs[-1].set_data_from_numpy(encoded)
+    with httpclient.InferenceServerClient(server.url("http")) as client:
+        return client.infer(model, inputs).as_numpy("LABELS")
+
+
+def grpc_infer(server, model, image=None, encoded=None):
+    inputs = []
+    if image is not None:
+        inputs.append(grpcclient.InferInput("IMAGE", list(image.shape), "UINT8"))
+        inputs[-1].set_data_from_numpy(image)
+    if encoded is not None:
+        inputs.append(grpcclient.InferInput("IMAGE_BYTES", list(encoded.shape), "BYTES"))
+        inputs[-1].set_data_from_numpy(encoded)
+    with grpcclient.InferenceServerClient(server.url("grpc")) as client:
+        return client.infer(model, inputs).as_numpy("LABELS")
+
+
+def png(image: np.ndarray) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return np.array([[buffer.getvalue()]], dtype=object)
+
+
+@pytest.mark.parametrize("variant", ["nhwc", "nchw_labels"])
+def test_label_maps_identical_to_the_runtime(server, images, variant, nhwc_onnx, nchw_onnx):
+    artifact = {"nhwc": nhwc_onnx, "nchw_labels": nchw_onnx}[variant]
+    with Segmenter.open(artifact) as seg:
+        reference = seg.predict(images)
+    model = f"{variant}_e2e"
+    for image, expected in zip(images, reference, strict=True):
+        for answer in (http_infer(server, model, image[None]),
+                       grpc_infer(server, model, image[None]),
+                       http_infer(server, model, encoded=png(image)),
+                       grpc_infer(server, model, encoded=png(image))):
+            assert answer.shape == (1, *image.shape[:2]) and answer.dtype == np.uint8
+            assert np.array_equal(answer[0], expected)
+    # several images of one size in one request
+    stacked = np.stack([images[1], images[1][::-1].copy()])
+    answer = grpc_infer(server, model, stacked)
+    assert np.array_equal(answer[1], seg_predict(artifact, stacked[1]))
+
+
+def seg_predict(artifact, image):
+    with Segmenter.open(artifact) as seg:
+        return seg.predict(image)
+
+
+def test_concurrent_clients_get_their_own_answers(server, images, nhwc_onnx):
+    with Segmenter.open(nhwc_onnx) as seg:
+        reference = seg.predict(images)
+
+    def call(i):
+        k = i % len(images)
+        infer = grpc_infer if i % 2 else http_infer
+        return k, infer(server, "nhwc_e2e", images[k][None])[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        for k, answer in pool.map(call, range(24)):
+            assert np.array_equal(answer, reference[k])
+
+
+BAD_REQUESTS = {
+    "wrong dtype": (dict(image=np.zeros((1, 8, 8, 3), np.float32), dtype="FP32"),
+                    "expects 'UINT8'"),
+    "four channels": (dict(image=np.zeros((1, 8, 8, 4), np.uint8)), "unexpected shape"),
+    "no batch dimension": (dict(image=np.zeros((8, 8, 3), np.uint8)), "unexpected shape"),
+    "over max batch": (dict(image=np.zeros((9, 8, 8, 3), np.uint8)), "batch-size must be <= 8"),
+    "empty image": (dict(image=np.zeros((1, 0, 0, 3), np.uint8)), "with pixels"),
+    "corrupt bytes": (dict(encoded=np.array([[b"\x89PNG\r\n\x1a\nnot really"]], dtype=object)),
+                      "unreadable data"),
+    "empty bytes": (dict(encoded=np.array([[b""]], dtype=object)), "0 bytes"),
+    "both inputs": (dict(image=np.zeros((1, 8, 8, 3), np.uint8),
+                         encoded=np.array([[b"x"]], dtype=object)), "found both"),
+    "no input": (dict(), "0 inputs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_requests_get_clean_errors(server, images, case):
+    kwargs, message = BAD_REQUESTS[case]
+    with pytest.raises(InferenceServerException, match=message) as caught:
+        http_infer(server, "nhwc_e2e", **kwargs)
+    assert "Traceback" not in str(caught.value)
+    assert server.process.poll() is None and server.ready()
+    answer = grpc_infer(server, "nhwc_e2e", images[1][None])  # still serving
+    assert answer.shape == (1, *SIZES[1])
+
+
+def test_ocr_serve_command_starts_prints_and_stops(serving_env, repo):
+    http, grpc, metrics = free_ports(3)
+    command = [sys.executable, "-m", "ocr_deploy.serving.serve_cli", str(repo), "--json",
+               "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port",
+               str(metrics), "--env", str(serving_env.root), "-q",
+               "--log", os.devnull]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    killer = threading.Timer(180, lambda: os.killpg(process.pid, signal.SIGKILL))
+    killer.start()
+    try:
+        lines = []
+        for line in process.stdout:  # the JSON endpoints, printed once the models are ready
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        endpoints = json.loads("".join(lines))
+        assert endpoints["http"] == f"127.0.0.1:{http}"
+        assert endpoints["grpc"] == f"127.0.0.1:{grpc}"
+        assert endpoints["models"] == ["nchw_labels_e2e", "nhwc_e2e"]  # ORT models skipped
+        with httpclient.InferenceServerClient(endpoints["http"]) as client:
+            assert client.is_model_ready("nhwc_e2e") and not client.is_model_ready("nhwc")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        killer.cancel()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert not group_members(endpoints["pid"])
+
+
+def test_ocr_serve_errors(serving_env, tmp_path):
+    from ocr_deploy.serving.serve_cli import main
+
+    assert main([str(tmp_path / "missing"), "--env", str(serving_env.root), "-q"]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), "--env", str(serving_env.root), "-q"]) == 2
