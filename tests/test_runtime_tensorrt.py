@@ -20,7 +20,7 @@ def trt():
     module = pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an "
                                  "NVIDIA GPU machine: pip install 'ocr-deploy[tensorrt]')")
     pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
-    from ocr_deploy.runtime import cuda
+    from ocr_deploy.nvidia import cuda
 
     try:
         cuda.device_info(0)
@@ -32,7 +32,7 @@ def trt():
 @pytest.fixture(scope="module")
 def engine(trt, nhwc_onnx):
     """Build an FP32 engine (batch 1..4) from the NHWC export with TensorRT's own API."""
-    from ocr_deploy.runtime.cuda import device_info
+    from ocr_deploy.nvidia.cuda import device_info
 
     onnx_path = nhwc_onnx
     logger = trt.Logger(trt.Logger.WARNING)

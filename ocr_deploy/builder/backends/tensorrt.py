@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_deploy.errors import BadInputError, ConversionError
+from ocr_deploy.errors import BadInputError, ConversionError, OcrDeployError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.metadata import ExportMetadata
 
@@ -38,10 +38,10 @@ def availability() -> tuple[bool, str]:
     except ImportError:
         return False, "the tensorrt Python package is not installed"
     try:
-        from ocr_deploy.builder.backends.cuda_info import gpu_info
+        from ocr_deploy.nvidia.cuda import device_info as gpu_info
 
         gpu_info()
-    except (ImportError, RuntimeError) as exc:
+    except OcrDeployError as exc:
         return False, f"no usable CUDA GPU ({exc})"
     return True, "TensorRT and a CUDA GPU are present"
 
@@ -58,7 +58,7 @@ def build_tensorrt(model_bytes: bytes, output: Path, meta: ExportMetadata, preci
     """Build and write the engine atomically; return the sidecar facts."""
     import tensorrt as trt
 
-    from ocr_deploy.builder.backends.cuda_info import gpu_info
+    from ocr_deploy.nvidia.cuda import device_info as gpu_info
 
     version, major = tensorrt_version()
     if options.builder_flags and major >= 11:

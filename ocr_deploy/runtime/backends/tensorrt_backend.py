@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime import cuda
+from ocr_deploy.nvidia import cuda
 from ocr_deploy.runtime.backends.base import Backend
 from ocr_deploy.runtime.tensors import TensorRef
 
