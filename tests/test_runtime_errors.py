@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from ocr_deploy.errors import BadInputError, OcrDeployError
+from ocr_deploy.errors import BadInputError, OcrDeployError, PairMismatchError
 from ocr_deploy.metadata import read_metadata
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.backends.tensorrt_backend import check_compatibility
@@ -152,6 +152,9 @@ def test_engine_sidecar_problems(tmp_path, nhwc_onnx, monkeypatch):
     with pytest.raises(BadInputError, match=r"sidecar model\.engine\.json"):
         Segmenter.open(engine)
     (tmp_path / "model.engine.json").write_text(json.dumps({"tensorrt_version": "10.0"}))
+    with pytest.raises(PairMismatchError, match="records its SHA-256"):  # not bound to it
+        Segmenter.open(engine)
+    write_sidecar(engine, {"tensorrt_version": "10.0"})
     with pytest.raises(BadInputError, match="under 'metadata'"):
         Segmenter.open(engine)
 

@@ -51,7 +51,9 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, path: Path, providers: Sequence | None = None, threads: int | None = None,
-                 device_id: int = 0, built_options: dict | None = None):
+                 device_id: int = 0, built_options: dict | None = None,
+                 content: bytes | None = None):
+        """``content``: the model's bytes, already read (and verified) from ``path``."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -60,7 +62,8 @@ class OnnxRuntimeBackend(Backend):
         chosen = choose_providers(providers, ort.get_available_providers(), device_id,
                                   built_options)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=chosen)
+            self.session = ort.InferenceSession(str(path) if content is None else content,
+                                                options, providers=chosen)
         except Exception as exc:  # ORT raises its own types for every kind of bad file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInputError(path, "an ONNX model that ONNX Runtime can load",
