@@ -1,0 +1,238 @@
+"""The C ABI (include/ocr_deploy.h, libocr_deploy.so): built with CMake here, exercised by C
+programs (capi/tests/capi_test.c, examples/), and compared with ``Segmenter`` in Python."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+from capi_models import handmade_onnx
+from runtime_models import CLASS_NAMES, PALETTE
+
+from ocr_deploy.runtime import Segmenter
+from ocr_deploy.runtime.render import fallback_palette
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ["RGB8", "BGR8", "RGBA8", "BGRA8", "GRAY8"]
+STATUS = {"OCR_E_INVALID_ARGUMENT": "images|results|count|segmenter|info|out|artifact|options",
+          "OCR_E_BUFFER_TOO_SMALL": "capacity_bytes", "OCR_E_BAD_ARTIFACT": ".onnx",
+          "OCR_E_UNSUPPORTED": "labels-only", "OCR_E_ENVIRONMENT": "environment"}
+
+
+def _cmake(*args: str, cwd: Path | None = None) -> None:
+    done = subprocess.run(["cmake", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _build(build_dir: Path, *options: str) -> Path:
+    for tool in ("cmake", "gcc", "g++"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed: cannot build the C ABI")
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        pytest.skip("this Python has no shared libpython to embed (built without "
+                    "--enable-shared)")
+    _cmake("-S", str(ROOT / "capi"), "-B", str(build_dir), f"-DPython3_EXECUTABLE={sys.executable}",
+           "-DOCR_DEPLOY_BUILD_TESTS=ON", *options)
+    _cmake("--build", str(build_dir), "-j2")
+    return build_dir
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory) -> Path:
+    return _build(tmp_path_factory.mktemp("capi_build"))
+
+
+def run(build: Path, *args, env: dict | None = None, timeout: int = 300,
+        program: str = "capi_test") -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k != "OCR_DEPLOY_PYTHON"}
+    return subprocess.run([str(build / program), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env={**environ, **(env or {})})
+
+
+def synthetic(n: int, height: int, width: int) -> np.ndarray:
+    """Image ``n`` of a batch, as capi_test.c's channel_value makes it (RGB)."""
+    y, x, c = (a.astype(np.uint32) for a in np.mgrid[0:height, 0:width, 0:3])
+    return ((x * (7 + c) + y * (13 + 2 * c) + ((x * y) >> 3) + n * 31 + c * 50) & 255
+            ).astype(np.uint8)
+
+
+def as_given(image: np.ndarray, pixel_format: str, channels: int) -> np.ndarray:
+    """What the C program's pixels mean for Python's predict: GRAY8 holds channel 0."""
+    if pixel_format != "GRAY8":
+        return image
+    grey = image[..., 0]
+    return grey if channels == 1 else np.repeat(grey[..., None], 3, axis=2)
+
+
+def c_labels(build: Path, model: Path, specs: list[str], tmp_path: Path,
+             label_type: str = "u8") -> list[np.ndarray]:
+    out = tmp_path / "labels.raw"
+    done = run(build, "predict", model, out, label_type, *specs)
+    assert done.returncode == 0, done.stderr
+    flat = np.fromfile(out, np.uint8 if label_type == "u8" else np.uint16)
+    maps, start = [], 0
+    for spec in specs:
+        width, height = map(int, spec.split(":")[0].split("x"))
+        maps.append(flat[start:start + width * height].reshape(height, width))
+        start += width * height
+    assert start == flat.size
+    return maps
+
+
+def python_labels(model: Path, specs: list[str]) -> list[np.ndarray]:
+    with Segmenter.open(model) as seg:
+        channels = seg.metadata.input_channels
+        images = []
+        for n, spec in enumerate(specs):
+            size, pixel_format = spec.split(":")
+            width, height = map(int, size.split("x"))
+            images.append(as_given(synthetic(n, height, width), pixel_format, channels))
+        return seg.predict(images)
+
+
+def test_info_describes_the_model(build, nhwc_onnx, nchw_onnx):
+    done = run(build, "info", nhwc_onnx)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:9] == ["abi 65536", "classes 4", "input 64x64x3", "label_type 1",
+                         "has_scores 1", "max_batch 0", "precision fp32",
+                         "backend onnxruntime", "device cpu"]
+    assert lines[9:] == [f"class {k} {r} {g} {b} {name}" for k, ((r, g, b), name)
+                         in enumerate(zip(PALETTE, CLASS_NAMES, strict=True))]
+    done = run(build, "info", nchw_onnx)  # labels only, no model card: fallbacks
+    lines = done.stdout.splitlines()
+    assert "has_scores 0" in lines
+    colors = fallback_palette(4)
+    assert lines[9:] == [f"class {k} {r} {g} {b} class_{k}"
+                         for k, (r, g, b) in enumerate(colors.tolist())]
+
+
+@pytest.mark.parametrize("variant", ["nhwc_onnx", "nchw_onnx"])
+def test_single_image_matches_python(build, variant, request, tmp_path):
+    model = request.getfixturevalue(variant)
+    (c_map,) = c_labels(build, model, ["64x64:RGB8"], tmp_path)
+    (expected,) = python_labels(model, ["64x64:RGB8"])
+    assert c_map.shape == (64, 64) and np.array_equal(c_map, expected)
+
+
+@pytest.mark.parametrize("variant", ["nhwc_onnx", "nchw_onnx"])
+def test_batch_of_mixed_sizes_and_every_format_matches_python(build, variant, request,
+                                                              tmp_path):
+    model = request.getfixturevalue(variant)
+    specs = [f"{w}x{h}:{f}" for (w, h), f in
+             zip([(64, 64), (37, 23), (200, 90), (1, 1), (64, 65), (120, 160)],
+                 [*FORMATS, "BGR8"], strict=True)]
+    c_maps = c_labels(build, model, specs, tmp_path)
+    expected = python_labels(model, specs)
+    assert len(c_maps) == len(expected)
+    for c_map, want in zip(c_maps, expected, strict=True):
+        assert c_map.shape == want.shape and np.array_equal(c_map, want)
+    assert any(np.unique(m).size > 1 for m in c_maps)  # not a trivial comparison
+    # uint16 buffers for a model that fits uint8 work too, with the same labels
+    assert all(np.array_equal(a, b) for a, b in
+               zip(c_labels(build, model, specs, tmp_path, "u16"), c_maps, strict=True))
+
+
+def test_every_pixel_format_gives_the_same_labels_as_rgb(build, nhwc_onnx, tmp_path):
+    """The same pixels in RGB8/BGR8/RGBA8/BGRA8 give one label map (images differ by n, so
+    run each format alone as image 0)."""
+    maps = [c_labels(build, nhwc_onnx, [f"50x40:{f}"], tmp_path)[0] for f in FORMATS[:4]]
+    assert all(np.array_equal(m, maps[0]) for m in maps[1:])
+
+
+@pytest.mark.parametrize("layout", ["hwc", "chw"])
+def test_scores_match_python(build, nhwc_onnx, layout, tmp_path):
+    specs = ["64x64:RGB8", "30x50:BGRA8"]
+    out = tmp_path / "scores.raw"
+    done = run(build, "scores", nhwc_onnx, out, layout, *specs)
+    assert done.returncode == 0, done.stderr
+    flat = np.fromfile(out, np.float32)
+    with Segmenter.open(nhwc_onnx) as seg:
+        expected = seg.predict_scores([synthetic(0, 64, 64), synthetic(1, 50, 30)])
+    start = 0
+    for want in expected:
+        got = flat[start:start + want.size]
+        start += want.size
+        h, w, k = want.shape
+        got = got.reshape(h, w, k) if layout == "hwc" else got.reshape(k, h, w).transpose(1, 2, 0)
+        assert np.array_equal(got, want)
+    assert start == flat.size
+
+
+def test_more_than_256_classes_need_uint16(build, tmp_path):
+    model = handmade_onnx(tmp_path / "many.onnx", classes=300, channels=3)
+    done = run(build, "info", model)
+    assert "classes 300" in done.stdout and "label_type 2" in done.stdout
+    specs = ["16x16:RGB8", "40x25:BGR8"]
+    c_maps = c_labels(build, model, specs, tmp_path, "u16")
+    expected = python_labels(model, specs)
+    assert all(np.array_equal(a, b) for a, b in zip(c_maps, expected, strict=True))
+    assert max(int(m.max()) for m in c_maps) > 255  # the test means something
+    done = run(build, "predict", model, tmp_path / "x.raw", "u8", "16x16:RGB8")
+    assert done.returncode == 1
+    assert ("OCR_E_INVALID_ARGUMENT: results[0].label_type: expected OCR_LABEL_U16 (the model "
+            "has 300 classes), found OCR_LABEL_U8") in done.stderr
+
+
+def test_greyscale_model_takes_gray8_only(build, tmp_path):
+    model = handmade_onnx(tmp_path / "grey.onnx", classes=5, channels=1)
+    specs = ["16x16:GRAY8", "33x7:GRAY8"]
+    assert all(np.array_equal(a, b) for a, b in zip(c_labels(build, model, specs, tmp_path),
+                                                    python_labels(model, specs), strict=True))
+    done = run(build, "predict", model, tmp_path / "x.raw", "u8", "16x16:RGB8")
+    assert done.returncode == 1
+    assert "images[0].pixel_format: expected OCR_PIXEL_GRAY8 (the model is greyscale)" \
+        in done.stderr
+
+
+def test_bad_input_returns_a_status_and_one_line(build, nhwc_onnx, nchw_onnx, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"this is not a model")
+    done = run(build, "errors", nhwc_onnx, junk, nchw_onnx)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[-1] == "all bad inputs refused"
+    cases = dict((line.split("\t")[0], line.split("\t")[1:]) for line in lines[:-1])
+    assert len(cases) >= 30
+    for name, (status, message) in cases.items():
+        assert "expected" in message and "found" in message, name
+        assert any(word in message for word in STATUS[status].split("|")), \
+            f"{name}: the {status} message names nothing it is about: {message}"
+    with pytest.raises(Exception) as python_error:
+        Segmenter.open(junk)
+    assert cases["create_not_a_model"] == ["OCR_E_BAD_ARTIFACT", str(python_error.value)]
+    assert cases["image_short_stride"][1].startswith(
+        "images[0].stride_bytes: expected at least 120 (width 40 x 3 bytes per RGB8 pixel), "
+        "found 119")
+
+
+def test_environment_without_ocr_deploy_is_a_clear_error(build, nhwc_onnx):
+    base = Path(sys._base_executable)  # the interpreter the venv was made from
+    done = run(build, "info", nhwc_onnx, env={"OCR_DEPLOY_PYTHON": str(base)})
+    assert done.returncode == 1
+    assert f"OCR_E_ENVIRONMENT: {base}: expected a Python environment with ocr-deploy " \
+        "installed, found that importing ocr_deploy.capi_bridge fails (ModuleNotFoundError" \
+        in done.stderr
+    done = run(build, "info", nhwc_onnx, env={"OCR_DEPLOY_PYTHON": sys.prefix})  # a folder
+    assert done.returncode == 0, done.stderr
+
+
+def test_threads_give_the_serial_results(build, nhwc_onnx):
+    done = run(build, "threads", nhwc_onnx, 8, 200)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8 threads x 200 predictions: 0 differ from serial, 0 threads failed" in done.stdout
+
+
+def test_create_destroy_keeps_memory_flat(build, nhwc_onnx):
+    done = run(build, "lifecycle", nhwc_onnx, 100)
+    assert done.returncode == 0, done.stderr
+    values = dict(line.split() for line in done.stdout.splitlines())
+    growth = int(values["rss_kib_after_100"]) - int(values["rss_kib_after_10"])
+    assert growth < 2048, f"RSS grew by {growth} KiB over 90 create/destroy cycles"
