@@ -2,18 +2,25 @@
 
 Pure Python: usable from the runtime without TensorFlow. Each field is stored under the
 key ``ocr_deploy.<field>`` with a JSON value, so tools like Netron show them readably.
+Metadata read back is validated against a schema (``check_schema``: types, ranges,
+``format_version``) — a tampered or foreign value is ``MetadataError`` (exit 2) naming the
+key; ``ocr_deploy.signature`` checks it against the graph.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from ocr_deploy.errors import BadInputError
+from ocr_deploy.errors import BadInputError, MetadataError
 
 PREFIX = "ocr_deploy."
 FORMAT_VERSION = 1
+OUTPUT_KINDS = ("logits", "probabilities", "labels", "aux_logits")
+SEGMENTATION_KINDS = ("logits", "probabilities", "labels")  # a model needs one of these
+MAX_SIDE = 1 << 16  # pixels; also the most classes
 
 
 @dataclass
@@ -33,7 +40,7 @@ class ExportMetadata:
     num_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     palette: list[list[int]] = field(default_factory=list)
-    # name -> {"kind": "logits"|"labels"|"aux_logits", "layout": ..., "stride": ...}
+    # name -> {"kind": one of OUTPUT_KINDS, "layout": ..., "stride": ...}
     outputs: dict = field(default_factory=dict)
     precision: str = "fp32"
     build: dict = field(default_factory=dict)  # reduced precision: kept layers, calibration
@@ -56,13 +63,20 @@ class ExportMetadata:
             raise BadInputError(origin, "an ONNX exported by ocr-export (with ocr_deploy.* "
                                 "metadata)", "no ocr_deploy metadata",
                                 "export the Keras model with ocr-export first")
-        known = {f.name for f in fields(cls)}
         try:
-            values = {k: json.loads(v) for k, v in ours.items() if k in known}
+            values = {k: json.loads(v) for k, v in ours.items()}
         except ValueError as exc:
             raise BadInputError(origin, "JSON values in ocr_deploy.* metadata",
                                 f"malformed metadata ({exc})", "re-export the model") from exc
-        return cls(**values)
+        return cls.from_dict(values, origin)
+
+    @classmethod
+    def from_dict(cls, values: dict, origin: object = None) -> ExportMetadata:
+        """Metadata from its fields (parsed ``metadata_props``, a sidecar's ``"metadata"``),
+        validated by ``check_schema``; unknown keys are ignored."""
+        check_schema(values, origin)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
     def output_of_kind(self, kind: str) -> str | None:
         """The name of the output with this kind, or None."""
@@ -94,3 +108,65 @@ def read_metadata(model_or_path) -> ExportMetadata:
     else:
         model, origin = model_or_path, None
     return ExportMetadata.from_props({p.key: p.value for p in model.metadata_props}, origin)
+
+
+def check_schema(values: dict, origin: object = None) -> None:
+    """Check metadata fields against the schema; the first violation is ``MetadataError``
+    naming the key, what it must be and what it is."""
+    def need(key: str, ok: bool, expected: str) -> None:
+        if not ok:
+            found = json.dumps(values.get(key)) if key in values else "nothing"
+            raise MetadataError(origin, f"ocr_deploy.{key} as {expected}", found[:120],
+                                "re-export the model with ocr-export (its metadata was "
+                                "written by another tool or edited)")
+
+    need("format_version", values.get("format_version") == FORMAT_VERSION
+         and _is_int(values.get("format_version")), f"format version {FORMAT_VERSION}")
+    for key in ("input_name", "input_layout", "input_height", "input_width", "num_classes",
+                "outputs"):
+        need(key, key in values, "a value (it is required)")
+    given = {**asdict(ExportMetadata()), **values}  # defaults for optional keys
+    need("input_name", isinstance(given["input_name"], str) and given["input_name"] != "",
+         "a non-empty string")
+    need("input_layout", given["input_layout"] in ("NHWC", "NCHW"), "NHWC or NCHW")
+    for key in ("input_height", "input_width", "num_classes"):
+        need(key, _is_int(given[key]) and 1 <= given[key] <= MAX_SIDE,
+             f"an integer from 1 to {MAX_SIDE}")
+    need("input_channels", given["input_channels"] in (1, 3)
+         and _is_int(given["input_channels"]), "1 or 3")
+    need("color_order", given["color_order"] in ("RGB", "BGR"), "RGB or BGR")
+    norm, counts = given["normalization"], (3, given["input_channels"])
+    need("normalization", isinstance(norm, dict) and _numbers(norm.get("mean"), counts)
+         and _numbers(norm.get("std"), counts) and all(v > 0 for v in norm["std"])
+         and isinstance(norm.get("in_graph", False), bool),
+         "{mean: 3 numbers, std: 3 positive numbers, in_graph: true/false}")
+    need("resize", isinstance(given["resize"], str), "a string")
+    names = given["class_names"]
+    need("class_names", isinstance(names, list) and all(isinstance(n, str) for n in names)
+         and len(names) in (0, given["num_classes"]), "a list of num_classes strings (or [])")
+    palette = given["palette"]
+    need("palette", isinstance(palette, list) and all(
+        isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
+        for c in palette), "a list of [R, G, B] colours with values 0..255")
+    outputs = given["outputs"]
+    need("outputs", isinstance(outputs, dict) and outputs and all(
+        isinstance(spec, dict) and spec.get("kind") in OUTPUT_KINDS
+        and spec.get("layout", "NHWC") in ("NHWC", "NCHW", "NHW")
+        and (spec.get("stride") is None or (_is_int(spec["stride"]) and spec["stride"] >= 1))
+        for spec in outputs.values())
+        and any(spec["kind"] in SEGMENTATION_KINDS for spec in outputs.values()),
+        "a mapping of output names to {kind: " + "|".join(OUTPUT_KINDS) + ", layout, "
+        "stride}, with a logits, probabilities or labels output")
+    need("precision", given["precision"] in ("fp32", "fp16", "int8"), "fp32, fp16 or int8")
+    for key in ("build", "source", "tools", "parity", "attention", "notes"):
+        need(key, isinstance(given[key], dict), "a mapping")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numbers(value, counts: tuple[int, ...]) -> bool:
+    return isinstance(value, list) and len(value) in counts and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in value)

@@ -1,0 +1,117 @@
+"""A model's tensors (its signature) checked against its metadata, so that a foreign graph
+carrying copied ``ocr_deploy.*`` metadata, or metadata edited to lie about the graph, is
+refused before anything runs: one image input with the metadata's name, layout, size and
+channels; every output the metadata names, with the right rank, type, class count and
+resolution; no other outputs. Used by the runtime (from the loaded backend) and the build
+(``check_onnx``). Pure Python and ONNX: no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ocr_deploy.errors import MetadataError
+from ocr_deploy.metadata import ExportMetadata, read_metadata
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input or output: its name, shape (-1 where dynamic) and element type."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+
+
+def onnx_signature(model) -> Signature:
+    """The signature of an ``onnx.ModelProto`` (initializers listed as inputs excluded)."""
+    from onnx import helper
+
+    def tensor(info) -> Tensor:
+        kind = info.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim)
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(kind.elem_type))
+        except (KeyError, TypeError, ValueError):
+            dtype = np.dtype(object)  # not a plain tensor type: never what we expect
+        return Tensor(info.name, shape, dtype)
+
+    weights = {t.name for t in model.graph.initializer}
+    return Signature(tuple(tensor(i) for i in model.graph.input if i.name not in weights),
+                     tuple(tensor(o) for o in model.graph.output))
+
+
+def check_onnx(model_or_path, origin: object = None) -> ExportMetadata:
+    """The validated metadata of an ONNX model (path or ``ModelProto``) whose graph fits it;
+    else ``MetadataError`` (exit 2)."""
+    if isinstance(model_or_path, (str, Path)):
+        import onnx
+
+        origin = origin or model_or_path
+        meta = read_metadata(model_or_path)
+        model = onnx.load(str(model_or_path), load_external_data=False)
+    else:
+        model, meta = model_or_path, read_metadata(model_or_path)
+    check_signature(origin, meta, onnx_signature(model))
+    return meta
+
+
+def check_signature(origin: object, meta: ExportMetadata, signature: Signature) -> None:
+    """Check a graph's tensors against its (schema-valid) metadata; see the module docstring."""
+    def refuse(expected: str, found: str) -> None:
+        raise MetadataError(origin, expected, found, "this is not the graph its metadata "
+                            "describes: re-export the model with ocr-export")
+
+    if len(signature.inputs) != 1:
+        refuse("one image input", f"{len(signature.inputs)} inputs "
+               f"{[t.name for t in signature.inputs]}")
+    (image,) = signature.inputs
+    if image.name != meta.input_name:
+        refuse(f"the input '{meta.input_name}' named in its metadata", f"'{image.name}'")
+    size = (meta.input_height, meta.input_width, meta.input_channels)
+    expected = size if meta.input_layout == "NHWC" else (size[2], size[0], size[1])
+    if len(image.shape) != 4 or not _fits(image.shape[1:], expected) \
+            or image.dtype.kind != "f":
+        refuse(f"a float input shaped [batch, {', '.join(map(str, expected))}] "
+               f"({meta.input_layout}) as its metadata says",
+               f"{list(image.shape)} of {image.dtype}")
+    outputs = {t.name: t for t in signature.outputs}
+    if set(outputs) != set(meta.outputs):
+        refuse(f"the outputs {sorted(meta.outputs)} named in its metadata",
+               f"outputs {sorted(outputs)}")
+    for name, spec in meta.outputs.items():
+        _check_output(outputs[name], spec, meta, refuse)
+
+
+def _check_output(tensor: Tensor, spec: dict, meta: ExportMetadata, refuse) -> None:
+    kind, layout = spec["kind"], spec.get("layout", meta.input_layout)
+    labels = kind == "labels"
+    what = "an integer label map [batch, H, W]" if labels else \
+        f"float {kind} with {meta.num_classes} classes ({layout})"
+    if len(tensor.shape) != (3 if labels else 4) or tensor.dtype.kind not in \
+            ("iu" if labels else "f"):
+        refuse(f"output '{tensor.name}' as {what}", f"{list(tensor.shape)} of {tensor.dtype}")
+    hw = tensor.shape[2:4] if layout == "NCHW" and not labels else tensor.shape[1:3]
+    if not labels:
+        classes = tensor.shape[1] if layout == "NCHW" else tensor.shape[3]
+        if classes not in (-1, meta.num_classes):
+            refuse(f"output '{tensor.name}' as {what} (ocr_deploy.num_classes)",
+                   f"{classes} classes, shape {list(tensor.shape)}")
+    stride = spec.get("stride")
+    if stride and hw[0] > 0 and max(1, round(meta.input_height / hw[0])) != stride:
+        refuse(f"output '{tensor.name}' at 1/{stride} of the {meta.input_height}-pixel input "
+               "height (its metadata's stride)", f"height {hw[0]}")
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    return len(shape) == len(expected) and all(
+        found in (-1, want) for found, want in zip(shape, expected, strict=True))
