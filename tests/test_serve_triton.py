@@ -211,3 +211,23 @@ def test_ocr_serve_errors(serving_env, tmp_path):
     assert main([str(tmp_path / "missing"), "--env", str(serving_env.root), "-q"]) == 2
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "--env", str(serving_env.root), "-q"]) == 2
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_example_client(server, images, nhwc_onnx, tmp_path, protocol):
+    """examples/triton_client.py, as the README runs it, against the running server."""
+    files = []
+    for i, image in enumerate(images[1:]):
+        files.append(tmp_path / f"img{i}.png")
+        Image.fromarray(image).save(files[-1])
+    script = Path(__file__).resolve().parents[1] / "examples" / "triton_client.py"
+    result = subprocess.run([sys.executable, str(script), *map(str, files), "--protocol",
+                             protocol, "--url", server.url(protocol), "--model", "nhwc_e2e",
+                             "--check", str(nhwc_onnx), "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("identical to Segmenter.predict") == 2
+    with Segmenter.open(nhwc_onnx) as seg:
+        for i, image in enumerate(images[1:]):
+            written = np.asarray(Image.open(tmp_path / "out" / f"img{i}.labels.png"))
+            assert np.array_equal(written, seg.predict(image))
