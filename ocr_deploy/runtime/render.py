@@ -8,6 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ocr_deploy.metadata import ExportMetadata
 
 LEGEND_MIN_SIZE = 96  # no legend on images smaller than this (pixels, both sides)
+OVERLAY_PIXELS = 1 << 16  # pixels blended at once: bounds the float temporaries (~4 MB)
 
 
 def fallback_palette(count: int) -> np.ndarray:
@@ -50,9 +51,13 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: f
     """The image blended with the class colours (``alpha`` = colour weight), with a legend
     of the classes present when ``names`` are given and the image is large enough."""
     rgb = image if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-    colors = palette[np.clip(labels, 0, len(palette) - 1)].astype(np.float32)
-    blended = np.rint((1 - alpha) * rgb.astype(np.float32) + alpha * colors)
-    picture = Image.fromarray(blended.astype(np.uint8), "RGB")
+    blended = np.empty(rgb.shape, np.uint8)  # full-size arrays stay uint8; float per block
+    step = max(1, OVERLAY_PIXELS // rgb.shape[1])
+    for start in range(0, rgb.shape[0], step):
+        rows = slice(start, start + step)
+        colors = palette[np.clip(labels[rows], 0, len(palette) - 1)].astype(np.float32)
+        blended[rows] = np.rint((1 - alpha) * rgb[rows].astype(np.float32) + alpha * colors)
+    picture = Image.fromarray(blended, "RGB")
     if names and min(labels.shape) >= LEGEND_MIN_SIZE:
         _draw_legend(picture, np.unique(labels), palette, names)
     return picture
