@@ -210,8 +210,80 @@ def test_refuses_an_ambiguous_core():
         if node.op_type == "Softmax":
             node.attribute[0].i = 1  # over the queries, not the keys
     with pytest.raises(BadInputError, match="axis 1 of a rank-3 tensor"):
-        apply_attention_form(model, "auto")
+        apply_attention_form(model, "decomposed")
     assert apply_attention_form(model, "keep")[1]["problems"]
+    rewritten, info = apply_attention_form(model, "auto")  # auto never fails: left alone
+    assert info["form"] == "keep" and "axis 1 of a rank-3 tensor" in info["left_as_exported"][0]
+    assert rewritten.SerializeToString() == model.SerializeToString()
+
+
+def test_scale_constant_first_is_a_scale():
+    model, feeds = core_graph("relu", depth=16)
+    scale = next(n for n in model.graph.node if n.name == "scale")
+    scale.input[:] = [scale.input[1], scale.input[0]]  # s * scores
+    (core,) = find_attention_cores(model).cores
+    assert core.scale == pytest.approx(0.25)
+    for form in ("decomposed", "attention"):
+        rewritten, _ = apply_attention_form(model, form)
+        assert_parity(run(model, feeds)[0], run(rewritten, feeds)[0])
+
+
+def multihead_graph(heads: int = 2, depth: int = 6, keys: int = 3, pixels: int = 10,
+                    with_mask: bool = False):
+    """A per-head rank-4 core (q [B,h,N,d], k [B,h,K,d]) plus, optionally, a second
+    softmax over masked scores (not a core) in the same graph."""
+    rng = np.random.default_rng(2)
+    factor = np.asarray([[[depth ** -0.5]]], np.float32)  # uniform, not a scalar shape
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2], name="kt"),
+             helper.make_node("MatMul", ["q", "kt"], ["s"], name="qk"),
+             helper.make_node("Mul", ["factor", "s"], ["s2"], name="scale"),
+             helper.make_node("Softmax", ["s2"], ["p"], axis=-1, name="softmax"),
+             helper.make_node("MatMul", ["p", "v"], ["ctx"], name="pv")]
+    outputs = [helper.make_tensor_value_info("ctx", TensorProto.FLOAT,
+                                             ["B", heads, pixels, depth])]
+    if with_mask:
+        nodes += [helper.make_node("MatMul", ["q", "kt"], ["ms"], name="qk_masked"),
+                  helper.make_node("Add", ["ms", "mask"], ["ms2"], name="mask"),
+                  helper.make_node("Softmax", ["ms2"], ["mp"], axis=-1, name="softmax_masked"),
+                  helper.make_node("MatMul", ["mp", "v"], ["mctx"], name="pv_masked")]
+        outputs.append(helper.make_tensor_value_info("mctx", TensorProto.FLOAT,
+                                                     ["B", heads, pixels, depth]))
+    mask = rng.standard_normal((1, 1, 1, keys)).astype(np.float32)
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["B", heads, size, depth])
+              for n, size in (("q", pixels), ("k", keys), ("v", keys))]
+    graph = helper.make_graph(nodes, "mha", inputs, outputs,
+                              [numpy_helper.from_array(factor, "factor"),
+                               numpy_helper.from_array(mask, "mask")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    feeds = {n: rng.standard_normal((2, heads, size, depth)).astype(np.float32)
+             for n, size in (("q", pixels), ("k", keys), ("v", keys))}
+    return model, feeds
+
+
+def test_per_head_rank4_core_in_every_form():
+    model, feeds = multihead_graph()
+    (core,) = find_attention_cores(model).cores
+    assert core.shapes["query"] == ["B", 2, 10, 6] and core.scale == pytest.approx(6 ** -0.5)
+    for form in ("decomposed", "attention"):
+        rewritten, _info = apply_attention_form(model, form)
+        assert_parity(run(model, feeds)[0], run(rewritten, feeds)[0])
+        assert "Softmax" not in ops(rewritten) if form == "attention" else True
+    first = next(n for n in apply_attention_form(model, "decomposed")[0].graph.node
+                 if n.name == "qk")
+    assert first.input[0] != "q"  # the scale now multiplies Q
+
+
+def test_auto_rewrites_what_it_understands_and_reports_the_rest():
+    model, feeds = multihead_graph(with_mask=True)
+    rewritten, info = apply_attention_form(model, "auto")
+    assert info["form"] == "decomposed" and len(info["cores"]) == 1
+    (left,) = info["left_as_exported"]
+    assert "softmax_masked" in left and "Add 'mask'" in left
+    for ref, out in zip(run(model, feeds), run(rewritten, feeds), strict=True):
+        assert_parity(ref, out)
+    with pytest.raises(BadInputError, match="softmax_masked"):
+        apply_attention_form(model, "decomposed")
 
 
 def test_refuses_unknown_form_and_target():

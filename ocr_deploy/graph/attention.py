@@ -5,6 +5,11 @@ parity check. Forms: ``decomposed`` (MatMul -> Softmax -> MatMul with the scale 
 pattern TensorRT fuses), ``attention`` (the opset-23 ``Attention`` op), ``keep`` (as
 exported) and ``auto`` (the form measured or known to be best for ``target``; see
 ``AUTO``). The returned info dict says what was found, what changed and why.
+
+``auto`` never fails an export: it rewrites every core it understands, leaves anything
+else as exported (softmaxes that look like a core but break the pattern are listed under
+``left_as_exported`` with the reason) and, should a rewrite not validate, keeps the graph as
+exported and says so. Only an explicit ``decomposed`` or ``attention`` refuses.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import copy
 
 import onnx
 
-from ocr_deploy.errors import BadInputError, ConversionError
+from ocr_deploy.errors import BadInputError, ConversionError, OcrDeployError
 from ocr_deploy.graph.find import Findings, find_attention_cores
 from ocr_deploy.graph.forms import ATTENTION_OPSET, to_attention, to_decomposed, upgrade_opset
 from ocr_deploy.graph.index import name_nodes, remove_dead, toposort
@@ -55,13 +60,32 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
                             "pick one of them")
     findings = find_attention_cores(model)
     chosen, reason = _choose(form, target, findings, source)
-    if chosen != "keep":
-        model = copy.deepcopy(model)
-        name_nodes(model)
-        findings = find_attention_cores(model)
     info = {"requested": form, "target": target, "form": chosen, "reason": reason,
             "cores": [core.to_dict() for core in findings.cores],
-            "problems": findings.problems}
+            "problems": findings.problems,
+            "left_as_exported": list(findings.problems) if form == "auto" else []}
+    if chosen == "keep":
+        info["opset"] = _opset(model)
+        return model, info
+    if form != "auto":
+        return _rewrite(model, chosen, source, info)
+    try:
+        return _rewrite(model, chosen, source, info)
+    except Exception as exc:  # auto never fails an export: keep the graph as exported
+        found = exc.found if isinstance(exc, OcrDeployError) else f"{type(exc).__name__}: {exc}"
+        info.update(form="keep", reason=f"the '{chosen}' rewrite did not validate "
+                    f"({found[:300]}); the graph is left as exported",
+                    cores=[core.to_dict() for core in findings.cores])
+        info["opset"] = _opset(model)
+        return model, info
+
+
+def _rewrite(model, chosen: str, source, info: dict) -> tuple[onnx.ModelProto, dict]:
+    """Apply ``chosen`` to a copy of ``model``; fills ``info``'s per-core changes."""
+    model = copy.deepcopy(model)
+    name_nodes(model)
+    findings = find_attention_cores(model)
+    info["cores"] = [core.to_dict() for core in findings.cores]
     if chosen == "decomposed":
         for entry, core in zip(info["cores"], findings.cores, strict=True):
             entry["change"] = to_decomposed(model, core)
@@ -74,12 +98,15 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
                                   f"{len(upgraded)}", "use --attention decomposed")
         for entry, core in zip(info["cores"], upgraded, strict=True):
             entry["change"] = to_attention(model, core)
-    if chosen != "keep":
-        remove_dead(model)
-        toposort(model)
-        _check(model, chosen, source)
-    info["opset"] = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    remove_dead(model)
+    toposort(model)
+    _check(model, chosen, source)
+    info["opset"] = _opset(model)
     return model, info
+
+
+def _opset(model) -> int:
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def summary(info: dict) -> str:
@@ -88,24 +115,28 @@ def summary(info: dict) -> str:
         f"{c['nodes']['softmax']} (query {c['shapes']['query']}, scale {c['scale']}"
         + (f" -> {c['change']['scale_moved_to']}" if c.get("change") else "") + ")"
         for c in info["cores"]) or "no attention core"
-    return f"attention form '{info['form']}' for {info['target']}: {cores}"
+    left = info.get("left_as_exported") or []
+    tail = f"; left as exported: {'; '.join(left)}" if left else ""
+    return f"attention form '{info['form']}' for {info['target']}: {cores}{tail}"
 
 
 def _choose(form: str, target: str, findings: Findings, source) -> tuple[str, str]:
     if form == "keep":
         return "keep", "requested: the graph is left as exported"
+    if form == "auto":
+        if not findings.cores:
+            left = f" ({len(findings.problems)} softmax(es) that are not cores left as " \
+                "exported)" if findings.problems else ""
+            return "keep", f"no attention core found: the graph is left as exported{left}"
+        return AUTO[target]
     if findings.problems:
         raise BadInputError(source, f"unambiguous attention cores ({PATTERN})",
                             "; ".join(findings.problems),
                             "export with --attention keep, or report the model")
     if not findings.cores:
-        if form == "auto":
-            return "keep", "no attention core found: the graph is left as exported"
         raise BadInputError(source, f"an OCRNet attention core ({PATTERN})",
                             "no such pattern in the graph",
                             "export with --attention keep (or auto) for a model without one")
-    if form == "auto":
-        return AUTO[target]
     return form, f"requested (auto would pick '{AUTO[target][0]}' for {target})"
 
 

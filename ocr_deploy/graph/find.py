@@ -4,11 +4,16 @@ The core is ``MatMul(Q, K^T) -> [Mul|Div by a scalar constant] -> Softmax(last a
 MatMul(P, V)``, whatever Keras wrote it with (the project's ``ObjectAttention`` layer, the
 blog's ``TFOpLambda`` ops; key/value through Dense or 1x1 convolutions): tf2onnx emits the
 same four nodes in every case, with K^T as a ``Squeeze`` or ``Transpose`` of the small key
-tensor. A Softmax whose input is not computed by a MatMul, such as the spatial gather's
-softmax over pixels (fed by a Reshape of the auxiliary logits), is not a candidate.
+tensor. The scale may be written either way round (``s * scores`` or ``scores * s``), as a
+Div (``scores / sqrt(D)``), or already applied to Q before the first MatMul (then there is
+no scale node). Rank-3 cores ``[B,N,D]`` and per-head rank-4 cores ``[B,heads,N,d]`` (the
+usual multi-head split) both match. A Softmax whose input is not computed by a MatMul, such
+as the spatial gather's softmax over pixels (fed by a Reshape of the auxiliary logits), is
+not a candidate.
 
 A candidate that starts like a core but breaks the pattern (a mask added to the scores, a
-softmax over another axis, scores read elsewhere) is reported as a problem, not matched.
+softmax over another axis, scores read elsewhere) is reported as a problem, not matched:
+``--attention auto`` leaves it as exported and says why.
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ class AttentionCore:
     first_matmul: str  # Q @ K^T
     softmax: str
     second_matmul: str  # P @ V
-    query: str  # [B, N, D]: N queries (pixels)
-    key_t: str  # [B, D, K]: K keys (object regions)
-    value: str  # [B, K, Dv]
-    output: str  # [B, N, Dv]
+    query: str  # [B, N, D]: N queries (pixels); [B, heads, N, d] per head
+    key_t: str  # [B, D, K]: K keys (object regions); [B, heads, d, K]
+    value: str  # [B, K, Dv]; [B, heads, K, dv]
+    output: str  # [B, N, Dv]; [B, heads, N, dv]
     scale_node: str | None = None  # the Mul/Div after the first MatMul, if any
     scale_constant: str | None = None  # its constant input
     scale: float | None = None  # the factor the scores are multiplied by
@@ -149,12 +154,13 @@ def _check_shapes(index: GraphIndex, core: AttentionCore) -> AttentionCore | str
              "output": core.output}
     core.shapes = {role: index.shape(name) for role, name in roles.items()}
     ranks = {role: len(dims) if dims is not None else None for role, dims in core.shapes.items()}
-    if any(rank != 3 for rank in ranks.values()):
-        return ("expected rank-3 query [B,N,D], key^T [B,D,K], value [B,K,Dv], found ranks "
+    if len(set(ranks.values())) != 1 or ranks["query"] not in (3, 4):
+        return ("expected rank-3 query [B,N,D], key^T [B,D,K], value [B,K,Dv] (or rank 4 "
+                "with heads), found ranks "
                 + ", ".join(f"{role} {rank}" for role, rank in ranks.items()))
     query, key_t, value = core.shapes["query"], core.shapes["key_t"], core.shapes["value"]
-    for a, b, what in ((query[2], key_t[1], "query and key depth"),
-                       (key_t[2], value[1], "key and value counts")):
+    for a, b, what in ((query[-1], key_t[-2], "query and key depth"),
+                       (key_t[-1], value[-2], "key and value counts")):
         if isinstance(a, int) and isinstance(b, int) and a and b and a != b:
             return f"{what} differ ({a} vs {b})"
     return core

@@ -4,8 +4,9 @@
   before the first MatMul (TensorRT's fusable pattern): folded into the query branch's
   weights when exact (see ``fold``), else a Mul/Div on Q. K^T stays what the exporter made
   of the small key tensor ([B,K,D] or [B,D,K,1] -> [B,D,K]); Q is never transposed.
-- ``attention``: one ONNX ``Attention`` node (opset 23) with 3-D inputs and one head;
-  the scale becomes its ``scale`` attribute. The model must already be at opset >= 23.
+- ``attention``: one ONNX ``Attention`` node (opset 23): 3-D inputs with one head, or the
+  4-D per-head tensors as they are; the scale becomes its ``scale`` attribute. The model
+  must already be at opset >= 23.
 
 Each function edits ``model`` in place and returns a JSON-ready record of what it did.
 Callers remove dead nodes and re-sort the graph afterwards.
@@ -13,12 +14,13 @@ Callers remove dead nodes and re-sort the graph afterwards.
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import helper
 
 from ocr_deploy.graph.find import AttentionCore
 from ocr_deploy.graph.fold import apply_fold, plan_fold
-from ocr_deploy.graph.index import GraphIndex, unique_name
+from ocr_deploy.graph.index import GraphIndex, add_constant, unique_name
 
 ATTENTION_OPSET = 23
 
@@ -34,7 +36,10 @@ def to_decomposed(model, core: AttentionCore) -> dict:
     if isinstance(plan, str):
         scale_node = nodes["scale"]
         scaled = unique_name(model, f"{core.query}_scaled")
-        mul = helper.make_node(scale_node.op_type, [core.query, core.scale_constant], [scaled],
+        constant = index.constant(core.scale_constant)  # uniform: one scalar of its value
+        scalar = add_constant(model, f"{core.scale_constant}_scalar",
+                              np.asarray(constant.flat[0], constant.dtype))
+        mul = helper.make_node(scale_node.op_type, [core.query, scalar], [scaled],
                                name=unique_name(model, f"{core.first_matmul}/scale_query"))
         model.graph.node.append(mul)
         nodes["first"].input[0] = scaled
@@ -63,21 +68,24 @@ def to_attention(model, core: AttentionCore) -> dict:
     source = index.producer.get(core.key_t)
     perm = next((list(a.ints) for a in source.attribute if a.name == "perm"), None) \
         if source is not None and source.op_type == "Transpose" else None
-    if perm == [0, 2, 1]:
+    rank = len(core.shapes.get("query") or [0, 0, 0])
+    swap = [0, 2, 1] if rank == 3 else [0, 1, 3, 2]
+    if perm == swap:
         key = source.input[0]
         key_note = f"the input of Transpose '{index.label(source)}' (K before K^T)"
     else:
         key = unique_name(model, f"{core.key_t}_key")
-        transpose = helper.make_node("Transpose", [core.key_t], [key], perm=[0, 2, 1],
+        transpose = helper.make_node("Transpose", [core.key_t], [key], perm=swap,
                                      name=unique_name(model, f"{core.first_matmul}/key"))
         model.graph.node.append(transpose)
         new_nodes.append(transpose.name)
         key_note = f"Transpose '{transpose.name}' of the small K^T"
     scale = 1.0 if core.scale is None else core.scale
+    heads = {"q_num_heads": 1, "kv_num_heads": 1} if rank == 3 else {}  # 4-D: in the shape
     attention = helper.make_node(
         "Attention", [core.query, key, core.value], [core.output],
         name=unique_name(model, f"{core.softmax.rsplit('/', 1)[0]}/Attention"),
-        q_num_heads=1, kv_num_heads=1, scale=scale)
+        scale=scale, **heads)
     model.graph.node.append(attention)
     new_nodes.append(attention.name)
     removed = [n for n in ("first", "scale", "softmax", "second") if nodes[n] is not None]
