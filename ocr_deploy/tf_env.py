@@ -1,18 +1,28 @@
 """Quiet, lazy imports of TensorFlow, Keras 3 and legacy tf_keras.
 
-Only the export stage and the model code use these; the runtime never does.
+Only the export stage and the model code use these; the runtime never does. The settings
+(``TF_CPP_MIN_LOG_LEVEL``, oneDNN off for bit-stable results) are environment variables
+that TensorFlow reads when it is first imported, so ``apply_settings`` runs before any user
+code (``--custom-objects``) can import TensorFlow itself. Converter noise from C++ (ONNX
+Runtime's ``[E:onnxruntime ...]`` lines, TensorFlow's logs) is kept off the terminal with
+``native_stderr_captured`` unless ``--debug`` asks for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
+import tempfile
 
 from ocr_deploy.errors import BadInputError
 
 
-def _quiet() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def apply_settings() -> None:
+    """Set TensorFlow's options (environment variables read at its first import, and the
+    Python loggers); idempotent, and values the user set are kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable CPU results
     for name in ("tensorflow", "tf2onnx", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -20,7 +30,7 @@ def _quiet() -> None:
 
 def import_tensorflow():
     """Import TensorFlow with its log noise turned down."""
-    _quiet()
+    apply_settings()
     try:
         import tensorflow as tf
     except ImportError as exc:
@@ -53,3 +63,33 @@ def import_tf_keras():
                             "run: pip install --no-deps tf-keras==<TensorFlow's version>"
                             ) from exc
     return tf_keras
+
+
+def quiet_onnxruntime() -> None:
+    """Only fatal messages from ONNX Runtime's default logger (used by sessions the
+    converter and the checks create)."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+
+
+@contextlib.contextmanager
+def native_stderr_captured(show: bool = False):
+    """Send what C/C++ code writes to stderr (file descriptor 2) during the block to a
+    temporary file; yields a list that receives the captured text. ``show`` disables it."""
+    captured: list[str] = []
+    if show:
+        yield captured
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read().decode(errors="replace"))

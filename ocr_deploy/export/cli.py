@@ -24,8 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="replace an existing output (atomically)")
     load = parser.add_argument_group("loading")
-    load.add_argument("--custom-objects", type=Path, metavar="FILE.py",
-                      help="Python file defining the model's custom layers")
+    load.add_argument("--custom-objects", type=Path, metavar="FILE.py|MODULE",
+                      help="Python file defining or importing the model's custom layers, or "
+                      "an importable module name (e.g. keras_hub, mylib.layers); every class "
+                      "and function in its namespace is used")
     load.add_argument("--trust-model", action="store_true",
                       help="allow Lambda layers: loading them RUNS CODE stored in the file")
     load.add_argument("--card", type=Path,
@@ -88,10 +90,13 @@ def request_from_args(args: argparse.Namespace):
         input_size=args.input_size, card=args.card, mean=args.mean, std=args.std,
         normalize_in_graph=args.normalize_in_graph, samples_dir=args.samples,
         random_samples=args.parity_samples, seed=args.seed, atol=args.atol, rtol=args.rtol,
-        min_agreement=args.min_agreement, quiet=args.quiet or args.json)
+        min_agreement=args.min_agreement, quiet=args.quiet or args.json, debug=args.debug)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ocr_deploy.tf_env import apply_settings
+
+    apply_settings()  # before anything (the user's --custom-objects) imports TensorFlow
     from ocr_deploy.export.pipeline import export_model
 
     result = export_model(request_from_args(args))

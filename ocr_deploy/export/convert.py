@@ -2,8 +2,13 @@
 
 The model is wrapped in one ``tf.function`` that optionally normalises the input and adds
 an argmax, and returns named outputs; tf2onnx traces that function. The result has the
-stable interface ``image`` in, ``logits`` / ``labels`` / ``aux_logits`` out, with a
-dynamic ``batch`` dimension.
+stable interface ``image`` in, ``logits`` (``probabilities`` when the model ends in a
+softmax) / ``labels`` / ``aux_logits`` out, with a dynamic ``batch`` dimension.
+
+``convert_checked`` also runs the converted model once in ONNX Runtime: tf2onnx
+mis-converts some reshapes when the batch is dynamic (the ONNX then fails in ONNX Runtime
+or in shape inference), so on such a defect it converts again with a fixed batch of 1, and
+only if that fails too does it raise a ``ConversionError`` naming the failing node.
 """
 
 from __future__ import annotations
@@ -11,10 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ocr_deploy.errors import ConversionError
 from ocr_deploy.export.loader import LoadedModel
 from ocr_deploy.export.outputs import OutputChoice
-from ocr_deploy.tf_env import import_tensorflow
+from ocr_deploy.tf_env import import_tensorflow, native_stderr_captured, quiet_onnxruntime
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 18  # tf2onnx 1.17 refuses higher
@@ -35,6 +42,12 @@ class ConvertOptions:
     mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     channels: int = 3
+    batch: int | None = None  # None: dynamic; 1 after a converter defect with a dynamic batch
+    main_output: str = "logits"  # "probabilities" when the model ends in a softmax
+    debug: bool = False  # show the converter's own log output
+
+
+SOFTMAX_PASSTHROUGH = ("Identity", "IdentityN", "Cast")  # ops between a softmax and an output
 
 
 def export_function(loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions):
@@ -45,7 +58,8 @@ def export_function(loaded: LoadedModel, choice: OutputChoice, options: ConvertO
     """
     tf = import_tensorflow()
     height, width = options.input_hw
-    spec = tf.TensorSpec((None, height, width, options.channels), tf.float32, name=INPUT_NAME)
+    spec = tf.TensorSpec((options.batch, height, width, options.channels), tf.float32,
+                         name=INPUT_NAME)
     inv_std = [1.0 / s for s in options.std]
 
     @tf.function(input_signature=[spec])
@@ -55,9 +69,11 @@ def export_function(loaded: LoadedModel, choice: OutputChoice, options: ConvertO
             x = (image - tf.constant(options.mean, tf.float32)) * tf.constant(inv_std, tf.float32)
         outputs = loaded.call(x)
         logits = outputs[choice.logits]
+        # decided while tracing (the first call): a softmax output holds probabilities
+        options.main_output = "probabilities" if ends_in_softmax(logits) else "logits"
         result = {}
         if options.logits:
-            result["logits"] = tf.identity(logits)
+            result[options.main_output] = tf.identity(logits)
         if options.argmax:
             result["labels"] = tf.cast(tf.argmax(logits, axis=-1), tf.int32)
         if options.keep_aux:
@@ -66,7 +82,82 @@ def export_function(loaded: LoadedModel, choice: OutputChoice, options: ConvertO
                     tf.identity(outputs[name])
         return result
 
+    exported.get_concrete_function()  # trace now, so options.main_output is known
     return exported
+
+
+def ends_in_softmax(tensor) -> bool:
+    """True when a traced tensor is a softmax over its last axis (through identities)."""
+    op = getattr(tensor, "op", None)
+    while op is not None and op.type in SOFTMAX_PASSTHROUGH and op.inputs:
+        op = op.inputs[0].op
+    return op is not None and op.type == "Softmax"
+
+
+@dataclass
+class Conversion:
+    """The converted model, the function it was traced from, and how it was made."""
+
+    function: object
+    model: object
+    batch: str  # "dynamic" or "fixed 1"
+    retry_reason: str | None = None  # why the dynamic-batch conversion was not used
+
+
+def convert_checked(loaded: LoadedModel, choice: OutputChoice,
+                    options: ConvertOptions) -> Conversion:
+    """Convert with a dynamic batch and run the result once in ONNX Runtime; on a converter
+    defect retry with a fixed batch of 1; raise ``ConversionError`` if that fails too."""
+    function = export_function(loaded, choice, options)
+    try:
+        model = convert(function, options)
+        problem = run_check(model, options)
+    except ConversionError as exc:
+        model, problem = None, exc.found
+    if problem is None:
+        return Conversion(function, model, "dynamic")
+    options.batch = 1
+    function = export_function(loaded, choice, options)
+    try:
+        model = convert(function, options)
+    except ConversionError as exc:
+        raise ConversionError(exc.path, exc.expected, f"{exc.found} (with a dynamic batch: "
+                              f"{problem})"[:600], exc.action) from exc
+    fixed_problem = run_check(model, options)
+    if fixed_problem is not None:
+        raise ConversionError(None, "an ONNX model that ONNX Runtime runs",
+                              f"tf2onnx's output fails with a dynamic batch ({problem}) and "
+                              f"with a fixed batch of 1 ({fixed_problem})"[:600],
+                              "a converter defect at the node named: report it with the "
+                              "model, or try another --opset")
+    return Conversion(function, model, "fixed 1", problem)
+
+
+def run_check(model, options: ConvertOptions) -> str | None:
+    """Run ``model`` once in ONNX Runtime on random input; the error's first line, or None.
+
+    A dynamic batch is checked with 2 images (a batch of 1 hides reshape defects).
+    """
+    import onnxruntime as ort
+
+    quiet_onnxruntime()
+    height, width = options.input_hw
+    batch = options.batch or 2
+    shape = (batch, options.channels, height, width) if options.nchw else \
+        (batch, height, width, options.channels)
+    feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    try:
+        session = ort.InferenceSession(model.SerializeToString(),
+                                       providers=["CPUExecutionProvider"])
+        session.run(None, {INPUT_NAME: feed})
+    except Exception as exc:
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:400]
 
 
 def convert(function, options: ConvertOptions):
@@ -75,19 +166,22 @@ def convert(function, options: ConvertOptions):
     import tf2onnx
 
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
+    quiet_onnxruntime()
     outputs = function.get_concrete_function().structured_outputs
     layout_outputs = [n for n in outputs if n != "labels"] \
         if options.nchw else None
-    try:
-        model, _ = tf2onnx.convert.from_function(
-            function, input_signature=function.input_signature, opset=options.opset,
-            inputs_as_nchw=[INPUT_NAME] if options.nchw else None,
-            outputs_as_nchw=layout_outputs)
-    except Exception as exc:
-        raise ConversionError(None, "tf2onnx to convert the model",
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
-                              "report this with the model; try another --opset") from exc
-    model = clean_up(model)
+    with native_stderr_captured(show=options.debug):
+        try:
+            model, _ = tf2onnx.convert.from_function(
+                function, input_signature=function.input_signature, opset=options.opset,
+                inputs_as_nchw=[INPUT_NAME] if options.nchw else None,
+                outputs_as_nchw=layout_outputs)
+        except Exception as exc:
+            raise ConversionError(None, "tf2onnx to convert the model", _first_line(exc)[:300],
+                                  "report this with the model; try another --opset") from exc
+        keep_outputs(model, list(outputs))
+        freeze_captured_inputs(model, function)
+        model = clean_up(model)
     _name_batch_dimension(model)
     canonicalize_names(model)
     try:
@@ -108,6 +202,39 @@ def clean_up(model):
         raise ConversionError(None, "onnxslim to clean up the graph",
                               f"{type(exc).__name__}: {exc}"[:300],
                               "report this with the model") from exc
+
+
+def freeze_captured_inputs(model, function) -> None:
+    """Turn graph inputs other than ``image`` into constants (in place).
+
+    tf2onnx freezes captured variables but leaves captured *tensors* as graph inputs: a
+    tf_keras ``TFOpLambda`` such as ``0.2 * scores`` reloads with its constant as an eager
+    tensor captured by the traced function. Its value is known, so it becomes an initializer.
+    """
+    from onnx import numpy_helper
+
+    extra = [i for i in model.graph.input if i.name != INPUT_NAME]
+    if not extra:
+        return
+    captured = {internal.name: external for external, internal in
+                function.get_concrete_function().graph.captures
+                if hasattr(external, "numpy") and external.dtype.name != "resource"}
+    for value in extra:
+        if value.name not in captured:
+            raise ConversionError(None, f"one graph input ('{INPUT_NAME}')",
+                                  f"another input '{value.name}' that tf2onnx left unresolved",
+                                  "report this with the model")
+        model.graph.initializer.append(
+            numpy_helper.from_array(captured[value.name].numpy(), value.name))
+        model.graph.input.remove(value)
+
+
+def keep_outputs(model, names: list[str]) -> None:
+    """Keep only the graph outputs the export function returns (in place)."""
+    kept = [o for o in model.graph.output if o.name in names]
+    if len(kept) == len(names):
+        del model.graph.output[:]
+        model.graph.output.extend(kept)
 
 
 def drop_outputs(model, names: list[str]):
@@ -150,8 +277,11 @@ def canonicalize_names(model) -> None:
 
 
 def _name_batch_dimension(model) -> None:
-    """tf2onnx names the dynamic batch ``unk__NNN``; call it ``batch`` everywhere."""
+    """tf2onnx names the dynamic batch ``unk__NNN``; call it ``batch`` everywhere.
+
+    Values with no recorded shape (or rank 0) are left alone.
+    """
     for value in list(model.graph.input) + list(model.graph.output):
-        dim = value.type.tensor_type.shape.dim[0]
-        if not dim.HasField("dim_value"):
-            dim.dim_param = "batch"
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"

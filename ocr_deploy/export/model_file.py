@@ -30,6 +30,8 @@ class ModelFile:
     keras_version: str | None = None  # the writer's Keras version, when recorded
     # every class_name in the config (layers, initialisers, ...)
     serialized_classes: list[str] = field(default_factory=list)
+    # keras.ops calls on symbolic tensors that Keras 3 recorded as layers (see ``ops_layers``)
+    ops_layers: list[str] = field(default_factory=list)
 
     @property
     def flavour(self) -> str:
@@ -81,8 +83,9 @@ def _identify_h5(path: Path) -> ModelFile:
         raise BadInputError(path, "a full Keras model (architecture + weights)", found,
                             "save the model with model.save(), not save_weights()")
     version = attrs.get("keras_version")
+    config = json.loads(_text(config))
     return ModelFile(path, "h5", _text(version) if version is not None else None,
-                     list(_serialized_classes(json.loads(_text(config)))))
+                     list(_serialized_classes(config)), sorted(set(ops_layers(config))))
 
 
 def _identify_keras_zip(path: Path) -> ModelFile:
@@ -105,6 +108,25 @@ def _identify_keras_zip(path: Path) -> ModelFile:
 
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def ops_layers(config) -> Iterator[str]:
+    """Class names of functional-graph entries that are ``keras.ops`` calls, not layers.
+
+    Keras 3 records ``x + 3.0`` or ``ops.matmul(a, b)`` on symbolic tensors as graph
+    entries whose config has no ``trainable``/``dtype`` (an Operation's config, not a
+    Layer's); it cannot rebuild them from an ``.h5`` (``.keras`` works).
+    """
+    if isinstance(config, dict):
+        for layer in (config.get("config") or {}).get("layers", []) \
+                if isinstance(config.get("config"), dict) else []:
+            inner = layer.get("config")
+            if layer.get("class_name") == "InputLayer" or not isinstance(inner, dict):
+                continue
+            if "trainable" not in inner and "dtype" not in inner:
+                yield layer["class_name"]
+            if "layers" in inner:  # a nested Functional model
+                yield from ops_layers(layer)
 
 
 def _serialized_classes(config) -> Iterator[str]:

@@ -3,8 +3,10 @@
 Comparison is data: ``compare`` turns two dicts of arrays into a ``ParityReport`` with the
 statistics that decide pass/fail, so a report can be printed, saved as JSON and judged.
 Logits pass when ``max_abs_err <= atol + rtol * scale``, where ``scale`` is the largest
-reference magnitude (the logit scale). Labels pass when they agree on every pixel except
-ties: pixels whose two best reference logits are closer than that same tolerance.
+reference magnitude (the logit scale). Probabilities (a model ending in a softmax) are
+judged the same way on their own scale (at most 1). Labels pass when they agree on every
+pixel except ties (``ocr_deploy.agreement``): pixels whose two best reference scores are
+closer than that same tolerance.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ocr_deploy.agreement import label_agreement
+
+SCORE_KINDS = ("logits", "probabilities")  # per-class scores: their argmax is the label
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 DEFAULT_MIN_AGREEMENT = 1.0
@@ -23,7 +28,7 @@ class OutputParity:
     """Error statistics of one output."""
 
     name: str
-    kind: str  # "logits" or "labels"
+    kind: str  # "logits", "probabilities", "aux_logits" or "labels"
     max_abs_err: float = 0.0
     max_rel_err: float = 0.0  # max_abs_err / scale
     scale: float = 0.0  # max |reference|
@@ -78,10 +83,11 @@ class ParityReport:
 def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
             kinds: dict[str, str], atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
             min_agreement: float = DEFAULT_MIN_AGREEMENT) -> ParityReport:
-    """Compare same-layout outputs. ``kinds`` maps each name to "logits" or "labels"."""
+    """Compare same-layout outputs. ``kinds`` maps each name to its kind ("logits",
+    "probabilities", "aux_logits" or "labels")."""
     samples = len(next(iter(reference.values())))
     report = ParityReport(atol, rtol, min_agreement, samples)
-    logits_ref = next((reference[n] for n, k in kinds.items() if k == "logits"), None)
+    logits_ref = next((reference[n] for n, k in kinds.items() if k in SCORE_KINDS), None)
     for name, kind in kinds.items():
         ref, cand = reference[name], candidate[name]
         if ref.shape != cand.shape:
@@ -109,7 +115,7 @@ def _compare_logits(name, kind, ref, cand, report: ParityReport) -> OutputParity
     cosine = float((ref64 * cand64).sum() / norms) if norms > 0 else 1.0
     result = OutputParity(name, kind, max_abs, max_abs / scale if scale else 0.0, scale, cosine)
     tol = _tolerance(report, scale)
-    if kind == "logits":
+    if kind in SCORE_KINDS:
         _judge_labels(result, ref64, np.argmax(ref64, -1) == np.argmax(cand64, -1), tol,
                       report.min_agreement)
     if max_abs > tol:
@@ -135,13 +141,10 @@ def _compare_labels(name, ref, cand, logits_ref, report: ParityReport) -> Output
 def _judge_labels(result: OutputParity, logits: np.ndarray, same: np.ndarray, tol: float,
                   min_agreement: float) -> None:
     """Fill the agreement figures; a pixel is a tie when its top-2 logits are within tol."""
-    top2 = np.sort(logits, axis=-1)[..., -2:] if logits.shape[-1] > 1 else None
-    ties = (top2[..., 1] - top2[..., 0] <= 2 * tol) if top2 is not None else \
-        np.zeros(same.shape, bool)
-    result.label_agreement = float(same.mean())
-    result.tie_pixels = int((ties & ~same).sum())
-    decided = ~ties
-    result.label_agreement_excl_ties = float(same[decided].mean()) if decided.any() else 1.0
+    agreement = label_agreement(logits, same, tol)
+    result.label_agreement = agreement.agreement
+    result.tie_pixels = agreement.tie_pixels
+    result.label_agreement_excl_ties = agreement.agreement_excl_ties
     if result.label_agreement_excl_ties < min_agreement:
         result.passed = False
         result.reason = (f"label agreement {100 * result.label_agreement_excl_ties:.4f}% "

@@ -9,6 +9,7 @@ never touched. The report records the ONNX's SHA-256 and the two are written as 
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,10 @@ from ocr_deploy.export.convert import (
     DEFAULT_OPSET,
     MAX_OPSET,
     ConvertOptions,
-    convert,
+    convert_checked,
     drop_outputs,
-    export_function,
 )
+from ocr_deploy.export.input_range import HOW_TO_SET, InputRange, parity_input_range
 from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_model
 from ocr_deploy.export.outputs import OutputChoice, choose_outputs
 from ocr_deploy.export.parity import (
@@ -75,6 +76,7 @@ class ExportRequest:
     rtol: float = DEFAULT_RTOL
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     quiet: bool = False
+    debug: bool = False  # show the converter's own log output
 
 
 @dataclass
@@ -124,13 +126,14 @@ def export_model(request: ExportRequest) -> ExportResult:
 
     with progress.stage("loading the model"):
         custom = load_custom_objects(request.custom_objects) if request.custom_objects else None
-        loaded = load_model(request.model, custom, request.trust_model)
+        loaded = load_model(request.model, custom, request.trust_model,
+                            request.custom_objects)
         progress.note(f"{request.model}: {loaded.file.format} file, loaded with "
                       f"{loaded.keras_version}")
     input_hw = _input_size(request, loaded)
     card = _card(request, loaded)
     with progress.stage("choosing outputs"):
-        choice = choose_outputs(request.model, input_hw, loaded.output_shapes,
+        choice = choose_outputs(request.model, input_hw, loaded.output_shapes_at(input_hw),
                                 request.output_name)
         progress.note(f"logits: '{choice.logits}' ({choice.reason}); "
                       f"{'kept' if request.keep_aux else 'dropped'} auxiliary: "
@@ -143,26 +146,40 @@ def export_model(request: ExportRequest) -> ExportResult:
         input_hw=input_hw, opset=request.opset, nchw=request.nchw,
         argmax=request.argmax or request.labels_only,
         keep_aux=request.keep_aux, normalize_in_graph=request.normalize_in_graph,
-        mean=card.mean, std=card.std, channels=loaded.input_shape[2] or 3)
+        mean=card.mean, std=card.std, channels=loaded.input_shape[2] or 3,
+        debug=request.debug)
+    if loaded.dtype_policy:
+        progress.note(f"the model was saved with the {loaded.dtype_policy} policy: exported "
+                      "in float32 (reduced precision is ocr-build-engine's job)")
     with progress.stage("converting with tf2onnx"):
         progress.note(f"opset {request.opset}")
-        function = export_function(loaded, choice, options)
-        model = convert(function, options)
+        conversion = convert_checked(loaded, choice, options)
+        function, model = conversion.function, conversion.model
+        if conversion.retry_reason:
+            _warn(f"tf2onnx mis-converted the model with a dynamic batch "
+                  f"({conversion.retry_reason[:200]}); exported with a fixed batch of 1 "
+                  "(recorded in the metadata)")
+        if options.main_output != "logits":
+            progress.note(f"'{choice.logits}' ends in a softmax: exported and judged as "
+                          f"'{options.main_output}'")
     with progress.stage("rewriting the attention core"):
         model, attention = apply_attention_form(model, request.attention,
                                                 request.attention_target, source=request.model)
         progress.note(summary(attention))
     with progress.stage("verifying parity (TensorFlow vs ONNX Runtime)"):
         images = _parity_images(request, input_hw, options.channels)
-        parity = _verify(function, model, images, options, card, request)
+        input_range = _input_range(request, card, loaded, options)
+        progress.note(f"parity inputs: {input_range.describe()}")
+        parity = _verify(function, model, images, options, input_range, request)
         progress.note(f"{len(images)} images: " + "; ".join(
             f"{o.name}: max abs {o.max_abs_err:.2e}, labels {100 * o.label_agreement:.3f}%"
             if o.kind != "labels" else f"{o.name}: {100 * o.label_agreement:.3f}% equal"
             for o in parity.outputs))
     if request.labels_only:  # verified with logits (ties need them), shipped without
-        model = drop_outputs(model, ["logits"])
+        model = drop_outputs(model, [options.main_output])
         options.logits = False
-    metadata = _metadata(request, loaded, choice, options, card, parity, attention)
+    metadata = _metadata(request, loaded, choice, options, card, parity, attention,
+                         conversion, input_range)
     write_metadata(model, metadata)
     onnx_path = output if parity.passed else failed_output(output)
     result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata)
@@ -179,7 +196,9 @@ def export_model(request: ExportRequest) -> ExportResult:
         raise ParityError(onnx_path, f"parity within atol={request.atol:g}, "
                           f"rtol={request.rtol:g}", f"{failing.name}: {failing.reason}",
                           f"the model was kept under this name for inspection; see "
-                          f"{result.report_path}")
+                          f"{result.report_path}; parity inputs were "
+                          f"{input_range.describe()}: if the model expects another range, "
+                          f"{HOW_TO_SET}")
     return result
 
 
@@ -225,6 +244,21 @@ def _card(request: ExportRequest, loaded: LoadedModel) -> ModelCard:
     return card
 
 
+def _warn(message: str) -> None:
+    print(f"ocr-export: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _input_range(request: ExportRequest, card: ModelCard, loaded: LoadedModel,
+                 options: ConvertOptions) -> InputRange:
+    if options.normalize_in_graph:  # the graph normalises: it takes pixels
+        return InputRange([0.0] * options.channels, [1.0] * options.channels,
+                          "the normalisation in the graph (--normalize-in-graph)")
+    path = request.card or ModelCard.path_for(request.model)
+    explicit = request.mean is not None or request.std is not None or bool(request.card) \
+        or path.is_file()
+    return parity_input_range(card.mean, card.std, explicit, loaded.model, options.channels)
+
+
 def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarray:
     rng = np.random.default_rng(request.seed)
     height, width = input_hw
@@ -241,19 +275,18 @@ def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarra
     return np.stack(images)
 
 
-def _verify(function, model, images: np.ndarray, options: ConvertOptions, card: ModelCard,
-            request: ExportRequest) -> ParityReport:
+def _verify(function, model, images: np.ndarray, options: ConvertOptions,
+            input_range: InputRange, request: ExportRequest) -> ParityReport:
     import onnxruntime as ort
 
-    pixels = images.astype(np.float32)
-    feed = pixels if options.normalize_in_graph else \
-        (pixels - np.float32(card.mean)) / np.float32(card.std)
+    feed = input_range.apply(images)
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     reference: dict[str, list] = {}
     candidate: dict[str, list] = {}
-    for begin in range(0, len(feed), PARITY_BATCH):
-        batch = feed[begin:begin + PARITY_BATCH]
+    step = options.batch or PARITY_BATCH
+    for begin in range(0, len(feed), step):
+        batch = feed[begin:begin + step]
         for name, value in function(batch).items():
             reference.setdefault(name, []).append(value.numpy())
         onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
@@ -265,14 +298,15 @@ def _verify(function, model, images: np.ndarray, options: ConvertOptions, card: 
     reference = {k: np.concatenate(v) for k, v in reference.items()}
     candidate = {k: np.concatenate(v) for k, v in candidate.items()}
     kinds = {name: ("labels" if name == "labels" else
-                    "aux_logits" if name.startswith("aux") else "logits")
+                    "aux_logits" if name.startswith("aux") else options.main_output)
              for name in reference}
     return compare(reference, candidate, kinds, request.atol, request.rtol,
                    request.min_agreement)
 
 
 def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions,
-              card: ModelCard, parity: ParityReport, attention: dict) -> ExportMetadata:
+              card: ModelCard, parity: ParityReport, attention: dict, conversion,
+              input_range: InputRange) -> ExportMetadata:
     import onnx
     import onnxruntime
     import onnxslim
@@ -283,7 +317,8 @@ def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: Conve
     layout = "NCHW" if options.nchw else "NHWC"
     outputs = {}
     if options.logits:
-        outputs["logits"] = {"kind": "logits", "layout": layout, "stride": choice.stride}
+        outputs[options.main_output] = {"kind": options.main_output, "layout": layout,
+                                        "stride": choice.stride}
     if options.argmax:
         outputs["labels"] = {"kind": "labels", "layout": "NHW", "stride": choice.stride}
     if options.keep_aux:
@@ -300,9 +335,11 @@ def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: Conve
         source={"file": Path(request.model).name, "sha256": sha256_of(request.model),
                 "format": loaded.file.format, "loaded_with": loaded.keras_version,
                 "written_by_keras": loaded.file.keras_version,
-                "keras_output": choice.logits},
+                "keras_output": choice.logits, "dtype_policy": loaded.dtype_policy},
         tools={"ocr_deploy": ocr_deploy.__version__,
                "tensorflow": import_tensorflow().__version__, "tf2onnx": tf2onnx.__version__,
                "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-               "onnxslim": onnxslim.__version__, "opset": attention["opset"]},
-        parity=parity.summary(), attention=attention, notes=card.notes)
+               "onnxslim": onnxslim.__version__, "opset": attention["opset"],
+               "batch": conversion.batch, "fixed_batch_because": conversion.retry_reason},
+        parity={**parity.summary(), "inputs": input_range.to_dict()}, attention=attention,
+        notes=card.notes)

@@ -12,6 +12,17 @@ import numpy as np
 ROWS_PER_BLOCK = 128  # output rows resized at once: bounds memory on large images
 PIXELS_PER_BLOCK = 1 << 16  # boundary pixels blended at once
 DENSE_ABOVE = 0.25  # fraction of boundary pixels above which every pixel is blended
+SCORE_KINDS = ("logits", "probabilities")  # per-class scores (probabilities: after a softmax)
+
+
+def scores_output(meta) -> str | None:
+    """The name of the per-class scores output (logits, or probabilities for a model that
+    ends in a softmax), or None for a labels-only model."""
+    for kind in SCORE_KINDS:
+        name = meta.output_of_kind(kind)
+        if name is not None:
+            return name
+    return None
 
 
 def label_dtype(num_classes: int) -> np.dtype:
@@ -66,7 +77,7 @@ def labels_from_outputs(outputs: dict[str, np.ndarray], meta) -> np.ndarray:
     labels_name = meta.output_of_kind("labels")
     if labels_name in outputs:
         return outputs[labels_name].astype(np.int32)
-    name = meta.output_of_kind("logits")
+    name = scores_output(meta)
     axis = 1 if meta.outputs[name].get("layout") == "NCHW" else -1
     return outputs[name].argmax(axis=axis).astype(np.int32)
 

@@ -37,7 +37,7 @@ class Segmenter:
         limits = [b for b in (backend.max_batch, max_batch) if b]
         self.max_batch = min(limits) if limits else None
         kinds = {spec.get("kind"): name for name, spec in metadata.outputs.items()}
-        self.logits_output = kinds.get("logits")
+        self.logits_output = kinds.get("logits") or kinds.get("probabilities")  # scores
         self.labels_output = kinds.get("labels")
         self._hw = {name: self._spatial(name) for name in filter(None, (self.logits_output,
                                                                         self.labels_output))}
@@ -157,10 +157,12 @@ class Segmenter:
         """Run on memory the caller already holds; no copies through Python objects.
 
         ``input``: the prepared input (see ``input_shape``/``input_dtype``) and ``outputs``:
-        ``{name: buffer}`` for the outputs to write (see ``output_shape``), each an address
-        (``int``), a NumPy array, or an object with ``__cuda_array_interface__`` or
-        ``__dlpack__`` (CuPy, PyTorch ...). Raw addresses point to ``device`` ("cpu" or
-        "cuda"; default where the backend runs); ``batch`` is then required. ``stream``: a
+        ``{name: buffer}`` for the outputs to write (see ``output_shape``), each an
+        ``(address, nbytes)`` tuple (the size is checked), a bare address (``int``: trusted
+        as given, nothing can check it), a NumPy array, or an object with
+        ``__cuda_array_interface__`` or ``__dlpack__`` (CuPy, PyTorch ...); outputs must be
+        writable. Raw addresses point to ``device`` ("cpu" or "cuda"; default where the
+        backend runs); ``batch`` is then required. ``stream``: a
         CUDA stream handle: TensorRT enqueues on it and returns at once (synchronise it
         yourself); ONNX Runtime waits for it first and returns when done.
         """
@@ -186,7 +188,7 @@ class Segmenter:
                                     repr(name), "use Segmenter.output_names")
             out_refs[name] = tensor_ref(value, f"output '{name}'", self.output_shape(name, batch),
                                         self.backend.output_dtype(name), where,
-                                        self.backend.device_id)
+                                        self.backend.device_id, writable=True)
         self.backend.run_device(in_ref, out_refs, batch, stream)
 
     # -- shapes and description ------------------------------------------------------------

@@ -1,0 +1,197 @@
+"""ocr-export on models written in other ways than this project's: custom objects from
+libraries, Keras limitations, softmax outputs, the parity input range, quiet stderr, and
+the converter checks (issue #9). The corpus of real library models is in
+test_export_corpus.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from ocr_deploy.export.cli import main
+from ocr_deploy.metadata import read_metadata
+
+SIZE = 32
+OCR_EXPORT = Path(sys.executable).parent / "ocr-export"
+
+
+def _export(args, capsys) -> tuple[int, dict | None, str]:
+    code = main([*map(str, args), "--json"])
+    captured = capsys.readouterr()
+    return code, json.loads(captured.out) if code == 0 else None, captured.err
+
+
+def _small_model(keras3, head):
+    keras3.utils.set_random_seed(4)
+    image = keras3.Input((SIZE, SIZE, 3))
+    x = keras3.layers.Conv2D(4, 3, padding="same")(image)
+    return keras3.Model(image, head(x))
+
+
+# ---------------------------------------------------------------- custom objects
+
+def test_custom_objects_imported_from_a_library(custom_layer_model, tmp_path, monkeypatch,
+                                                 capsys):
+    model, module_path = custom_layer_model
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "shapes_lib.py").write_text(module_path.read_text())
+    monkeypatch.syspath_prepend(str(library))
+    user_file = tmp_path / "uses_library.py"
+    user_file.write_text("from shapes_lib import TimesTwo  # a library's layer\n")
+    code, report, err = _export([model, "-o", tmp_path / "a.onnx", "--custom-objects",
+                                 user_file], capsys)
+    assert code == 0, err
+    assert report["parity"]["passed"]
+    code, report, err = _export([model, "-o", tmp_path / "b.onnx", "--custom-objects",
+                                 "shapes_lib"], capsys)  # the library's module name
+    assert code == 0, err
+    sys.modules.pop("shapes_lib", None)
+
+
+def test_custom_objects_file_without_the_class_says_so(custom_layer_model, tmp_path, capsys):
+    model, _ = custom_layer_model
+    other = tmp_path / "other.py"
+    other.write_text("import math\n")
+    code, _, err = _export([model, "-o", tmp_path / "a.onnx", "--custom-objects", other],
+                           capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"{other} does not provide 'TimesTwo'" in err and "import it there" in err
+
+
+def test_unknown_module_name(custom_layer_model, tmp_path, capsys):
+    model, _ = custom_layer_model
+    code, _, err = _export([model, "-o", tmp_path / "a.onnx", "--custom-objects",
+                            "no_such_library_xyz"], capsys)
+    assert code == 2 and "ModuleNotFoundError" in err
+
+
+# ---------------------------------------------------------------- Keras limitations
+
+def test_keras3_h5_with_ops_calls_says_resave_as_keras(keras3, tmp_path, capsys):
+    model = _small_model(keras3, lambda x: keras3.ops.relu(x + 3.0))
+    model.save(tmp_path / "ops.h5")
+    code, _, err = _export([tmp_path / "ops.h5", "-o", tmp_path / "a.onnx"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "keras.ops calls saved as layers" in err and "re-save the model as .keras" in err
+    assert "--custom-objects" not in err
+    model.save(tmp_path / "ops.keras")  # the way out works
+    code, _report, err = _export([tmp_path / "ops.keras", "-o", tmp_path / "b.onnx"], capsys)
+    assert code == 0, err
+
+
+# ---------------------------------------------------------------- softmax at the end
+
+def test_softmax_output_is_exported_and_judged_as_probabilities(keras3, tmp_path, capsys):
+    from ocr_deploy.runtime import Segmenter
+
+    model = _small_model(keras3, lambda x: keras3.layers.Softmax()(x))
+    model.save(tmp_path / "probs.keras")
+    code, report, err = _export([tmp_path / "probs.keras", "-o", tmp_path / "p.onnx",
+                                 "--argmax"], capsys)
+    assert code == 0, err
+    (probs,) = [o for o in report["parity"]["outputs"] if o["kind"] == "probabilities"]
+    assert probs["name"] == "probabilities" and probs["scale"] <= 1.0
+    assert probs["max_rel_err"] <= 1e-4
+    names = [o.name for o in onnx.load(str(tmp_path / "p.onnx")).graph.output]
+    assert sorted(names) == ["labels", "probabilities"]
+    meta = read_metadata(tmp_path / "p.onnx")
+    assert meta.outputs["probabilities"]["kind"] == "probabilities"
+    with Segmenter.open(tmp_path / "p.onnx") as seg:  # the runtime takes it
+        image = np.random.default_rng(0).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+        scores = seg.predict_scores(image)
+        assert scores.shape == (SIZE, SIZE, 4)
+        np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
+
+
+# ---------------------------------------------------------------- parity input range
+
+def test_parity_input_range_follows_the_model(keras3, tmp_path, capsys):
+    rescaled = _small_model(keras3, lambda x: x)
+    image = keras3.Input((SIZE, SIZE, 3))
+    rescaled = keras3.Model(image, rescaled(keras3.layers.Rescaling(1 / 255)(image)))
+    plain = _small_model(keras3, lambda x: x)
+    cases = {"rescaled": (rescaled, [], "model preprocessing layers"),
+             "plain": (plain, [], "assumed ImageNet"),
+             "flags": (plain, ["--mean", "127,127,127", "--std", "64,64,64"], "flags or card")}
+    for name, (model, extra, source) in cases.items():
+        model.save(tmp_path / f"{name}.keras")
+        code, report, err = _export([tmp_path / f"{name}.keras", "-o",
+                                     tmp_path / f"{name}.onnx", *extra], capsys)
+        assert code == 0, err
+        inputs = report["metadata"]["parity"]["inputs"]
+        assert inputs["source"].startswith(source), inputs
+    assert inputs["mean"] == [127.0] * 3 and inputs["std"] == [64.0] * 3
+
+
+def test_parity_failure_names_the_input_range_flags(keras3, tmp_path, capsys):
+    model = _small_model(keras3, lambda x: x)
+    model.save(tmp_path / "m.keras")
+    code, _, err = _export([tmp_path / "m.keras", "-o", tmp_path / "m.onnx", "--atol", "-1",
+                            "--rtol", "0"], capsys)  # an impossible tolerance
+    assert code == 3 and len(err.strip().splitlines()) == 1
+    assert "parity inputs were (pixel - mean" in err and "--mean R,G,B --std R,G,B" in err
+
+
+# ---------------------------------------------------------------- converter checks
+
+def test_run_check_names_the_failing_node():
+    from ocr_deploy.export.convert import ConvertOptions, run_check
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, -1, 5])  # 5 does not divide
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "shape"], ["logits"], name="split_heads")],
+        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, 4, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    problem = run_check(model, ConvertOptions(input_hw=(4, 4)))
+    assert problem is not None and "split_heads" in problem
+
+
+def test_batch_dimension_naming_skips_rank0_values():
+    from ocr_deploy.export.convert import _name_batch_dimension
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["logits"]),
+         helper.make_node("Constant", [], ["scalar"], value_float=1.0)],
+        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 4]),
+         helper.make_tensor_value_info("scalar", TensorProto.FLOAT, [])])
+    model = helper.make_model(graph)
+    _name_batch_dimension(model)
+    assert model.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+# ---------------------------------------------------------------- quiet stderr
+
+@pytest.mark.slow
+def test_user_code_importing_tensorflow_gets_the_settings_and_stderr_stays_clean(
+        keras3_h5, tmp_path):
+    record = tmp_path / "env.json"
+    user_file = tmp_path / "layers_first.py"
+    user_file.write_text(textwrap.dedent(f"""
+        import json, os
+        import tensorflow  # before ocr-export would have imported it
+        json.dump({{k: os.environ.get(k) for k in
+                   ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}}, open({str(record)!r}, "w"))
+    """))
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    done = subprocess.run([str(OCR_EXPORT), str(keras3_h5), "-o", str(tmp_path / "q.onnx"),
+                           "--custom-objects", str(user_file)], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(record.read_text()) == {"TF_ENABLE_ONEDNN_OPTS": "0",
+                                              "TF_CPP_MIN_LOG_LEVEL": "3"}
+    noise = [line for line in done.stderr.splitlines()
+             if not line.startswith(("[", "      "))]
+    assert noise == [], noise
