@@ -65,3 +65,37 @@ def test_report_serialises_and_prints():
     data = report.to_dict()
     assert data["passed"] and data["samples"] == 2 and data["outputs"][0]["name"] == "logits"
     assert "logits" in report.table() and "ok" in report.table()
+
+
+def test_ties_are_counted_the_same_in_any_layout():
+    from ocr_deploy.agreement import label_agreement, tie_mask
+
+    scores = np.array([[[1.0, 1.00005, 0.0], [3.0, 1.0, 0.0]],
+                       [[0.0, 2.0, 1.99], [5.0, 5.0, 5.0]]], np.float32)  # [2,2,K]
+    ties = tie_mask(scores, tol=1e-4)
+    np.testing.assert_array_equal(ties, [[True, False], [False, True]])
+    np.testing.assert_array_equal(tie_mask(np.moveaxis(scores, -1, 0), 1e-4, axis=0), ties)
+    candidate = scores.argmax(-1)
+    candidate[0, 0], candidate[1, 0] = 0, 2  # one tie flipped, one real disagreement
+    result = label_agreement(scores, candidate == scores.argmax(-1), tol=1e-4)
+    assert result.agreement == 0.5 and result.tie_pixels == 1
+    assert result.agreement_excl_ties == 0.5  # 1 of the 2 decided pixels agrees
+    assert not tie_mask(scores[..., :1], 1e-4).any()  # one class: never a tie
+
+
+def test_probabilities_are_judged_on_their_own_scale():
+    logits = _logits()
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    report = compare({"p": probs}, {"p": probs + 5e-5}, {"p": "probabilities"})
+    (out,) = report.outputs
+    assert out.passed and out.scale <= 1.0 and out.label_agreement == 1.0
+    assert not compare({"p": probs}, {"p": probs + 1e-3}, {"p": "probabilities"}).passed
+
+
+def test_agreement_module_needs_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, ocr_deploy.agreement, ocr_deploy.export.parity; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
