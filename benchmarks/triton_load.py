@@ -13,7 +13,8 @@ mean of the two: the machine is noisy), and the ratio Triton / in-process.
 Bounded: at most N x M requests per row and --max-seconds per row; 127.0.0.1 only.
 
     python benchmarks/triton_load.py [ARTIFACT] [--clients 1,4,8] [--requests 40]
-        [--image-size HxW] [--protocol grpc|http] [--max-seconds 60] [--json]
+        [--image-size HxW] [--protocol grpc|http] [--max-seconds 60] [--instances N]
+        [--threads N] [--warmup N] [--json]
 
 ARTIFACT defaults to engines/demo_ocrnet_fp32.onnx (``bash run.sh demo``), else
 export/demo_ocrnet.onnx. Results: benchmarks/results/triton_load.json.
@@ -137,6 +138,13 @@ def main() -> int:
                         help="time bound per row, seconds (default 60)")
     parser.add_argument("--queue-delay-us", type=int, default=2000,
                         help="dynamic batcher's max queue delay, µs (default 2000)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="instances of the end-to-end model (default 1)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="ONNX Runtime threads per instance (default 0: its choice)")
+    parser.add_argument("--warmup", type=int, default=10,
+                        help="warm-up requests per client, at the largest concurrency, before "
+                        "the rows (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
@@ -164,14 +172,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="triton_load_") as tmp:
             repo = Path(tmp) / "repo"
             write_triton_repository(info, repo, TritonOptions(
-                name="seg", dynamic_batching=batching, max_queue_delay_us=args.queue_delay_us))
+                name="seg", dynamic_batching=batching, max_queue_delay_us=args.queue_delay_us,
+                e2e_instances=args.instances, threads=args.threads))
             server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_e2e"],
                                   log=Path(tmp) / "server.log")
             with server:
                 call, close = triton_caller(args.protocol, server, "seg_e2e", image, expected,
                                             max(clients_list))
                 # warm-up at the largest concurrency: batch buffers reach their size
-                run_clients(max(clients_list), 5, args.max_seconds, call)
+                run_clients(max(clients_list), args.warmup, args.max_seconds, call)
                 for clients in clients_list:
                     local = [run_clients(clients, args.requests, args.max_seconds,
                                          lambda _i: segmenter.predict(image))]
@@ -196,6 +205,7 @@ def main() -> int:
     segmenter.close()
 
     report = {"artifact": str(artifact), "image_size": [height, width],
+              "instances": args.instances, "threads": args.threads,
               "protocol": args.protocol, "requests_per_client": args.requests,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "rows": rows}
@@ -205,7 +215,8 @@ def main() -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"{artifact.name}, {height}x{width} uint8 images, {args.protocol}, "
-          f"{args.requests} requests per client")
+          f"{args.requests} requests per client, {args.instances} instance(s), "
+          f"threads {args.threads or 'default'}")
     print("| batching | clients | answers/s | p50 ms | p99 ms | errors | server RSS before -> "
           "after MiB | in-process answers/s | Triton / in-process |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -10,6 +10,7 @@ folder, where the backend looks for it. Versions are pinned in ``constraints-ser
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,15 @@ class ServingEnv:
     @property
     def backend_dir(self) -> Path:
         return self.tritonserver_dir / "backends"
+
+    def library_path(self) -> dict[str, str]:
+        """``LD_LIBRARY_PATH`` putting this Python's own ``libpython`` first, so the stub
+        embeds the interpreter the environment was made with."""
+        libdir = subprocess.run([str(self.python), "-c", "import sysconfig; "
+                                 "print(sysconfig.get_config_var('LIBDIR') or '')"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        paths = [p for p in (libdir, os.environ.get("LD_LIBRARY_PATH", "")) if p]
+        return {"LD_LIBRARY_PATH": os.pathsep.join(paths)} if paths else {}
 
 
 def _fingerprint() -> str:
@@ -95,6 +105,15 @@ def _with_stub(env: ServingEnv) -> ServingEnv:
     target = env.backend_dir / "python" / STUB
     if not target.is_file() or target.read_bytes() != source.read_bytes():
         shutil.copy2(source, target)  # same depth as the source: its RPATH still resolves
+    ldd = subprocess.run(["ldd", str(target)], capture_output=True, text=True,
+                         env={**os.environ, **env.library_path()})
+    missing = [line.split()[0] for line in ldd.stdout.splitlines() if "not found" in line]
+    if missing:
+        raise BadInputError(target, "the Python backend stub's shared libraries",
+                            f"{', '.join(missing)} missing",
+                            f"install the shared libpython for Python {version} (Debian: "
+                            f"apt-get install libpython{version}) or make the environment "
+                            "with a Python built with --enable-shared")
     return env
 
 

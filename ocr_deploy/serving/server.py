@@ -103,7 +103,8 @@ class TritonServer:
     def start(self, timeout: float = 120.0) -> TritonServer:
         """Start the server and wait until it and its models are ready."""
         env = dict(os.environ, PATH=f"{self.env.root / 'bin'}{os.pathsep}"
-                   f"{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(self.env.root))
+                   f"{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(self.env.root),
+                   **self.env.library_path())
         env.pop("PYTHONHOME", None)
         output = open(self.log, "ab") if self.log else None  # noqa: SIM115 (kept open)
         try:
