@@ -1,9 +1,12 @@
 """Memory an application already holds, seen as (pointer, shape, dtype, device) without copying.
 
-``tensor_ref`` accepts a raw address (an ``int``, e.g. from a C/C++ host), a NumPy array,
-any object with ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors, Numba) or with
-``__dlpack__`` (PyTorch, JAX, CuPy, NumPy ...). The returned ``TensorRef`` keeps the owner
-alive while the backend uses the pointer.
+``tensor_ref`` accepts a raw address with its size in bytes (an ``(address, nbytes)``
+tuple, e.g. from a C/C++ host; the size is checked), a bare address (an ``int``: **trusted
+as given** — nothing can check what it points to, so a too-small buffer is written past its
+end), a NumPy array, any object with ``__cuda_array_interface__`` (CuPy, PyTorch CUDA
+tensors, Numba) or with ``__dlpack__`` (PyTorch, JAX, CuPy, NumPy ...). Buffers that will
+be written (outputs) must be writable: read-only arrays are refused. The returned
+``TensorRef`` keeps the owner alive while the backend uses the pointer.
 """
 
 from __future__ import annotations
@@ -51,44 +54,67 @@ class _DLManagedTensor(ctypes.Structure):
 
 
 def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
-               device_id: int = 0) -> TensorRef:
+               device_id: int = 0, writable: bool = False) -> TensorRef:
     """Describe ``value`` as a ``TensorRef`` and check it against the expected shape/dtype.
 
-    ``device``/``device_id`` say where a raw ``int`` address points; array-like values
-    carry their own device, which the backend then checks.
+    ``device``/``device_id`` say where a raw address points; array-like values carry their
+    own device, which the backend then checks. ``writable``: the buffer will be written
+    (an output), so read-only arrays are refused.
     """
     dtype = np.dtype(dtype)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if int(value) <= 0:
-            raise BadInputError(None, f"a non-null address for {what}", str(value),
+    shape = tuple(shape)
+    if _is_address(value) or (isinstance(value, tuple) and len(value) == 2
+                              and all(_is_address(v) for v in value)):
+        address, size = (value, None) if _is_address(value) else value
+        if int(address) <= 0:
+            raise BadInputError(None, f"a non-null address for {what}", str(address),
                                 "pass the address of a buffer you allocated")
-        return TensorRef(int(value), tuple(shape), dtype, device, device_id)
+        needed = int(np.prod(shape)) * dtype.itemsize
+        if size is not None and int(size) < needed:
+            raise BadInputError(None, f"a buffer of at least {needed} bytes for {what} "
+                                f"({list(shape)} of {dtype})", f"{int(size)} bytes",
+                                "allocate it with Segmenter.input_shape()/output_shape()")
+        return TensorRef(int(address), shape, dtype, device, device_id)
     if isinstance(value, np.ndarray):
-        ref = _from_numpy(value, what)
+        ref = _from_numpy(value, what, writable)
     elif hasattr(value, "__cuda_array_interface__"):
-        ref = _from_cuda_array_interface(value, what, device_id)
+        ref = _from_cuda_array_interface(value, what, device_id, writable)
     elif hasattr(value, "__dlpack__"):
         ref = _from_dlpack(value, what)
     else:
-        raise BadInputError(None, f"{what} as an address (int), a NumPy array, or an object "
-                            "with __cuda_array_interface__ or __dlpack__",
-                            f"a {type(value).__name__}", "pass one of these")
-    if ref.shape != tuple(shape) or ref.dtype != dtype:
+        raise BadInputError(None, f"{what} as an (address, nbytes) tuple, an address (int), a "
+                            "NumPy array, or an object with __cuda_array_interface__ or "
+                            "__dlpack__", f"a {type(value).__name__}", "pass one of these")
+    if ref.shape != shape or ref.dtype != dtype:
         raise BadInputError(None, f"{what} shaped {list(shape)} of {dtype}",
                             f"{list(ref.shape)} of {ref.dtype}",
                             "allocate it with Segmenter.input_shape()/output_shape()")
     return ref
 
 
-def _from_numpy(array: np.ndarray, what: str) -> TensorRef:
+def _is_address(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _read_only(what: str) -> BadInputError:
+    return BadInputError(None, f"{what} as writable memory (it is written in place)",
+                         "a read-only buffer", "pass a writable array (e.g. np.empty(...), "
+                         "or a memmap opened with mode 'r+')")
+
+
+def _from_numpy(array: np.ndarray, what: str, writable: bool) -> TensorRef:
+    if writable and not array.flags.writeable:
+        raise _read_only(what)
     if not array.flags.c_contiguous:
         raise BadInputError(None, f"{what} as a C-contiguous array", "a strided view",
                             "pass np.ascontiguousarray(...)")
     return TensorRef(array.ctypes.data, array.shape, array.dtype, "cpu", 0, array)
 
 
-def _from_cuda_array_interface(value, what: str, device_id: int) -> TensorRef:
+def _from_cuda_array_interface(value, what: str, device_id: int, writable: bool) -> TensorRef:
     interface = value.__cuda_array_interface__
+    if writable and interface["data"][1]:  # (pointer, read_only)
+        raise _read_only(what)
     shape = tuple(int(d) for d in interface["shape"])
     dtype = np.dtype(interface["typestr"])
     strides = interface.get("strides")
