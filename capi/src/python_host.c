@@ -62,6 +62,22 @@ static ocr_status resolve_program(const char *environment, char program[PATH_MAX
                     "ocr-deploy is installed", source, environment);
 }
 
+/* Whether two interpreters belong to one environment: they lie in the same folder
+ * (bin/python and bin/python3 of one virtual environment do). */
+static int same_environment(const char *a, const char *b)
+{
+    char folder_a[PATH_MAX], folder_b[PATH_MAX], real_a[PATH_MAX], real_b[PATH_MAX];
+    snprintf(folder_a, sizeof folder_a, "%s", a);
+    snprintf(folder_b, sizeof folder_b, "%s", b);
+    char *slash_a = strrchr(folder_a, '/'), *slash_b = strrchr(folder_b, '/');
+    if (slash_a)
+        *slash_a = '\0';
+    if (slash_b)
+        *slash_b = '\0';
+    return realpath(slash_a ? folder_a : ".", real_a) != NULL &&
+           realpath(slash_b ? folder_b : ".", real_b) != NULL && strcmp(real_a, real_b) == 0;
+}
+
 /* Import the bridge with the GIL held; a failure is final (the interpreter stays). */
 static ocr_status import_bridge(const char *where)
 {
@@ -130,7 +146,7 @@ static ocr_status start_locked(const char *environment)
     if (status != OCR_OK)
         return status;
     if (host_ready) {
-        if (strcmp(program, host_program) == 0)
+        if (same_environment(program, host_program))
             return ocr_succeed();
         return ocr_fail(OCR_E_ENVIRONMENT, "%s: expected the Python environment this process "
                         "already runs (%s), found another; one process runs one environment: "

@@ -8,7 +8,7 @@
  *   capi_test errors MODEL NOT_A_MODEL LABELS_ONLY_MODEL    every bad input, one line each
  *   capi_test threads MODEL THREADS PREDICTIONS             threaded == serial
  *   capi_test lifecycle MODEL TIMES                         create/destroy, RSS in KiB
- *   capi_test repeat MODEL IMAGES WxH                       segment one image at a time
+ *   capi_test repeat MODEL IMAGES WxH:FORMAT BATCH          segment IMAGES, BATCH per call
  *
  * Image n of a batch is synthetic: channel c of pixel (y, x) is channel_value(n, y, x, c)
  * (tests/test_capi.py computes the same), rows padded to an odd stride.
@@ -245,6 +245,10 @@ static int cmd_errors(const char *model, const char *not_a_model, const char *la
     if (seen == NULL || ((const char *)seen)[0] != '\0')
         failures++, fprintf(stderr, "capi_test: last error is not per thread\n");
 
+    options.environment = "/bin/sh"; /* an executable in another folder */
+    expect("create_second_environment", ocr_segmenter_create(model, &options, &other),
+           OCR_E_ENVIRONMENT);
+
     expect("info_null_segmenter", ocr_segmenter_info(NULL, &info), OCR_E_INVALID_ARGUMENT);
     expect("info_null_info", ocr_segmenter_info(s, NULL), OCR_E_INVALID_ARGUMENT);
     ocr_model_info small = {0};
@@ -479,36 +483,48 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static int cmd_repeat(const char *model, int count, const char *spec)
+static int cmd_repeat(const char *model, int count, const char *spec, int batch)
 {
     unsigned w, h;
     ocr_pixel_format format;
-    if (!parse_spec(spec, &w, &h, &format) || count < 1)
+    if (!parse_spec(spec, &w, &h, &format) || count < 1 || batch < 1)
         return 2;
     ocr_segmenter *s;
     ocr_model_info info;
     ocr_status status = open_model(model, &s, &info);
     if (status != OCR_OK)
         return die("open", status);
-    long after_open = rss_kib("VmHWM");
-    uint8_t *labels = malloc((size_t)w * h * 2);
-    double *times = malloc(count * sizeof *times);
-    for (int n = 0; n < count; n++) {
-        ocr_image image;
-        make_image(n % 64, w, h, format, &image);
-        ocr_label_map map = {sizeof map, labels, (size_t)w * h * 2, 0, info.label_type};
+    long after_open = rss_kib("VmHWM"), after_tenth = 0;
+    ocr_image *images = calloc(batch, sizeof *images);
+    ocr_label_map *maps = calloc(batch, sizeof *maps);
+    for (int b = 0; b < batch; b++) {
+        make_image(b, w, h, format, &images[b]);
+        maps[b] = (ocr_label_map){sizeof maps[b], malloc((size_t)w * h * 2), (size_t)w * h * 2,
+                                  0, info.label_type};
+    }
+    int calls = (count + batch - 1) / batch;
+    double *times = malloc(calls * sizeof *times);
+    for (int n = 0; n < calls; n++) {
         double start = seconds();
-        status = ocr_segmenter_predict(s, &image, 1, &map);
+        status = ocr_segmenter_predict(s, images, batch, maps);
         times[n] = seconds() - start;
-        free((void *)image.data);
         if (status != OCR_OK)
             return die("predict", status);
+        if (n == calls / 10)
+            after_tenth = rss_kib("VmRSS");
     }
-    qsort(times, count, sizeof *times, compare_doubles);
-    printf("images %d\nmedian_ms %.4f\npeak_rss_kib_after_open %ld\npeak_rss_kib %ld\n", count,
-           times[count / 2] * 1e3, after_open, rss_kib("VmHWM"));
+    qsort(times, calls, sizeof *times, compare_doubles);
+    printf("images %d\ncalls %d\nmedian_ms %.4f\npeak_rss_kib_after_open %ld\n"
+           "rss_kib_after_tenth %ld\nrss_kib_at_end %ld\npeak_rss_kib %ld\n", calls * batch,
+           calls, times[calls / 2] * 1e3, after_open, after_tenth, rss_kib("VmRSS"),
+           rss_kib("VmHWM"));
+    for (int b = 0; b < batch; b++) {
+        free((void *)images[b].data);
+        free(maps[b].data);
+    }
+    free(images);
+    free(maps);
     free(times);
-    free(labels);
     ocr_segmenter_destroy(s);
     return 0;
 }
@@ -525,8 +541,8 @@ int main(int argc, char **argv)
         return cmd_threads(argv[2], atoi(argv[3]), atoi(argv[4]));
     if (argc == 4 && strcmp(argv[1], "lifecycle") == 0)
         return cmd_lifecycle(argv[2], atoi(argv[3]));
-    if (argc == 5 && strcmp(argv[1], "repeat") == 0)
-        return cmd_repeat(argv[2], atoi(argv[3]), argv[4]);
+    if (argc == 6 && strcmp(argv[1], "repeat") == 0)
+        return cmd_repeat(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]));
     fprintf(stderr, "usage: see the comment at the top of capi_test.c\n");
     return 2;
 }
