@@ -69,3 +69,15 @@ class ParityError(OcrDeployError):
     """The converted model does not match its reference within tolerance."""
 
     exit_code = EXIT_PARITY
+
+
+class BudgetError(OcrDeployError):
+    """A reduced-precision build misses its accuracy budget."""
+
+    exit_code = EXIT_PARITY
+
+
+class CudaError(OcrDeployError):
+    """A CUDA runtime call returned an error code (the GPU, its driver or its memory)."""
+
+    exit_code = EXIT_INTERNAL

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> np.ndarray:
+def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int,
+                     ignore_index: int | None = None) -> np.ndarray:
     """Pixel counts: ``matrix[t, p]`` = how many pixels of class ``t`` were predicted ``p``.
 
     ``pred`` and ``target`` are integer label maps of the same shape (any rank), with values
-    in ``[0, num_classes)``; a mismatch or an out-of-range value raises ``ValueError``.
+    in ``[0, num_classes)``; pixels whose target is ``ignore_index`` (e.g. 255, Cityscapes'
+    "void") are left out. A mismatch or an out-of-range value raises ``ValueError``.
     Returns a ``[num_classes, num_classes]`` int64 array.
     """
     pred = np.asarray(pred)
@@ -18,6 +20,9 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> 
         raise ValueError(f"pred shape {pred.shape} differs from target shape {target.shape}")
     pred = pred.ravel().astype(np.int64)
     target = target.ravel().astype(np.int64)
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
     for name, values in (("pred", pred), ("target", target)):
         if values.size and (values.min() < 0 or values.max() >= num_classes):
             raise ValueError(f"{name} has values outside [0, {num_classes}): "
@@ -26,15 +31,16 @@ def confusion_matrix(pred: np.ndarray, target: np.ndarray, num_classes: int) -> 
     return counts.reshape(num_classes, num_classes)
 
 
-def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int
-             ) -> tuple[float, np.ndarray]:
-    """Mean IoU over all pixels of ``pred`` against ``target`` (pooled, not per image).
+def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int,
+             ignore_index: int | None = None) -> tuple[float, np.ndarray]:
+    """Mean IoU over all pixels of ``pred`` against ``target`` (pooled, not per image),
+    leaving out pixels whose target is ``ignore_index``.
 
     Returns ``(miou, per_class_iou)``. The IoU of class c is TP / (TP + FP + FN). A class
     absent from both ``pred`` and ``target`` has no IoU: its entry is NaN and it is left
     out of the mean (``miou`` is NaN only if every class is absent, i.e. no pixels).
     """
-    matrix = confusion_matrix(pred, target, num_classes).astype(np.float64)
+    matrix = confusion_matrix(pred, target, num_classes, ignore_index).astype(np.float64)
     true_positive = np.diag(matrix)
     union = matrix.sum(axis=0) + matrix.sum(axis=1) - true_positive
     with np.errstate(invalid="ignore", divide="ignore"):

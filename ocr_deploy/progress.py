@@ -23,6 +23,10 @@ class Progress:
         if not self.quiet:
             print(f"      {message}", file=self.stream, flush=True)
 
+    def warn(self, message: str) -> None:
+        """Print a warning (shown even when quiet: it is not progress)."""
+        print(f"warning: {message}", file=self.stream, flush=True)
+
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time one stage and report its start and end."""
@@ -38,19 +42,27 @@ class Progress:
 
 
 class Counter:
-    """``label: i/n`` progress for loops: one rewritten line on a terminal, else every 10 %."""
+    """``label: i/n`` progress for loops: one rewritten line on a terminal, else every 10 %;
+    with ``eta``, the estimated time left from the rate so far."""
 
-    def __init__(self, label: str, total: int, quiet: bool = False, stream=None):
-        self.label, self.total, self.quiet = label, max(total, 1), quiet
+    def __init__(self, label: str, total: int, quiet: bool = False, stream=None,
+                 eta: bool = False):
+        self.label, self.total, self.quiet, self.eta = label, max(total, 1), quiet, eta
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.last_decile = -1
+        self.start = time.perf_counter()
 
     def update(self, done: int) -> None:
         """Report that ``done`` of ``total`` items are finished."""
         if self.quiet:
             return
         text = f"      {self.label}: {done}/{self.total}"
+        if self.eta and 0 < done < self.total:
+            left = (time.perf_counter() - self.start) / done * (self.total - done)
+            text += f", about {left:.0f} s left"
+        elif self.eta and done >= self.total:
+            text += f", {time.perf_counter() - self.start:.1f} s"
         if self.tty:
             end = "\n" if done >= self.total else ""
             print(f"\r{text}", end=end, file=self.stream, flush=True)

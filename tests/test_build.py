@@ -66,7 +66,7 @@ def _labels(path, images):
 def val_inputs(demo_onnx, val_dir):
     from ocr_deploy.precision.calibration_data import load_samples
 
-    return load_samples(val_dir, read_metadata(demo_onnx)).inputs
+    return load_samples(val_dir, read_metadata(demo_onnx)).load_all()
 
 
 def test_fp32_build_writes_artifact_and_sidecar(demo_onnx, tmp_path, val_inputs):
@@ -91,23 +91,26 @@ def test_fp16_is_mixed_precision_and_within_budget(demo_onnx, tmp_path, val_dir)
     assert accuracy["miou_drop"] <= 0.1 and accuracy["agreement"] > 0.99
 
 
-def test_int8_qdq_placement_and_cache_reuse(demo_onnx, tmp_path, calib_dir, val_dir,
-                                            val_inputs):
+def test_int8_onnxruntime_placement_coverage_and_cache_reuse(demo_onnx, tmp_path, calib_dir,
+                                                             val_dir, val_inputs, capsys):
     first = build(_request(demo_onnx, tmp_path, "int8", "a.onnx", calib_dir=calib_dir,
-                           val_dir=val_dir, ort_optimization="basic"))
+                           val_dir=val_dir))
     assert first.info["calibration"]["cache_hit"] is False
-    model = onnx.load(str(first.artifact))
-    ops = [n.op_type for n in model.graph.node]
-    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    placement = first.info["placement"]
+    assert placement["name"].startswith("onnxruntime-")
+    assert read_metadata(first.artifact).build["placement"] == placement
+    ops = {n.op_type for n in onnx.load(str(first.artifact)).graph.node}
+    assert {"QLinearConv", "QLinearAdd", "QLinearConcat"} <= ops  # integer kernels, saved
     kept = first.info["kept_in_higher_precision"]
     assert len(kept["attention"]) == 3 and len(kept["classifier"]) == 1
-    producers = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:  # kept nodes are not fed by DequantizeLinear
-        if node.name in kept["attention"] + kept["classifier"]:
-            assert all(getattr(producers.get(i), "op_type", "") != "DequantizeLinear"
-                       for i in node.input)
+    coverage = first.info["int8_coverage"]
+    assert coverage["integer_mac_share"] >= 0.9 and coverage["judged_from"].startswith("the opt")
+    not_integer = {layer["name"]: layer["reason"] for layer in coverage["not_integer"]}
+    assert kept["classifier"][0] in not_integer
+    assert "classifier" in not_integer[kept["classifier"][0]]
     assert first.info["verification"]["met_budget"]
-    assert (_labels(first.artifact, val_inputs) == _labels(demo_onnx, val_inputs)).mean() > 0.97
+    assert (_labels(first.artifact, val_inputs) == _labels(demo_onnx, val_inputs)).mean() > 0.98
+    assert read_sidecar(first.artifact)["int8_coverage"] == coverage
 
     second = build(_request(demo_onnx, tmp_path, "int8", "b.onnx", calib_dir=calib_dir,
                             val_dir=val_dir))
@@ -119,20 +122,16 @@ def test_int8_qdq_placement_and_cache_reuse(demo_onnx, tmp_path, calib_dir, val_
 
 
 def test_entropy_is_real_entropy(demo_onnx, tmp_path, calib_dir):
-    from onnxruntime.quantization.calibrate import load_tensors_data
-
     from ocr_deploy.precision.calibrate import calibrate
     from ocr_deploy.precision.calibration_data import load_samples
 
     data = load_samples(calib_dir, read_metadata(demo_onnx), 8)
     model = demo_onnx.read_bytes()
-    ranges = {m: load_tensors_data(calibrate(model, data, CalibrationSettings(
-        method=m, num_bins=256), tmp_path, quiet=True).ranges_path).data
-              for m in ("minmax", "entropy")}
-    widths = {m: {k: float(np.max(np.abs(v.range_value))) for k, v in r.items()}
-              for m, r in ranges.items()}
-    narrower = [k for k in widths["minmax"] if widths["entropy"][k] < 0.95 * widths["minmax"][k]]
-    assert len(narrower) > len(widths["minmax"]) // 4  # entropy clips outliers; MinMax cannot
+    ranges = calibrate(model, data, CalibrationSettings(method="entropy"), tmp_path,
+                       quiet=True).ranges
+    clipped = [name for name, r in ranges.items()
+               if r.threshold < 0.95 * max(abs(r.minimum), abs(r.maximum))]
+    assert len(clipped) > len(ranges) // 4  # entropy clips outliers; MinMax cannot
 
 
 @pytest.mark.slow
@@ -156,7 +155,7 @@ def test_budget_miss_without_search_fails_cleanly(demo_onnx, tmp_path, calib_dir
                  str(tmp_path / "x.onnx"), "--calib-dir", str(calib_dir), "--calib-samples", "16",
                  "--calib-method",
                  "minmax", "--val-dir", str(val_dir), "--min-agreement", "1.0",
-                 "--max-miou-drop", "-1", "--no-sensitivity-search", "-q"])
+                 "--max-miou-drop", "0", "--no-sensitivity-search", "-q"])
     err = capsys.readouterr().err.strip()
     assert code == 3 and len(err.splitlines()) == 1 and "budget" in err
     assert not list(tmp_path.glob("x.onnx*"))
@@ -185,8 +184,9 @@ def test_npy_calibration_data(demo_onnx, tmp_path):
     np.savez(tmp_path / "b.npz", x=floats)  # already preprocessed
     data = load_samples(tmp_path, meta)
     assert len(data) == 6 and data.sources[0] == "a.npy[0]"
-    np.testing.assert_allclose(data.inputs[4], floats[0], atol=1e-6)
-    np.testing.assert_allclose(data.inputs[0], floats[0], atol=1e-6)
+    inputs = data.load_all()
+    np.testing.assert_allclose(inputs[4], floats[0], atol=1e-6)
+    np.testing.assert_allclose(inputs[0], floats[0], atol=1e-6)
 
 
 def _fails(capsys, *args) -> str:

@@ -206,12 +206,13 @@ def test_built_provider_options_reach_the_gpu_providers(tmp_path):
     from ocr_deploy.builder.backends.onnxruntime import provider_options
     from ocr_deploy.runtime.backends.onnxruntime_backend import choose_providers
 
-    built = provider_options(tmp_path / "m_fp16.onnx", "fp16")
+    built = provider_options(tmp_path / "m_fp16.onnx")
     available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     chosen = dict(p if isinstance(p, tuple) else (p, None)
                   for p in choose_providers(None, available, 1, built))
     trt = chosen["TensorrtExecutionProvider"]
-    assert trt["device_id"] == 1 and trt["trt_fp16_enable"] is True
+    # the precision is in the ONNX: the provider's FP16/INT8 switches (weak typing) stay off
+    assert trt["device_id"] == 1 and trt["trt_fp16_enable"] is False
     assert trt["trt_engine_cache_enable"] is True and chosen["CPUExecutionProvider"] is None
     assert choose_providers(None, ["CPUExecutionProvider"], 0, built) == ["CPUExecutionProvider"]
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import read_metadata
 from ocr_deploy.sidecar import write_sidecar
 
 pytestmark = pytest.mark.gpu
@@ -30,26 +29,15 @@ def trt():
 
 
 @pytest.fixture(scope="module")
-def engine(trt, nhwc_onnx):
-    """Build an FP32 engine (batch 1..4) from the NHWC export with TensorRT's own API."""
-    from ocr_deploy.nvidia.cuda import device_info
+def engine(trt, nhwc_onnx, tmp_path_factory):
+    """An FP32 engine (batch 1..4) of the NHWC export, built by ocr-build-engine's library."""
+    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.builder.pipeline import BuildRequest, build
 
-    onnx_path = nhwc_onnx
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
-    network = builder.create_network(0)
-    parser = trt.OnnxParser(network, logger)
-    assert parser.parse(onnx_path.read_bytes()), parser.get_error(0)
-    config = builder.create_builder_config()
-    profile = builder.create_optimization_profile()
-    profile.set_shape("image", (1, 64, 64, 3), (2, 64, 64, 3), (4, 64, 64, 3))
-    config.add_optimization_profile(profile)
-    plan = builder.build_serialized_network(network, config)
-    path = onnx_path.with_suffix(".engine")
-    path.write_bytes(bytes(plan))
-    write_sidecar(path, {"tensorrt_version": trt.__version__, **device_info(0),
-                         "metadata": read_metadata(onnx_path).__dict__})
-    return path, onnx_path
+    path = tmp_path_factory.mktemp("engine") / "nhwc.engine"
+    build(BuildRequest(onnx=nhwc_onnx, precision="fp32", backend="tensorrt", output=path,
+                       verify=False, quiet=True, tensorrt=TensorRTOptions(batch=(1, 2, 4))))
+    return path, nhwc_onnx
 
 
 def _images(n, seed=0):

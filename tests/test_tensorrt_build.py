@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocr_deploy.builder.backends.tensorrt import availability
+from ocr_deploy.nvidia.tensorrt import availability
 
 AVAILABLE, REASON = availability()
 pytestmark = [pytest.mark.gpu,
@@ -38,7 +38,8 @@ def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
     assert engine is not None
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
     assert "image" in names and "labels" in names
-    assert (tmp_path / "timing.cache").is_file() or info["timing_cache"]
+    assert info["timing_cache"] == str(tmp_path / "timing.cache")  # the library's default
+    assert (tmp_path / "timing.cache").stat().st_size > 0
 
 
 def test_timing_cache_is_reused(small_onnx, tmp_path):
@@ -51,3 +52,37 @@ def test_timing_cache_is_reused(small_onnx, tmp_path):
                            output=tmp_path / f"{name}.engine", verify=False, quiet=True,
                            tensorrt=options))
     assert (tmp_path / "timing.cache").stat().st_size > 0
+
+
+def test_foreign_timing_cache_is_replaced_not_fatal(small_onnx, tmp_path):
+    from ocr_deploy.builder.pipeline import BuildRequest, build
+
+    (tmp_path / "timing.cache").write_bytes(b"not a timing cache from this TensorRT")
+    result = build(BuildRequest(onnx=small_onnx, precision="fp32", backend="tensorrt",
+                                output=tmp_path / "m.engine", verify=False, quiet=True))
+    assert result.artifact.is_file()
+    assert (tmp_path / "timing.cache").read_bytes() != b"not a timing cache from this TensorRT"
+
+
+def test_int8_engine_from_tensorrt_placement(small_onnx, tmp_path):
+    from ocr_deploy.builder.pipeline import BuildRequest, build
+    from ocr_deploy.demo.synthetic import write_samples
+
+    calib = tmp_path / "calib"
+    write_samples(calib, 8)
+    result = build(BuildRequest(onnx=small_onnx, precision="int8", backend="tensorrt",
+                                output=tmp_path / "m.engine", calib_dir=calib, calib_samples=8,
+                                verify=False, quiet=True))
+    assert result.info["placement"]["name"] == "tensorrt"
+    assert result.info["int8_coverage"]["integer_mac_share"] > 0.5
+
+
+def test_fp32_on_dla_is_refused(small_onnx, tmp_path):
+    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.builder.pipeline import BuildRequest, build
+    from ocr_deploy.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="DLA"):
+        build(BuildRequest(onnx=small_onnx, precision="fp32", backend="tensorrt",
+                           output=tmp_path / "m.engine", verify=False, quiet=True,
+                           tensorrt=TensorRTOptions(dla_core=0)))

@@ -1,54 +1,62 @@
 """The build pipeline behind ``ocr-build-engine``:
-read metadata -> precision ONNX (FP16 casts or calibrated INT8 Q/DQ) -> verify against
-FP32 within the budget (INT8: sensitivity search when it misses) -> backend build ->
-sidecar JSON. Every file is written atomically.
+read and check metadata -> precision ONNX (FP16 casts, or INT8 Q/DQ placed for the chosen
+backend from streamed calibration) -> verify against FP32 within the budget (INT8:
+sensitivity search when it misses) -> backend build -> INT8 coverage report -> the artifact
+and its sidecar, written as one pair.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import onnx
 
-from ocr_deploy.builder.backends.onnxruntime import build_onnxruntime
-from ocr_deploy.builder.backends.tensorrt import TensorRTOptions, availability, build_tensorrt
-from ocr_deploy.errors import BadInputError, OcrDeployError
-from ocr_deploy.files import check_writable_output
-from ocr_deploy.metadata import ExportMetadata, read_metadata, write_metadata
+from ocr_deploy.builder.backends import BuildBackend, choose_backend
+from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+from ocr_deploy.errors import BadInputError, BudgetError
+from ocr_deploy.files import check_writable_output, latest_file
+from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import SampleSet, load_samples
-from ocr_deploy.precision.evaluate import Accuracy, Budget, accuracy, predict_labels
+from ocr_deploy.precision.coverage import WARN_BELOW, integer_coverage
+from ocr_deploy.precision.evaluate import (
+    IGNORE_INDEX,
+    Accuracy,
+    Budget,
+    accuracy,
+    predict_labels,
+    reference_labels,
+)
 from ocr_deploy.precision.fp16 import convert_fp16
+from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
 from ocr_deploy.precision.sensitivity import search
 from ocr_deploy.progress import Progress
-from ocr_deploy.sidecar import write_sidecar
+from ocr_deploy.sidecar import sidecar_output, sidecar_path
+from ocr_deploy.signature import check_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
-BACKENDS = ("auto", "tensorrt", "onnxruntime")
-
-
-class BudgetError(OcrDeployError):
-    """The reduced-precision model misses the accuracy budget."""
-
-    exit_code = 3
+EXPORT_FOLDER = Path("export")
+ENGINE_FOLDER = Path("engines")
 
 
 @dataclass
 class BuildRequest:
-    """Everything ``ocr-build-engine`` can be asked to do (defaults match the CLI)."""
+    """Everything ``ocr-build-engine`` can be asked to do (the CLI takes its defaults here)."""
 
     onnx: Path
     precision: str = "fp32"
     backend: str = "auto"
-    output: Path | None = None  # default: engines/<onnx stem>_<precision>.<engine|onnx>
+    output: Path | None = None  # default: engines/<onnx stem>_<precision><backend suffix>
     force: bool = False
     calib_dir: Path | None = None
     calib_samples: int = 100
     calib: CalibrationSettings = field(default_factory=CalibrationSettings)
+    calib_memory_mib: int = 1024  # activations per inference while calibrating
     skip_unreadable: bool = False
     recalibrate: bool = False
     calib_cache: Path | None = None  # default: <output folder>/.calibration-cache
@@ -58,6 +66,7 @@ class BuildRequest:
     val_dir: Path | None = None
     val_samples: int | None = None
     budget: Budget = field(default_factory=Budget)
+    ignore_index: int | None = IGNORE_INDEX
     sensitivity_search: bool = True
     ort_optimization: str = "auto"
     tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
@@ -73,83 +82,140 @@ class BuildResult:
     info: dict
 
 
-def latest_export(folder: Path = Path("export")) -> Path:
-    """The most recently written ``*.onnx`` in ``folder`` (not failed ones)."""
-    candidates = [p for p in Path(folder).glob("*.onnx")
-                  if not p.name.endswith(".parity-failed.onnx")]
-    if not candidates:
+def latest_export(folder: Path = EXPORT_FOLDER) -> Path:
+    """The most recently written exported ``*.onnx`` in ``folder`` (not failed exports,
+    hidden or temporary files)."""
+    found = latest_file(folder, "*.onnx", skip_suffixes=(".parity-failed.onnx",))
+    if found is None:
         raise BadInputError(folder, "an exported model (*.onnx)", "none",
                             "run ocr-export first or pass the ONNX path")
-    return max(candidates, key=lambda p: p.stat().st_mtime)
+    return found
 
 
-def choose_backend(requested: str) -> tuple[str, str]:
-    """Resolve ``auto``: TensorRT when it and a GPU are present, else ONNX Runtime."""
-    ok, reason = availability()
-    if requested == "auto":
-        return ("tensorrt", reason) if ok else ("onnxruntime", f"{reason}: using ONNX Runtime")
-    if requested == "tensorrt" and not ok:
-        raise BadInputError(None, "TensorRT and a CUDA GPU for --backend tensorrt", reason,
-                            "use --backend onnxruntime, or install the 'tensorrt' extra on a "
-                            "GPU machine")
-    return requested, "requested"
+def default_output(onnx_path: Path, precision: str, backend: BuildBackend) -> Path:
+    """``engines/<model>_<precision><suffix>``."""
+    return ENGINE_FOLDER / f"{Path(onnx_path).stem}_{precision}{backend.suffix}"
 
 
-def default_output(onnx_path: Path, precision: str, backend: str) -> Path:
-    suffix = ".engine" if backend == "tensorrt" else ".onnx"
-    return Path("engines") / f"{Path(onnx_path).stem}_{precision}{suffix}"
+def resolve_output(request: BuildRequest, backend: BuildBackend) -> Path:
+    """The artifact path: ``-o`` (a suffix-less name gets the backend's suffix) or the
+    default; a folder, or a suffix of another backend's artifact, is an error."""
+    if request.output is None:
+        return default_output(request.onnx, request.precision, backend)
+    output = Path(request.output)
+    if output.is_dir():
+        raise BadInputError(output, "a file path for the artifact", "a folder",
+                            f"give a file name, e.g. -o {output / ('model' + backend.suffix)}")
+    if not output.suffix:
+        return output.with_suffix(backend.suffix)
+    if output.suffix != backend.suffix:
+        raise BadInputError(output, f"a '{backend.suffix}' file for the {backend.name} backend",
+                            f"'{output.suffix}'", f"name it {output.stem}{backend.suffix}, or "
+                            "choose the backend that makes that kind of file")
+    return output
+
+
+def validate(request: BuildRequest) -> None:
+    """Check the request's values before any slow work (exit 2 on a bad one)."""
+    if request.precision not in PRECISIONS:
+        raise BadInputError(None, f"a precision in {PRECISIONS}", request.precision,
+                            "pass one of --fp32, --fp16, --int8")
+    request.budget.validate()
+    request.calib.validate()
+    for name, value in (("--calib-samples", request.calib_samples),
+                        ("--calib-memory-mib", request.calib_memory_mib),
+                        ("--val-samples", request.val_samples)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise BadInputError(None, f"{name} >= 1", f"{value}", f"pass a positive {name}")
+
+
+def ignored_options(request: BuildRequest, backend: BuildBackend) -> list[str]:
+    """Options given that do nothing for this precision and backend (the CLI warns)."""
+    ignored = list(backend.unused_options(request))
+    defaults = BuildRequest(onnx=request.onnx)
+    if request.precision != "int8":
+        ignored += [flag for flag, field_name in (
+            ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"),
+            ("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
+            ("--quantize-attention", "quantize_attention"),
+            ("--no-sensitivity-search", "sensitivity_search"),
+            ("--calib-memory-mib", "calib_memory_mib"))
+            if getattr(request, field_name) != getattr(defaults, field_name)]
+        if request.calib != defaults.calib:
+            ignored.append("--calib-method/--percentile")
+    if request.precision == "fp32" or not request.verify:
+        ignored += [flag for flag, field_name in (
+            ("--val-dir", "val_dir"), ("--val-samples", "val_samples"),
+            ("--max-miou-drop/--min-agreement", "budget"))
+            if getattr(request, field_name) != getattr(defaults, field_name)]
+    return ignored
 
 
 def build(request: BuildRequest) -> BuildResult:
     """Run the build; raises an ``OcrDeployError`` subclass on failure."""
     start = time.perf_counter()
-    if request.precision not in PRECISIONS:
-        raise BadInputError(None, f"a precision in {PRECISIONS}", request.precision,
-                            "pass one of --fp32, --fp16, --int8")
+    validate(request)
     source = Path(request.onnx)
-    meta = read_metadata(source)
+    meta = check_onnx(source)
     fp32_bytes = source.read_bytes()
+    fp32_model = onnx.load_from_string(fp32_bytes)
+    _check_node_names(source, fp32_model, request.keep_fp32)
     backend, why = choose_backend(request.backend)
-    output = Path(request.output) if request.output else \
-        default_output(source, request.precision, backend)
-    output = output if output.suffix else \
-        output.with_suffix(".engine" if backend == "tensorrt" else ".onnx")
+    output = resolve_output(request, backend)
     check_writable_output(output, request.force)
-    check_writable_output(Path(str(output) + ".json"), request.force)
+    check_writable_output(sidecar_path(output), request.force)
     stages = 2 + (request.precision == "int8") + (request.verify and request.precision != "fp32")
     progress = Progress(stages, request.quiet)
-    progress.note(f"backend: {backend} ({why})")
+    progress.note(f"backend: {backend.name} ({why})")
+    for flag in ignored_options(request, backend):
+        progress.warn(f"{flag} does nothing for a {request.precision} build with "
+                      f"{backend.name}: ignored")
 
     build_info: dict = {"precision": request.precision}
-    calibration = None
+    placement = calibration = None
     if request.precision == "int8":
+        placement = backend.placement()
+        build_info["placement"] = placement.to_dict()
+        progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
         calibration = _calibrate(request, meta, fp32_bytes, output, progress)
         build_info["calibration"] = calibration.to_dict()
     with progress.stage(f"making the {request.precision} ONNX"):
-        exclusions = _exclusions(request, fp32_bytes)
-        model = _precision_model(request, fp32_bytes, calibration, _flatten(exclusions))
-        build_info["kept_in_higher_precision"] = exclusions
+        exclusions = _exclusions(request, fp32_model)
+        model = _precision_model(request, fp32_model, calibration, placement,
+                                 _flatten(exclusions))
     if request.verify and request.precision != "fp32":
         with progress.stage("verifying against FP32 (ONNX Runtime CPU)"):
-            model, verification = _verify(request, meta, fp32_bytes, model, calibration,
-                                          exclusions, progress)
+            model, verification = _verify(request, meta, fp32_bytes, fp32_model, model,
+                                          calibration, placement, exclusions, progress)
             build_info["verification"] = verification
+    build_info["kept_in_higher_precision"] = exclusions
     meta = replace(meta, precision=request.precision, build=build_info)
     write_metadata(model, meta)
     model_bytes = model.SerializeToString()
-    with progress.stage(f"building with {backend}"):
-        if backend == "tensorrt":
-            backend_info = build_tensorrt(model_bytes, output, meta, request.precision,
-                                          request.tensorrt, progress.note)
-        else:
-            backend_info = build_onnxruntime(model_bytes, output, request.precision,
-                                             request.ort_optimization)
-    info = {**backend_info, "backend_reason": why, "artifact": str(output),
-            "source_onnx": str(source),
-            "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
-            "artifact_bytes": output.stat().st_size, **build_info,
-            "seconds": round(time.perf_counter() - start, 2), "metadata": meta.__dict__}
-    return BuildResult(output, write_sidecar(output, info), info)
+    with progress.stage(f"building with {backend.name}"), \
+            sidecar_output(output, request.force) as write:
+        backend_info = backend.build(model_bytes, write.artifact_tmp, output, meta,
+                                     request.precision, request, progress.note)
+        if request.precision == "int8":
+            build_info["int8_coverage"] = _coverage(backend, fp32_model, model,
+                                                    write.artifact_tmp, exclusions, progress)
+        info = {**backend_info, "backend_reason": why, "artifact": str(output),
+                "source_onnx": str(source),
+                "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
+                "artifact_bytes": write.artifact_tmp.stat().st_size, **build_info,
+                "seconds": round(time.perf_counter() - start, 2), "metadata": meta.__dict__}
+        write.companion = info
+    return BuildResult(output, sidecar_path(output), info)
+
+
+def _check_node_names(source: Path, model: onnx.ModelProto, names: list[str]) -> None:
+    known = {n.name for n in model.graph.node}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise BadInputError(source, "--keep-fp32 names of nodes in the model",
+                            f"unknown node(s) {', '.join(unknown[:5])}",
+                            "list the node names with Netron, or read them from an INT8 "
+                            "build's sidecar (int8_coverage)")
 
 
 def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, output: Path,
@@ -157,56 +223,64 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
     if request.calib_dir is None:
         raise BadInputError(None, "--calib-dir DIR (images or .npy/.npz) for --int8",
                             "no calibration data", "point --calib-dir at ~100 typical images")
-    with progress.stage(f"calibrating ({request.calib.method})"):
+    with progress.stage(f"calibrating ({request.calib.method}, streamed)"):
         data = load_samples(request.calib_dir, meta, request.calib_samples,
                             request.skip_unreadable)
         cache_dir = request.calib_cache or output.parent / ".calibration-cache"
         result = calibrate(fp32_bytes, data, request.calib, cache_dir, request.recalibrate,
-                           request.quiet)
-        progress.note(f"{len(data)} samples; " + (
-            f"reused cached ranges {result.ranges_path.name}" if result.cache_hit else
-            f"computed in {result.seconds:.1f} s, cached as {result.ranges_path.name}"))
+                           request.quiet, request.calib_memory_mib)
+        progress.note(f"{len(data)} samples, {len(result.ranges)} tensors; " + (
+            f"reused cached ranges {result.cache_path.name}" if result.cache_hit else
+            f"computed in {result.seconds:.1f} s ({result.groups} inference group(s) per "
+            f"batch), cached as {result.cache_path.name}"))
         if data.skipped:
             progress.note(f"skipped {len(data.skipped)} unreadable file(s)")
     return result
 
 
-def _exclusions(request: BuildRequest, fp32_bytes: bytes) -> dict[str, list[str]]:
+def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto) -> dict[str, list[str]]:
     """Nodes kept in higher precision, by reason. FP16 keeps by op type (Softmax, ...) in
     ``convert_fp16``, so only INT8 has default exclusions."""
     if request.precision == "fp32":
         return {}
     excluded = {}
     if request.precision == "int8" and not request.quantize_attention:
-        excluded = default_exclusions(onnx.load_from_string(fp32_bytes))
+        excluded = default_exclusions(fp32_model)
     if request.keep_fp32:
         excluded["requested"] = list(request.keep_fp32)
     return excluded
 
 
-def _precision_model(request: BuildRequest, fp32_bytes: bytes, calibration,
-                     keep: list[str]) -> onnx.ModelProto:
-    model = onnx.load_from_string(fp32_bytes)
+def _precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibration,
+                     placement: Placement | None, keep: list[str]) -> onnx.ModelProto:
     if request.precision == "fp16":
-        return convert_fp16(model, keep_fp32=keep)
+        return convert_fp16(_copy(fp32_model), keep_fp32=keep)
     if request.precision == "int8":
-        return quantize_int8(model, calibration, keep)
-    return model
+        return quantize_int8(fp32_model, calibration, placement, keep)
+    return _copy(fp32_model)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    copied = onnx.ModelProto()
+    copied.CopyFrom(model)
+    return copied
 
 
 def _verify(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes,
-            model: onnx.ModelProto, calibration, exclusions: dict, progress: Progress):
+            fp32_model: onnx.ModelProto, model: onnx.ModelProto, calibration,
+            placement: Placement | None, exclusions: dict, progress: Progress):
     data = _validation_data(request, meta)
-    reference = predict_labels(fp32_bytes, data, meta)
+    reference = reference_labels(fp32_bytes, data, meta)
 
     def measure(candidate: onnx.ModelProto) -> Accuracy:
         return accuracy(predict_labels(candidate.SerializeToString(), data, meta), reference,
-                        data, meta.num_classes)
+                        data, meta.num_classes, request.ignore_index)
 
     result = measure(model)
     verification = {"data": "validation set" if request.val_dir else
                     "calibration images (no --val-dir given: agreement only)",
-                    "budget": request.budget.__dict__, "accuracy": result.to_dict(),
+                    "budget": request.budget.__dict__, "ignore_index": request.ignore_index,
+                    "tie_tolerance": reference.tol, "accuracy": result.to_dict(),
                     "met_budget": result.meets(request.budget)}
     progress.note(_describe(result))
     if result.meets(request.budget):
@@ -215,12 +289,11 @@ def _verify(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes,
         progress.note("INT8 misses the budget: searching for layers to keep in higher "
                       "precision")
         base = _flatten(exclusions)
-        fp32_model = onnx.load_from_string(fp32_bytes)
         quantized = [n.name for n in fp32_model.graph.node
                      if n.op_type in ("Conv", "MatMul") and n.name not in base]
 
         def evaluate(kept: list[str]) -> Accuracy:
-            return measure(quantize_int8(fp32_model, calibration, base + kept))
+            return measure(quantize_int8(fp32_model, calibration, placement, base + kept))
 
         found = search(quantized, evaluate, request.budget, progress.note)
         verification["sensitivity_search"] = found.to_dict()
@@ -229,12 +302,28 @@ def _verify(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes,
             verification.update(accuracy=found.accuracy.to_dict(), met_budget=True)
             progress.note(f"kept {len(found.kept)} layer(s): {', '.join(found.kept)}; "
                           + _describe(found.accuracy))
-            return quantize_int8(fp32_model, calibration, base + found.kept), verification
+            return quantize_int8(fp32_model, calibration, placement, base + found.kept), \
+                verification
     raise BudgetError(request.onnx, f"{request.precision} within the budget (mIoU drop <= "
                       f"{request.budget.max_miou_drop} points, agreement >= "
                       f"{request.budget.min_agreement:.2%})", _describe(result),
                       "loosen --max-miou-drop/--min-agreement, add calibration data, or "
                       "keep layers with --keep-fp32")
+
+
+def _coverage(backend: BuildBackend, fp32_model: onnx.ModelProto, model: onnx.ModelProto,
+              artifact: Path, exclusions: dict, progress: Progress) -> dict:
+    report = integer_coverage(fp32_model, model, backend.runtime_graph(artifact), exclusions)
+    share = report["integer_mac_share"]
+    progress.note(f"INT8 coverage: {share:.1%} of Conv/MatMul MACs in integer kernels "
+                  f"({report['integer_layers']}/{report['layers']} layers)")
+    for layer in report["not_integer"][:5]:
+        progress.note(f"  not integer: {layer['name']} ({layer['mac_share']:.1%} of MACs): "
+                      f"{layer['reason']}")
+    if backend.name == "onnxruntime" and share < WARN_BELOW:
+        progress.warn(f"only {share:.1%} of the MACs run in integer kernels (under "
+                      f"{WARN_BELOW:.0%}): this INT8 artifact may be no faster than FP32")
+    return report
 
 
 def _validation_data(request: BuildRequest, meta: ExportMetadata) -> SampleSet:
@@ -253,7 +342,9 @@ def _flatten(exclusions: dict[str, list[str]]) -> list[str]:
 
 def _describe(result: Accuracy) -> str:
     text = f"label agreement {result.agreement:.4%}"
-    if result.miou is not None:
+    if result.tie_pixels:
+        text += f" ({result.tie_pixels} tied pixel(s) set aside)"
+    if result.miou is not None and not math.isnan(result.miou):
         text += (f", mIoU {result.miou:.2f} vs FP32 {result.miou_fp32:.2f} "
                  f"(drop {result.miou_drop:.2f} points)")
     return text

@@ -44,7 +44,8 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
     from ocr_deploy.bench.plot import plot_report
     from ocr_deploy.bench.report import format_table
     from ocr_deploy.bench.runner import benchmark
-    from ocr_deploy.builder.pipeline import BuildRequest, build, choose_backend
+    from ocr_deploy.builder.backends import choose_backend
+    from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
     from ocr_deploy.files import write_bytes_atomic
@@ -64,7 +65,7 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
         write_samples(calib, CALIB_SAMPLES, seed=TRAIN_SEED)
         write_samples(val, VAL_SAMPLES)
     chosen, why = choose_backend(backend)
-    with progress.stage(f"building FP32, FP16 and INT8 with {chosen} ({why})"):
+    with progress.stage(f"building FP32, FP16 and INT8 with {chosen.name} ({why})"):
         for precision in PRECISIONS:
             built = build(BuildRequest(
                 onnx=exported.onnx_path, precision=precision, backend=backend, force=True,

@@ -9,18 +9,13 @@ has run on one yet: this module is written against cuda-python's documented runt
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 
 import numpy as np
 
-from ocr_deploy.errors import EXIT_INTERNAL, BadInputError, OcrDeployError
-
-
-class CudaError(OcrDeployError):
-    """A CUDA runtime call returned an error code."""
-
-    exit_code = EXIT_INTERNAL
+from ocr_deploy.errors import BadInputError, CudaError
 
 
 @functools.cache
@@ -154,15 +149,22 @@ class Event:
 
 
 class CudaGraph:
-    """The kernels that ``enqueue(stream)`` launches, captured once and replayed."""
+    """The kernels that ``enqueue(stream)`` launches, captured once and replayed.
+
+    A failure while capturing ends the capture (so the stream stays usable) and re-raises
+    the first error; the caller can then fall back to plain enqueues, as trtexec does.
+    """
 
     def __init__(self, stream: int, enqueue):
         mode = runtime_module().cudaStreamCaptureMode.cudaStreamCaptureModeThreadLocal
         cuda_call("cudaStreamBeginCapture", stream, mode)
         try:
             enqueue(stream)
-        finally:
-            graph = cuda_call("cudaStreamEndCapture", stream)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the first error, not this one
+                cuda_call("cudaGraphDestroy", cuda_call("cudaStreamEndCapture", stream))
+            raise
+        graph = cuda_call("cudaStreamEndCapture", stream)
         self._graph = graph
         self._exec = cuda_call("cudaGraphInstantiate", graph, 0)
 

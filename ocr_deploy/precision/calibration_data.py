@@ -1,5 +1,9 @@
 """Calibration and validation data: images or arrays, preprocessed as the model says.
 
+Samples are read lazily, one batch at a time, so memory does not grow with the number of
+samples. Opening a set reads every sample once to validate it (readable, finite) and to
+hash the preprocessed data; later passes read the files again.
+
 Sources are read in sorted (deterministic) order. Images (png/jpg/bmp) and uint8 arrays
 (``.npy``/``.npz``, ``[H,W,3]`` or ``[N,H,W,3]``) are resized and normalised from the
 model's metadata; float arrays already shaped like the model input are taken as they are.
@@ -8,7 +12,9 @@ model's metadata; float arrays already shaped like the model input are taken as 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,83 +31,125 @@ LABEL_FOLDER = "labels"  # masks of DIR/x.png live in DIR/labels/x.png
 
 @dataclass
 class SampleSet:
-    """Preprocessed model inputs (one per sample), optional masks, and where they came from."""
+    """A validated, ordered list of samples (file and index within it), read on demand."""
 
-    inputs: np.ndarray  # [N, ...model input shape without batch]
-    sources: list[str]
-    masks: np.ndarray | None = None  # [N,H,W] class indices at the model's size
+    folder: Path
+    meta: ExportMetadata
+    items: list[tuple[Path, int]]  # (file, index of the sample within the file)
+    sha256: str  # of the preprocessed inputs, in order: same data, same calibration
+    with_masks: bool = False
     skipped: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.inputs)
+        return len(self.items)
 
     @property
-    def sha256(self) -> str:
-        """A hash of the preprocessed data: same data, same calibration."""
-        digest = hashlib.sha256(str(self.inputs.shape).encode())
-        digest.update(np.ascontiguousarray(self.inputs).tobytes())
-        return digest.hexdigest()
+    def sources(self) -> list[str]:
+        """``name`` for images, ``name[i]`` for samples of array files."""
+        return [f"{p.name}[{i}]" if p.suffix.lower() in ARRAY_SUFFIXES else p.name
+                for p, i in self.items]
 
-    def batches(self, size: int):
-        """Yield ``(inputs, masks or None)`` batches in order."""
-        for begin in range(0, len(self.inputs), size):
-            masks = None if self.masks is None else self.masks[begin:begin + size]
-            yield self.inputs[begin:begin + size], masks
+    def batches(self, size: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Yield ``(inputs, masks or None)`` batches in order, reading files as needed."""
+        inputs, masks = [], []
+        for sample, mask in self._stream():
+            inputs.append(sample)
+            masks.append(mask)
+            if len(inputs) == size:
+                yield np.stack(inputs), np.stack(masks) if self.with_masks else None
+                inputs, masks = [], []
+        if inputs:
+            yield np.stack(inputs), np.stack(masks) if self.with_masks else None
+
+    def _stream(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Each sample with its mask, reading every file once."""
+        for path, group in itertools.groupby(self.items, key=lambda item: item[0]):
+            wanted = {index for _, index in group}
+            mask = _mask(self.folder, path, self.meta) if self.with_masks else None
+            found = 0
+            for index, sample in enumerate(_samples(path, self.meta)):
+                if index in wanted:
+                    found += 1
+                    yield sample, mask
+            if found < len(wanted):
+                raise BadInputError(path, f"{len(wanted)} samples", f"{found}",
+                                    "do not change data files during a build")
+
+    def load_all(self) -> np.ndarray:
+        """Every input at once (small sets only: tests and reports)."""
+        return np.concatenate([inputs for inputs, _ in self.batches(16)])
 
 
 def load_samples(folder: Path, meta: ExportMetadata, count: int | None = None,
                  skip_unreadable: bool = False, with_masks: bool = False,
                  minimum: int = 1) -> SampleSet:
-    """Read up to ``count`` samples from ``folder`` (all when None).
+    """Open up to ``count`` samples of ``folder`` (all when None), validating each.
 
     An unreadable file is an error naming it, or with ``skip_unreadable`` a warning and a
-    count. Fewer than ``minimum`` usable samples (or fewer than ``count``) is an error.
+    count. Non-finite values are always an error naming the file. Fewer than ``minimum``
+    usable samples (or fewer than ``count``) is an error.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise BadInputError(folder, "a folder of images or .npy/.npz arrays", "no such folder",
                             "check the path")
     files = sorted(p for p in folder.iterdir()
-                   if p.suffix.lower() in IMAGE_SUFFIXES + ARRAY_SUFFIXES)
-    inputs, sources, masks, skipped = [], [], [], []
+                   if p.suffix.lower() in IMAGE_SUFFIXES + ARRAY_SUFFIXES
+                   and not p.name.startswith("."))
+    digest = hashlib.sha256()
+    items: list[tuple[Path, int]] = []
+    skipped: list[str] = []
     for path in files:
-        if count is not None and len(inputs) >= count:
+        if count is not None and len(items) >= count:
             break
         try:
-            for index, sample in enumerate(_read(path, meta)):
-                inputs.append(sample)
-                sources.append(f"{path.name}[{index}]" if path.suffix in ARRAY_SUFFIXES
-                               else path.name)
-                if with_masks:
-                    masks.append(_mask(folder, path, meta))
+            samples = list(_samples(path, meta))
+            if with_masks:
+                _mask(folder, path, meta)
         except BadInputError:
             if not skip_unreadable:
                 raise
             skipped.append(path.name)
             print(f"warning: skipped unreadable {path}", file=sys.stderr)
-    inputs, sources = inputs[:count], sources[:count]
+            continue
+        for index, sample in enumerate(samples):
+            if count is not None and len(items) >= count:
+                break
+            _check_finite(path, sample)
+            digest.update(str(sample.shape).encode())
+            digest.update(np.ascontiguousarray(sample).tobytes())
+            items.append((path, index))
     needed = max(minimum, count or 0)
-    if len(inputs) < needed:
+    if len(items) < needed:
         raise BadInputError(folder, f"at least {needed} usable samples",
-                            f"{len(inputs)} ({len(skipped)} unreadable skipped)",
+                            f"{len(items)} ({len(skipped)} unreadable skipped)",
                             "add images or lower the sample count")
-    stacked_masks = np.stack(masks[:len(inputs)]) if with_masks else None
-    return SampleSet(np.stack(inputs), sources, stacked_masks, skipped)
+    return SampleSet(folder, meta, items, digest.hexdigest(), with_masks, skipped)
 
 
-def _read(path: Path, meta: ExportMetadata):
-    """Yield preprocessed samples from one file."""
+def _check_finite(path: Path, sample: np.ndarray) -> None:
+    if not np.isfinite(sample).all():
+        bad = int(np.size(sample) - np.isfinite(sample).sum())
+        raise BadInputError(path, "finite input values", f"{bad} NaN or infinite value(s)",
+                            "remove or fix the file: non-finite data cannot be calibrated")
+
+
+def _samples(path: Path, meta: ExportMetadata) -> Iterator[np.ndarray]:
+    """Yield the preprocessed samples of one file."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
         yield prepare_batch([read_image(path)], meta)[0]
         return
     try:
-        loaded = np.load(path, allow_pickle=False)  # never unpickle: data files are untrusted
-        arrays = [loaded[k] for k in loaded.files] if path.suffix == ".npz" else [loaded]
-    except (OSError, ValueError) as exc:
+        if path.suffix.lower() == ".npz":
+            with np.load(path, allow_pickle=False) as archive:  # never unpickle: untrusted
+                for key in archive.files:
+                    yield from _samples_from_array(path, archive[key], meta)
+        else:  # memory-mapped: a large .npy is read one sample at a time
+            yield from _samples_from_array(path, np.load(path, mmap_mode="r",
+                                                         allow_pickle=False), meta)
+    except (OSError, ValueError, EOFError) as exc:
         raise BadInputError(path, "a readable .npy/.npz array file (no pickles)",
                             f"unreadable data ({exc})", "remove or replace the file") from exc
-    for array in arrays:
-        yield from _samples_from_array(path, array, meta)
 
 
 def _samples_from_array(path: Path, array: np.ndarray, meta: ExportMetadata):
@@ -112,7 +160,8 @@ def _samples_from_array(path: Path, array: np.ndarray, meta: ExportMetadata):
         for image in array.reshape(-1, *array.shape[-3:]):
             yield prepare_batch([image], meta)[0]
     elif np.issubdtype(array.dtype, np.floating) and array.shape[-3:] == model_shape:
-        yield from array.reshape(-1, *model_shape).astype(np.float32)
+        for sample in array.reshape(-1, *model_shape):
+            yield np.asarray(sample, dtype=np.float32)
     else:
         raise BadInputError(path, f"uint8 images [N,H,W,3] or float inputs shaped "
                             f"[N,{','.join(map(str, model_shape))}]",

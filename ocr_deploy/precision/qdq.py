@@ -1,10 +1,9 @@
-"""INT8 as explicit Q/DQ nodes, placed the way TensorRT wants them.
+"""INT8 as explicit Q/DQ nodes, placed as the target backend wants them
+(``ocr_deploy.precision.placement``), from streamed calibration ranges.
 
-Per-channel symmetric INT8 weights, symmetric INT8 activations from calibrated ranges,
-Q/DQ on the inputs of Conv and MatMul only (no output quantisation, no bias quantisation:
-TensorRT fuses those itself). Softmax and Resize are never quantised. By default the
-softmax-weighted products of the OCR head (spatial gather and the attention core) and the
-final classifier stay in higher precision.
+Per-channel symmetric INT8 weights; activations from the calibrated ranges. Softmax is
+never quantised. By default the softmax-weighted products of the OCR head (spatial gather
+and the attention core) and the final classifier are excluded from quantisation.
 """
 
 from __future__ import annotations
@@ -12,9 +11,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
-from ocr_deploy.precision.calibrate import QUANTIZED_OPS, CalibrationResult
+from ocr_deploy.precision.calibrate import CalibrationResult
+from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
 
 
@@ -69,21 +70,29 @@ def classifier_convs(model: onnx.ModelProto) -> list[str]:
     return found
 
 
-def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult,
+def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placement: Placement,
                   exclude: list[str]) -> onnx.ModelProto:
-    """A Q/DQ INT8 copy of ``model`` using the calibrated ranges; ``exclude`` stays FP32."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    """A Q/DQ INT8 copy of ``model`` with ``placement``; ``exclude`` is not quantised."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
+    activation = QuantType.QUInt8 if placement.activation_type == "uint8" else QuantType.QInt8
+    ranges = {}
+    for name, tensor_range in calibration.ranges.items():
+        low, high = tensor_range.bounds(placement.activation_symmetric)
+        ranges[name] = TensorData(lowest=np.float32(low), highest=np.float32(high))
+    excluded_outputs = [] if placement.quantize_outputs else list(placement.op_types)
     with tempfile.TemporaryDirectory(prefix="ocr-qdq-") as tmp, quiet_onnxruntime():
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         out = Path(tmp) / "int8.onnx"
         quantize_static(
             model, out, calibration_data_reader=None, quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude),
-            calibrate_method=calibration.settings.ort_method(),
-            calibration_cache_path=calibration.ranges_path,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                           "QuantizeBias": False,
-                           "OpTypesToExcludeOutputQuantization": QUANTIZED_OPS})
+            op_types_to_quantize=list(placement.op_types), per_channel=True,
+            reduce_range=placement.reduce_range, activation_type=activation,
+            weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+            calibrate_method=CalibrationMethod.MinMax, calibration_cache_path=cache,
+            extra_options={"ActivationSymmetric": placement.activation_symmetric,
+                           "WeightSymmetric": True, "QuantizeBias": placement.quantize_bias,
+                           "OpTypesToExcludeOutputQuantization": excluded_outputs})
         return onnx.load(str(out))

@@ -11,8 +11,12 @@ both exist.
 - One lock guards the single execution context: concurrent callers are served one at a
   time and get exactly the results of serial calls (open one Segmenter per GPU stream to
   run several at once).
-- ``cuda_graph=True`` captures the enqueued kernels per batch size after one ordinary run
-  and replays them (``cudaGraphLaunch``); buffers that move invalidate the captures.
+- ``cuda_graph=True`` captures the enqueued kernels after one ordinary run and replays them
+  (``cudaGraphLaunch``); one graph per execution context, recaptured when the batch size
+  changes or buffers move. If capturing fails, it warns once and falls back to ordinary
+  enqueues, as trtexec does.
+- An engine built for a DLA core (the sidecar's ``dla_core``) is deserialised with
+  ``Runtime.DLA_core`` set to that core, as trtexec does.
 """
 
 from __future__ import annotations
@@ -26,21 +30,9 @@ import numpy as np
 
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.nvidia import cuda
+from ocr_deploy.nvidia.tensorrt import import_tensorrt, release
 from ocr_deploy.runtime.backends.base import Backend
 from ocr_deploy.runtime.tensors import TensorRef
-
-
-def import_tensorrt(path: object = None):
-    """Import TensorRT, or say clearly that running an engine needs it."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BadInputError(path, "TensorRT (the 'tensorrt' extra, on a machine with an "
-                            "NVIDIA GPU) to run a TensorRT engine",
-                            f"it is not installed ({exc})",
-                            "install it with: pip install 'ocr-deploy[tensorrt]', or run the "
-                            "exported .onnx with ONNX Runtime instead") from exc
-    return tensorrt
 
 
 def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, device: dict) -> None:
@@ -54,7 +46,7 @@ def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, devi
     here_gpu = f"{device['gpu_name']} (compute capability {device['compute_capability']})"
     built_gpu = f"{sidecar.get('gpu_name', 'unknown GPU')} (compute capability " \
                 f"{_capability(sidecar.get('compute_capability')) or 'unknown'})"
-    if built and _release(built) != _release(tensorrt_version):
+    if built and release(built) != release(tensorrt_version):
         raise BadInputError(path, f"an engine built with this machine's TensorRT "
                             f"{tensorrt_version}", f"one built with TensorRT {built} on "
                             f"{built_gpu}", "rebuild the engine here with ocr-build-engine: "
@@ -84,6 +76,8 @@ class TensorRTBackend(Backend):
         self._trt = trt
         self._logger = _recording_logger(trt)
         self._runtime = trt.Runtime(self._logger)
+        if sidecar.get("dla_core") is not None:
+            self._runtime.DLA_core = int(sidecar["dla_core"])
         self.engine = self._deserialize(Path(path), sidecar)
         self.context = self.engine.create_execution_context()
         if self.context is None:
@@ -109,7 +103,8 @@ class TensorRTBackend(Backend):
         self._event_pending = False  # work queued on a caller's stream that ours must wait for
         self._device = {n: cuda.DeviceBuffer() for n in names}
         self._host = {n: cuda.PinnedBuffer() for n in names}
-        self._graphs: dict[int, cuda.CudaGraph] = {}
+        self._graph: cuda.CudaGraph | None = None
+        self._graph_batch = 0
         self._use_graphs = cuda_graph
         self._lock = threading.Lock()
 
@@ -176,9 +171,7 @@ class TensorRTBackend(Backend):
 
     def close(self) -> None:
         with self._lock:
-            for graph in self._graphs.values():
-                graph.destroy()
-            self._graphs.clear()
+            self._drop_graph()
             for buffer in (*self._device.values(), *self._host.values()):
                 buffer.free()
             self._event.destroy()
@@ -209,10 +202,8 @@ class TensorRTBackend(Backend):
                                 "split the batch, or rebuild the engine with a larger profile")
 
     def _grow(self, name: str, nbytes: int) -> None:
-        if self._device[name].ensure(nbytes):  # moved: captured graphs point at old memory
-            for graph in self._graphs.values():
-                graph.destroy()
-            self._graphs.clear()
+        if self._device[name].ensure(nbytes):  # moved: a captured graph points at old memory
+            self._drop_graph()
 
     def _bind_own_buffers(self, batch: int) -> dict[str, tuple[int, ...]]:
         self._set_shape(batch)
@@ -231,14 +222,26 @@ class TensorRTBackend(Backend):
         if not self._use_graphs:
             self._execute(stream)
             return
-        graph = self._graphs.get(batch)
-        if graph is None:
+        if self._graph is None or self._graph_batch != batch:
+            self._drop_graph()
             # after a shape change TensorRT may do setup work in the first enqueue, which
             # must not be captured: run once ordinarily, then capture
             self._execute(stream)
             cuda.synchronize_stream(stream)
-            graph = self._graphs[batch] = cuda.CudaGraph(stream, self._execute)
-        graph.launch(stream)
+            try:
+                self._graph = cuda.CudaGraph(stream, self._execute)
+            except cuda.CudaError as exc:
+                warnings.warn(f"CUDA graph capture failed ({exc.found}); running without "
+                              "CUDA graphs", stacklevel=2)
+                self._use_graphs = False
+                return
+            self._graph_batch = batch
+        self._graph.launch(stream)
+
+    def _drop_graph(self) -> None:
+        if self._graph is not None:
+            self._graph.destroy()
+        self._graph = None
 
     def _execute(self, stream: int) -> None:
         if not self.context.execute_async_v3(stream):
@@ -263,11 +266,6 @@ def _recording_logger(trt):
                 warnings.warn(f"TensorRT: {msg}", stacklevel=2)
 
     return RecordingLogger()
-
-
-def _release(version: str) -> tuple[str, ...]:
-    """``10.13.0.35`` -> ``("10", "13", "0")``: engines need the same release."""
-    return tuple(str(version).split(".")[:3])
 
 
 def _capability(value) -> str | None:
