@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.errors import BadInputError
+from ocr_deploy.errors import BadInputError, UnsafeModelError
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.runtime.backends.base import Backend
 
@@ -31,7 +31,13 @@ class KerasBackend(Backend):
         from ocr_deploy.tf_env import import_tensorflow
 
         tf = import_tensorflow()
-        self._loaded = load_model(Path(path))
+        try:
+            self._loaded = load_model(Path(path))
+        except UnsafeModelError as exc:  # ocr-bench has no --trust-model: say what to do here
+            raise UnsafeModelError(exc.path, exc.expected, exc.found,
+                                   "ocr-bench never runs code stored in a model; if you trust "
+                                   "the file, export it with ocr-export --trust-model and "
+                                   "benchmark the .onnx") from None
         height, width, channels = self._loaded.input_shape
         if height is None or width is None:
             raise BadInputError(path, "a Keras model with a fixed input size",

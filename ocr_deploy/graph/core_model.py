@@ -20,6 +20,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from ocr_deploy.errors import BadInputError
+
 CORE_FORMS = ("exported", "decomposed", "decomposed_mul_q", "attention")
 EXPORT_OPSET = 17
 
@@ -33,7 +35,8 @@ def build_core_model(form: str, keys: int = 19, depth: int = 256, queries: int |
     from ocr_deploy.graph.attention import apply_attention_form
 
     if form not in CORE_FORMS:
-        raise ValueError(f"form must be one of {CORE_FORMS}, not {form!r}")
+        raise BadInputError(None, f"a form among {CORE_FORMS}", repr(form),
+                            "pick one of them")
     scale = depth ** -0.5 if scale is None else scale
     exported = _exported(keys, depth, queries, scale, np.dtype(dtype),
                          with_scale=form != "decomposed")

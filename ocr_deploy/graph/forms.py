@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ocr_deploy.errors import GraphError
 from ocr_deploy.graph.find import AttentionCore
 from ocr_deploy.graph.fold import apply_fold, plan_fold
 from ocr_deploy.graph.index import GraphIndex, add_constant, unique_name
@@ -61,8 +62,9 @@ def to_attention(model, core: AttentionCore) -> dict:
     """Replace the core's four nodes by one ``Attention`` node (opset >= 23)."""
     index = GraphIndex(model)
     if index.opset < ATTENTION_OPSET:
-        raise ValueError(f"the Attention op needs opset {ATTENTION_OPSET}, the model has "
-                         f"{index.opset}")
+        raise GraphError(None, f"opset {ATTENTION_OPSET} or later for the Attention op",
+                         f"opset {index.opset}", f"export with --opset {ATTENTION_OPSET}, or "
+                         "use --attention decomposed")
     nodes = _nodes(index, core)
     new_nodes = []
     source = index.producer.get(core.key_t)

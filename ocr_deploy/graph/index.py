@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, numpy_helper
 
+from ocr_deploy.errors import GraphError
+
 
 class GraphIndex:
     """Producers, consumers, constants and inferred shapes of ``model.graph``.
@@ -152,7 +154,9 @@ def toposort(model) -> None:
                 waiting.append(node)
         if len(waiting) == len(pending):
             names = ", ".join(n.name or n.op_type for n in waiting[:3])
-            raise ValueError(f"the graph has a cycle or a missing input near {names}")
+            raise GraphError(None, "a graph whose nodes can be ordered (no cycle, every "
+                             "input defined)", f"a cycle or a missing input near {names}",
+                             "report this model: the converter or a graph pass broke it")
         pending = waiting
     del graph.node[:]
     graph.node.extend(ordered)

@@ -200,25 +200,26 @@ class Segmenter:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return self.backend.output_names
+        return self._open_backend().output_names
 
     @property
     def input_dtype(self) -> np.dtype:
-        return self.backend.input_dtype
+        return self._open_backend().input_dtype
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         """The prepared input's shape for ``batch`` images."""
-        return self.backend.input_shape(batch)
+        return self._open_backend().input_shape(batch)
 
     def output_shape(self, name: str, batch: int) -> tuple[int, ...]:
         """An output's shape for ``batch`` images."""
-        return self.backend.output_shape(name, batch)
+        return self._open_backend().output_shape(name, batch)
 
     def output_dtype(self, name: str) -> np.dtype:
-        return self.backend.output_dtype(name)
+        return self._open_backend().output_dtype(name)
 
     def describe(self) -> dict:
         """The artifact, what runs it and its contract, for reports."""
+        self._check_open()
         meta = self.metadata
         return {"artifact": str(self.source), **self.backend.info(),
                 "precision": meta.precision, "input_size": list(self.input_size),
@@ -261,6 +262,10 @@ class Segmenter:
         if self.backend is None:
             raise BadInputError(self.source, "an open segmenter", "a closed one",
                                 "open it again with Segmenter.open()")
+
+    def _open_backend(self) -> Backend:
+        self._check_open()
+        return self.backend
 
     def _layout(self, name: str) -> str:
         return self.metadata.outputs.get(name, {}).get("layout", self.metadata.input_layout)
