@@ -265,3 +265,47 @@ def test_address_sanitizer_finds_nothing_in_our_code(nhwc_onnx, nchw_onnx, tmp_p
         done = run(build, *args, env=env, timeout=600)
         assert "Sanitizer" not in done.stderr, done.stderr[-6000:]
         assert done.returncode == 0, f"{args[0]}: {done.stderr[-3000:]}"
+
+
+def test_examples_build_against_the_installed_library(build, nhwc_onnx, tmp_path):
+    """The README's route: install, find_package (C and C++) and pkg-config (C)."""
+    from PIL import Image
+
+    prefix = tmp_path / "prefix"
+    _cmake("--install", str(build), "--prefix", str(prefix))
+    _cmake("-S", str(ROOT / "examples"), "-B", str(tmp_path / "examples"),
+           f"-DCMAKE_PREFIX_PATH={prefix}")
+    _cmake("--build", str(tmp_path / "examples"), "-j2")
+    pc_flags = subprocess.run(["pkg-config", "--cflags", "--libs", "ocr_deploy"],
+                              capture_output=True, text=True,
+                              env={**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib/pkgconfig")})
+    assert pc_flags.returncode == 0, pc_flags.stderr
+    compiled = subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror",
+                               str(ROOT / "examples/c/segment.c"), *pc_flags.stdout.split(),
+                               "-o", str(tmp_path / "segment_pc")], capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+
+    images = [synthetic(0, 70, 90), synthetic(3, 64, 64)]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"image{i}.ppm")
+    with Segmenter.open(nhwc_onnx) as seg:
+        expected = seg.predict(images)
+    for program in (tmp_path / "examples" / "segment", tmp_path / "segment_pc"):
+        done = run(program.parent, nhwc_onnx, tmp_path / "image0.ppm", tmp_path / "out.pgm",
+                   program=program.name)
+        assert done.returncode == 0, done.stderr
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "out.pgm")), expected[0])
+        assert "fp32 on onnxruntime (cpu)" in done.stdout
+    done = run(tmp_path / "examples", nhwc_onnx, tmp_path / "image0.ppm", tmp_path / "image1.ppm",
+               program="segment_cpp")
+    assert done.returncode == 0, done.stderr
+    for line, image, labels in zip(done.stdout.splitlines(), range(2), expected, strict=True):
+        counts = np.bincount(labels.ravel(), minlength=4)
+        parts = [f"{CLASS_NAMES[k]} {n}" for k, n in enumerate(counts) if n]
+        height, width = labels.shape
+        assert line == "; ".join([f"{tmp_path}/image{image}.ppm: {width}x{height}", *parts])
+    done = run(tmp_path / "examples", tmp_path / "none.onnx", tmp_path / "image0.ppm",
+               program="segment_cpp")
+    assert done.returncode == 1
+    assert done.stderr == (f"segment_cpp: OCR_E_BAD_ARTIFACT: {tmp_path}/none.onnx: expected an "
+                           "existing file, found no such file; check the path\n")
