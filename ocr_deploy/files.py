@@ -26,6 +26,7 @@ from ocr_deploy.errors import BadInputError, OutputExistsError
 PAUSE_ENV = "OCR_DEPLOY_TEST_PAUSE"  # tests only: "POINT:FLAGFILE" pauses at a write point
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _TEMP_FILE = re.compile(r"^\..+\.tmp-([0-9a-f]{6})-(\d+)-[^.]+$")
+_CLEANED: set[str] = set()  # folders this process has cleaned of stale temporary files
 
 
 def check_writable_output(path: Path, force: bool) -> None:
@@ -65,7 +66,10 @@ def temp_file_for(path: Path) -> Path:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        clean_stale_temps(path.parent)
+        folder = os.path.realpath(path.parent)
+        if folder not in _CLEANED:  # once per folder and process: writes stay O(1)
+            _CLEANED.add(folder)
+            clean_stale_temps(path.parent)
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-",
                                     dir=path.parent)
     except OSError as exc:

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_deploy.errors import BadInputError, OutputExistsError, PairMismatchError
-from ocr_deploy.files import fsync_file, fsync_folder, pause_point, temp_file_for
+from ocr_deploy.files import (
+    clean_stale_temps,
+    fsync_file,
+    fsync_folder,
+    pause_point,
+    temp_file_for,
+)
 
 HASH_KEY = "artifact_sha256"
 READ_ATTEMPTS = 5  # a reader racing a commit retries (the commit takes milliseconds)
@@ -97,6 +103,7 @@ def pair_output(artifact: Path, companion: Path, force: bool = False) -> Iterato
         pause_point("pair-written")
         with _folder_lock(artifact.parent):
             _complete_interrupted(artifact, companion)
+            clean_stale_temps(artifact.parent)  # what killed writers left (not just once)
             if not force:
                 for path in (artifact, companion):
                     if os.path.lexists(path):
