@@ -95,4 +95,53 @@ def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placem
             extra_options={"ActivationSymmetric": placement.activation_symmetric,
                            "WeightSymmetric": True, "QuantizeBias": placement.quantize_bias,
                            "OpTypesToExcludeOutputQuantization": excluded_outputs})
-        return onnx.load(str(out))
+        quantized = onnx.load(str(out))
+    if placement.quantize_outputs:
+        _float_outputs(quantized, exclude)
+    return quantized
+
+
+FOLDED_ACTIVATIONS = ("Relu", "Clip")
+
+
+def _float_outputs(model: onnx.ModelProto, exclude: list[str]) -> None:
+    """Make excluded nodes really run in float where outputs are quantised.
+
+    Around a node the quantiser skipped, its neighbours' Q/DQ nodes can still wrap it
+    (``DQ -> node -> [Relu] -> Q``), and ONNX Runtime then fuses it into an integer kernel,
+    quantising its weights itself. Removing the Q/DQ pairs on the excluded node's output
+    (and on a Relu/Clip right after it) leaves it in float; its consumers read the float
+    tensor directly.
+    """
+    nodes = model.graph.node
+    by_name = {n.name: n for n in nodes}
+    consumers: dict[str, list] = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in model.graph.output}
+    removed = set()
+    for name in exclude:
+        node = by_name.get(name)
+        pending = list(node.output) if node is not None else []
+        while pending:
+            tensor = pending.pop()
+            for consumer in consumers.get(tensor, []):
+                if consumer.op_type in FOLDED_ACTIVATIONS:
+                    pending.append(consumer.output[0])
+                elif consumer.op_type == "QuantizeLinear" and not any(
+                        dq.op_type != "DequantizeLinear" or dq.output[0] in graph_outputs
+                        for dq in consumers.get(consumer.output[0], [])):
+                    for dq in consumers.get(consumer.output[0], []):
+                        for reader in consumers.get(dq.output[0], []):
+                            reader.input[:] = [tensor if i == dq.output[0] else i
+                                               for i in reader.input]
+                        removed.add(id(dq))
+                    removed.add(id(consumer))
+    kept = [n for n in nodes if id(n) not in removed]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    used = {name for node in kept for name in node.input}
+    initializers = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(initializers)

@@ -1,0 +1,74 @@
+"""Small hand-built ONNX models for the layers that have nothing to do with TensorFlow
+(calibration, Q/DQ placement, coverage): built with ``onnx.helper``, random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ocr_deploy.metadata import ExportMetadata
+
+SIZE, CLASSES = 16, 4
+
+
+def small_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
+    """NCHW ``image [N,3,size,size]`` -> ``logits [N,4,size,size]`` through Conv/Relu, a residual
+    Add, MaxPool, Resize, Concat and a 1x1 classifier: the op mix of a segmentation net."""
+    rng = np.random.default_rng(seed)
+    weights = []
+
+    def conv(name, x, c_in, c_out, kernel, relu=True):
+        w = rng.normal(0, np.sqrt(2 / (c_in * kernel * kernel)), (c_out, c_in, kernel, kernel))
+        weights.append(numpy_helper.from_array(w.astype(np.float32), f"{name}_w"))
+        weights.append(numpy_helper.from_array(rng.normal(0, 0.1, c_out).astype(np.float32),
+                                               f"{name}_b"))
+        pad = kernel // 2
+        nodes = [helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [f"{name}_out"],
+                                  name=name, pads=[pad] * 4)]
+        if relu:
+            nodes.append(helper.make_node("Relu", [f"{name}_out"], [f"{name}_relu"],
+                                          name=f"{name}_relu"))
+        return nodes, nodes[-1].output[0]
+
+    nodes = []
+    n1, a = conv("conv1", "image", 3, 8, 3)
+    n2, b = conv("conv2", a, 8, 8, 3)
+    nodes += n1 + n2
+    nodes.append(helper.make_node("Add", [a, b], ["residual"], name="residual"))
+    nodes.append(helper.make_node("MaxPool", ["residual"], ["pooled"], name="pool",
+                                  kernel_shape=[2, 2], strides=[2, 2]))
+    n3, c = conv("conv3", "pooled", 8, 16, 3)
+    nodes += n3
+    weights.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"))
+    nodes.append(helper.make_node("Resize", [c, "", "scales"], ["upsampled"], name="up",
+                                  mode="linear"))
+    nodes.append(helper.make_node("Concat", ["residual", "upsampled"], ["features"],
+                                  name="concat", axis=1))
+    n4, _ = conv("classifier", "features", 24, CLASSES, 1, relu=False)
+    nodes += n4
+    nodes.append(helper.make_node("Identity", ["classifier_out"], ["logits"], name="out"))
+    graph = helper.make_graph(
+        nodes, "small_segnet",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["batch", CLASSES, size, size])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def small_segnet_metadata(size: int = SIZE) -> ExportMetadata:
+    """The metadata that goes with ``small_segnet`` (NCHW, 4 classes, no normalisation)."""
+    return ExportMetadata(input_layout="NCHW", input_height=size, input_width=size,
+                          num_classes=CLASSES,
+                          outputs={"logits": {"kind": "logits", "layout": "NCHW", "stride": 1}})
+
+
+def write_inputs(folder, count: int, seed: int = 0, size: int = SIZE) -> np.ndarray:
+    """``count`` float inputs for ``small_segnet`` as one ``.npy`` file in ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = rng.normal(0, 1, (count, 3, size, size)).astype(np.float32)
+    np.save(folder / "inputs.npy", inputs)
+    return inputs

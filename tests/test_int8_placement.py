@@ -1,0 +1,111 @@
+"""Q/DQ placement per backend and the INT8 coverage report, on a hand-built ONNX model.
+
+ONNX Runtime's placement must make its CPU optimiser run integer kernels (asserted on the
+op types of the optimised graph); TensorRT's puts Q/DQ on Conv/MatMul inputs only."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx_models import small_segnet, small_segnet_metadata, write_inputs
+
+from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
+from ocr_deploy.precision.calibration_data import load_samples
+from ocr_deploy.precision.coverage import integer_coverage, layer_macs
+from ocr_deploy.precision.placement import TENSORRT, onnxruntime_placement
+from ocr_deploy.precision.qdq import quantize_int8
+
+KEPT = {"classifier": ["classifier"]}
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    inputs = write_inputs(folder, 16)
+    model = small_segnet()
+    ranges = calibrate(model.SerializeToString(), load_samples(folder, small_segnet_metadata()),
+                       CalibrationSettings("minmax"), folder / "cache", quiet=True)
+    return model, ranges, inputs
+
+
+def _optimised(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
+    """What the ONNX Runtime build backend saves (extended level, CPU)."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return onnx.load(str(tmp_path / "optimised.onnx"))
+
+
+def _run(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["logits"], {"image": inputs})[0]
+
+
+def test_onnxruntime_placement_runs_integer_kernels(calibrated, tmp_path):
+    model, ranges, inputs = calibrated
+    placement = onnxruntime_placement("x86_64", {"avx512_vnni"})
+    quantized = quantize_int8(model, ranges, placement, KEPT["classifier"])
+    optimised = _optimised(quantized, tmp_path)
+    ops = [n.op_type for n in optimised.graph.node]
+    assert ops.count("QLinearConv") == 3  # conv1..3; the classifier is kept
+    assert {"QLinearAdd", "QLinearConcat"} <= set(ops)
+    assert "Relu" not in ops and ops.count("Conv") + ops.count("FusedConv") == 1
+    agreement = (_run(quantized, inputs).argmax(1) == _run(model, inputs).argmax(1)).mean()
+    assert agreement > 0.9
+
+    report = integer_coverage(model, quantized, optimised, KEPT)
+    macs = layer_macs(model)
+    assert macs["conv1"] == ("Conv", 16 * 16 * 8 * 3 * 9)
+    assert report["total_macs"] == sum(m for _, m in macs.values())
+    assert report["integer_macs"] == report["total_macs"] - macs["classifier"][1]
+    assert report["integer_layers"] == 3 and report["layers"] == 4
+    (left,) = report["not_integer"]
+    assert left["name"] == "classifier" and "classifier" in left["reason"]
+
+
+def test_tensorrt_placement_quantises_conv_inputs_only(calibrated):
+    model, ranges, _ = calibrated
+    quantized = quantize_int8(model, ranges, TENSORRT, KEPT["classifier"])
+    producers = {out: n for n in quantized.graph.node for out in n.output}
+    for node in quantized.graph.node:  # (the residual Add shares conv2's input: DQ'd too)
+        fed_by_dq = [producers[i].op_type == "DequantizeLinear" for i in node.input[:2]
+                     if i in producers]
+        if node.op_type == "Conv" and node.name != "classifier":
+            assert all(fed_by_dq) and len(fed_by_dq) == 2
+        elif node.op_type in ("Concat", "MaxPool", "Resize") or node.name == "classifier":
+            assert not any(fed_by_dq), node.name
+    quant_inputs = [n.input[0] for n in quantized.graph.node if n.op_type == "QuantizeLinear"]
+    assert not any(producers[t].op_type == "Conv" for t in quant_inputs if t in producers)
+    zero_points = [t for t in quantized.graph.initializer if "zero_point" in t.name]
+    assert zero_points and all(t.data_type == onnx.TensorProto.INT8 for t in zero_points)
+    report = integer_coverage(model, quantized, None, KEPT)
+    assert report["integer_layers"] == 3 and report["judged_from"].startswith("the Q/DQ graph")
+
+
+def test_excluded_and_unquantised_layers_get_their_reason(calibrated, tmp_path):
+    model, ranges, _ = calibrated
+    kept = {"requested": ["conv2"], **KEPT}
+    quantized = quantize_int8(model, ranges, onnxruntime_placement("x86_64", {"avx2"}),
+                              kept["requested"] + kept["classifier"])
+    report = integer_coverage(model, quantized, _optimised(quantized, tmp_path), kept)
+    reasons = {layer["name"]: layer["reason"] for layer in report["not_integer"]}
+    assert "--keep-fp32" in reasons["conv2"] and "classifier" in reasons["classifier"]
+    fp32 = integer_coverage(model, model, _optimised(model, tmp_path), {})
+    assert fp32["integer_mac_share"] == 0.0
+    assert {layer["reason"] for layer in fp32["not_integer"]} == {
+        "not quantised by the placement"}
+
+
+@pytest.mark.parametrize("machine, flags, activation, reduce_range", [
+    ("x86_64", {"avx2", "avx512_vnni"}, "uint8", False),
+    ("x86_64", {"avx2"}, "uint8", True),
+    ("aarch64", set(), "int8", False),
+])
+def test_onnxruntime_activation_type_follows_the_cpu(machine, flags, activation, reduce_range):
+    placement = onnxruntime_placement(machine, flags)
+    assert placement.activation_type == activation and placement.reduce_range == reduce_range
+    assert placement.quantize_outputs and "Concat" in placement.op_types
+    assert not TENSORRT.quantize_outputs and TENSORRT.activation_symmetric
