@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.nvidia import cuda
+
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS, DEPTH = 19, 256
 SCALE = DEPTH ** -0.5
@@ -59,20 +61,15 @@ def optional(name: str):
         return None
 
 
-def cuda_runtime():
-    """cuda-python's runtime bindings (new and old import paths), or None."""
-    return optional("cuda.bindings.runtime") or optional("cuda.cudart")
-
-
-def gpu_name(cudart, torch, cupy) -> str | None:
+def gpu_name(torch, cupy) -> str | None:
     """The first GPU's name, from whichever library is there; None without a GPU."""
-    if cudart is not None:
-        err, count = cudart.cudaGetDeviceCount()
-        if err == cudart.cudaError_t.cudaSuccess and count > 0:
-            name = check(cudart, cudart.cudaGetDeviceProperties(0),
-                         "cudaGetDeviceProperties").name
-            return name.decode(errors="replace").strip("\x00") if isinstance(name, bytes) \
-                else str(name)
+    from ocr_deploy.errors import OcrDeployError
+    from ocr_deploy.nvidia.cuda import device_info
+
+    try:
+        return device_info(0)["gpu_name"]
+    except OcrDeployError:  # cuda-python missing, or no usable GPU through it
+        pass
     if torch is not None and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
     if cupy is not None:
@@ -86,14 +83,6 @@ def gpu_name(cudart, torch, cupy) -> str | None:
         if found.returncode == 0 and found.stdout.strip():
             return found.stdout.strip().splitlines()[0]
     return None
-
-
-def check(cudart, result, what: str):
-    """Unpack a cuda-python ``(err, *values)`` tuple, raising with the call's name."""
-    err, values = result[0], result[1:]
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise RuntimeError(f"{what} failed: {err}")
-    return values[0] if len(values) == 1 else values or None
 
 
 # ------------------------------------------------------------------ inputs and reference
@@ -158,92 +147,81 @@ def prescaled(form: str) -> bool:
 # ------------------------------------------------------------------ TensorRT
 
 class Buffers:
-    """Device buffers for an engine's I/O tensors, freed by ``free``."""
+    """Device buffers for an engine's I/O tensors (the project's CUDA helpers)."""
 
-    def __init__(self, cudart, sizes: dict[str, int]):
-        self.cudart = cudart
-        self.pointers = {name: check(cudart, cudart.cudaMalloc(max(size, 1)), "cudaMalloc")
-                         for name, size in sizes.items()}
+    def __init__(self, sizes: dict[str, int]):
+        self.buffers = {name: cuda.DeviceBuffer() for name in sizes}
+        for name, size in sizes.items():
+            self.buffers[name].ensure(max(size, 1))
+        self.pointers = {name: buffer.ptr for name, buffer in self.buffers.items()}
 
     def upload(self, name: str, array: np.ndarray) -> None:
         array = np.ascontiguousarray(array)
-        check(self.cudart, self.cudart.cudaMemcpy(
-            self.pointers[name], array, array.nbytes,
-            self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy H2D")
+        kind = cuda.runtime_module().cudaMemcpyKind.cudaMemcpyHostToDevice
+        cuda.cuda_call("cudaMemcpy", self.pointers[name], array.ctypes.data, array.nbytes, kind)
 
     def download(self, name: str, array: np.ndarray) -> np.ndarray:
-        check(self.cudart, self.cudart.cudaMemcpy(
-            array, self.pointers[name], array.nbytes,
-            self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost), "cudaMemcpy D2H")
+        kind = cuda.runtime_module().cudaMemcpyKind.cudaMemcpyDeviceToHost
+        cuda.cuda_call("cudaMemcpy", array.ctypes.data, self.pointers[name], array.nbytes, kind)
         return array
 
     def free(self) -> None:
-        for pointer in self.pointers.values():
-            check(self.cudart, self.cudart.cudaFree(pointer), "cudaFree")
-        self.pointers = {}
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.buffers, self.pointers = {}, {}
 
 
-def event_ms(cudart, stream, work, iterations: int, repeats: int) -> dict:
+def event_ms(stream: int, work, iterations: int, repeats: int) -> dict:
     """Median (over ``repeats``) per-iteration milliseconds of ``work`` on ``stream``."""
-    start = check(cudart, cudart.cudaEventCreate(), "cudaEventCreate")
-    end = check(cudart, cudart.cudaEventCreate(), "cudaEventCreate")
+    start, end = cuda.cuda_call("cudaEventCreate"), cuda.cuda_call("cudaEventCreate")
     for _ in range(3):
         work()
-    check(cudart, cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+    cuda.synchronize_stream(stream)
     samples = []
     for _ in range(repeats):
-        check(cudart, cudart.cudaEventRecord(start, stream), "cudaEventRecord")
+        cuda.cuda_call("cudaEventRecord", start, stream)
         for _ in range(iterations):
             work()
-        check(cudart, cudart.cudaEventRecord(end, stream), "cudaEventRecord")
-        check(cudart, cudart.cudaEventSynchronize(end), "cudaEventSynchronize")
-        samples.append(check(cudart, cudart.cudaEventElapsedTime(start, end),
-                             "cudaEventElapsedTime") / iterations)
-    check(cudart, cudart.cudaEventDestroy(start), "cudaEventDestroy")
-    check(cudart, cudart.cudaEventDestroy(end), "cudaEventDestroy")
+        cuda.cuda_call("cudaEventRecord", end, stream)
+        cuda.cuda_call("cudaEventSynchronize", end)
+        samples.append(cuda.cuda_call("cudaEventElapsedTime", start, end) / iterations)
+    cuda.cuda_call("cudaEventDestroy", start)
+    cuda.cuda_call("cudaEventDestroy", end)
     return {"median_ms": round(float(np.median(samples)), 4),
             "min_ms": round(float(np.min(samples)), 4), "repeats": repeats,
             "iterations": iterations}
 
 
-def copy_bandwidth(cudart, stream, repeats: int) -> dict:
+def copy_bandwidth(stream: int, repeats: int) -> dict:
     """Device-to-device copy bandwidth, read + write bytes counted."""
-    src = check(cudart, cudart.cudaMalloc(COPY_BYTES), "cudaMalloc")
-    dst = check(cudart, cudart.cudaMalloc(COPY_BYTES), "cudaMalloc")
-    kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+    src, dst = cuda.DeviceBuffer(), cuda.DeviceBuffer()
+    src.ensure(COPY_BYTES)
+    dst.ensure(COPY_BYTES)
+    kind = cuda.runtime_module().cudaMemcpyKind.cudaMemcpyDeviceToDevice
     try:
-        timing = event_ms(cudart, stream, lambda: check(cudart, cudart.cudaMemcpyAsync(
-            dst, src, COPY_BYTES, kind, stream), "cudaMemcpyAsync"), 5, repeats)
+        timing = event_ms(stream, lambda: cuda.cuda_call(
+            "cudaMemcpyAsync", dst.ptr, src.ptr, COPY_BYTES, kind, stream), 5, repeats)
     finally:
-        check(cudart, cudart.cudaFree(src), "cudaFree")
-        check(cudart, cudart.cudaFree(dst), "cudaFree")
+        src.free()
+        dst.free()
     return {"copy_mib": COPY_BYTES >> 20, "counted": "read + write bytes",
             "gbps": round(2 * COPY_BYTES / (timing["median_ms"] / 1e3) / 1e9, 1)}
 
 
 def build_engine(trt, logger, onnx_bytes: bytes, shapes: dict[str, tuple], max_batch: int):
-    """(engine, None) or (None, why). ``shapes``: each input's shape at batch 1; the
-    profile spans batch 1 to ``max_batch`` (dim 0), the other dims fixed."""
-    builder = trt.Builder(logger)
-    strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-    network = builder.create_network(0 if strongly_typed is None else 1 << int(strongly_typed))
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(onnx_bytes):
-        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        return None, f"the ONNX parser refused the graph: {errors}"[:500]
-    config = builder.create_builder_config()
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
-    profile = builder.create_optimization_profile()
-    for i in range(network.num_inputs):
-        name = network.get_input(i).name
-        rest = tuple(shapes[name])[1:]
-        profile.set_shape(name, (1, *rest), (1, *rest), (max_batch, *rest))
-    config.add_optimization_profile(profile)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        return None, "build_serialized_network returned None (see TensorRT's log above)"
-    return trt.Runtime(logger).deserialize_cuda_engine(serialized), None
+    """(engine, None) or (None, why), built by the project's TensorRT helper. ``shapes``:
+    each input's shape at batch 1; the profile spans batch 1 to ``max_batch``."""
+    from ocr_deploy.errors import OcrDeployError
+    from ocr_deploy.nvidia.tensorrt import EngineSpec
+    from ocr_deploy.nvidia.tensorrt import build_engine as build_plan
+
+    profiles = {name: ((1, *shape[1:]), (1, *shape[1:]), (max_batch, *shape[1:]))
+                for name, shape in shapes.items()}
+    try:
+        built = build_plan(EngineSpec(onnx_bytes, profiles, workspace_mib=4096), logger)
+    except OcrDeployError as exc:
+        return None, exc.one_line()
+    return trt.Runtime(logger).deserialize_cuda_engine(built.plan), None
 
 
 def engine_layers(trt, engine, core_nodes: list[str]) -> dict:
@@ -266,7 +244,7 @@ def engine_layers(trt, engine, core_nodes: list[str]) -> dict:
             "core_in_one_layer": len(holding) == 1}
 
 
-def run_engine(trt, cudart, stream, engine, feeds: dict[str, np.ndarray], args) -> dict:
+def run_engine(trt, stream, engine, feeds: dict[str, np.ndarray], args) -> dict:
     """Set shapes, upload ``feeds``, time ``execute_async_v3``; returns timing and outputs."""
     context = engine.create_execution_context()
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -275,7 +253,7 @@ def run_engine(trt, cudart, stream, engine, feeds: dict[str, np.ndarray], args) 
         context.set_input_shape(name, feeds[name].shape)
     shapes = {n: tuple(context.get_tensor_shape(n)) for n in names}
     dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}
-    buffers = Buffers(cudart, {n: int(np.prod(shapes[n])) * dtypes[n].itemsize for n in names})
+    buffers = Buffers({n: int(np.prod(shapes[n])) * dtypes[n].itemsize for n in names})
     try:
         for name in inputs:
             buffers.upload(name, feeds[name].astype(dtypes[name]))
@@ -286,8 +264,8 @@ def run_engine(trt, cudart, stream, engine, feeds: dict[str, np.ndarray], args) 
             if not context.execute_async_v3(stream_handle=stream):
                 raise RuntimeError("execute_async_v3 returned False")
 
-        timing = event_ms(cudart, stream, execute, args.iterations, args.repeats)
-        check(cudart, cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        timing = event_ms(stream, execute, args.iterations, args.repeats)
+        cuda.synchronize_stream(stream)
         outputs = {n: buffers.download(n, np.empty(shapes[n], dtypes[n]))
                    for n in names if n not in inputs}
     finally:
@@ -295,10 +273,11 @@ def run_engine(trt, cudart, stream, engine, feeds: dict[str, np.ndarray], args) 
     return {"timing": timing, "outputs": outputs}
 
 
-def bench_tensorrt(trt, cudart, args) -> dict:
+def bench_tensorrt(trt, args) -> dict:
     logger = trt.Logger(trt.Logger.WARNING)
-    stream = check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
-    results = {"tensorrt": trt.__version__, "bandwidth": copy_bandwidth(cudart, stream, 10),
+    own_stream = cuda.Stream()
+    stream = own_stream.handle
+    results = {"tensorrt": trt.__version__, "bandwidth": copy_bandwidth(stream, 10),
                "core": []}
     gbps = results["bandwidth"]["gbps"]
     log(f"device-to-device copy: {gbps} GB/s")
@@ -314,15 +293,15 @@ def bench_tensorrt(trt, cudart, args) -> dict:
             for form, model in core_models(dtype).items():
                 log(f"TensorRT {dtype_name} {height}x{width} {form}: building ...")
                 entry["forms"][form] = core_engine_result(
-                    trt, cudart, stream, logger, model, form, feeds, expected, floor_ms, args)
+                    trt, stream, logger, model, form, feeds, expected, floor_ms, args)
             results["core"].append(entry)
     if args.model:
-        results["model"] = bench_model_tensorrt(trt, cudart, stream, logger, args)
-    check(cudart, cudart.cudaStreamDestroy(stream), "cudaStreamDestroy")
+        results["model"] = bench_model_tensorrt(trt, stream, logger, args)
+    own_stream.destroy()
     return results
 
 
-def core_engine_result(trt, cudart, stream, logger, model, form, feeds, expected, floor_ms,
+def core_engine_result(trt, stream, logger, model, form, feeds, expected, floor_ms,
                        args) -> dict:
     """Build, inspect, run and check one core form."""
     core_nodes = [n.name for n in model.graph.node if n.op_type in CORE_OPS]
@@ -338,7 +317,7 @@ def core_engine_result(trt, cudart, stream, logger, model, form, feeds, expected
     if prescaled(form):
         fed["query"] = (feeds["query"].astype(np.float32) * SCALE).astype(
             feeds["query"].dtype)
-    run = run_engine(trt, cudart, stream, engine, fed, args)
+    run = run_engine(trt, stream, engine, fed, args)
     output = run["outputs"]["context"].astype(np.float64)
     result["timing"] = run["timing"]
     result["pct_of_floor"] = round(100 * floor_ms / run["timing"]["median_ms"], 1)
@@ -349,7 +328,7 @@ def core_engine_result(trt, cudart, stream, logger, model, form, feeds, expected
     return result
 
 
-def bench_model_tensorrt(trt, cudart, stream, logger, args) -> dict:
+def bench_model_tensorrt(trt, stream, logger, args) -> dict:
     """An exported OCRNet (``--model``) in each form: fusion and time at batch 1."""
     import onnx
 
@@ -374,7 +353,7 @@ def bench_model_tensorrt(trt, cudart, stream, logger, args) -> dict:
         if engine is None:
             results["forms"][form] = {"built": False, "why": why}
             continue
-        run = run_engine(trt, cudart, stream, engine, feeds, args)
+        run = run_engine(trt, stream, engine, feeds, args)
         results["forms"][form] = {"built": True, "timing": run["timing"],
                                   **engine_layers(trt, engine, core_nodes)}
         log(f"  {run['timing']['median_ms']:.3f} ms")
@@ -510,24 +489,26 @@ def main() -> int:
     if unknown:
         parser.error(f"--dtypes: unknown {sorted(unknown)}; use fp16 and/or fp32")
 
-    trt, cudart = optional("tensorrt"), cuda_runtime()
+    from ocr_deploy.nvidia.tensorrt import availability
+
+    trt_ready, trt_reason = availability()
     torch, cupy = optional("torch"), optional("cupy")
-    device = gpu_name(cudart, torch, cupy)
+    device = gpu_name(torch, cupy)
     if device is None:
         print("attention_gpu: no NVIDIA GPU found; nothing measured. This benchmark needs an "
               "NVIDIA GPU with TensorRT >= 10 and cuda-python (pip install tensorrt "
               "cuda-python), or, for the GPU floor only, PyTorch or CuPy with CUDA.")
         return 0
-    if trt is not None and cudart is not None:
-        backend, results = "tensorrt", bench_tensorrt(trt, cudart, args)
+    if trt_ready:
+        backend, results = "tensorrt", bench_tensorrt(optional("tensorrt"), args)
     elif torch is not None and torch.cuda.is_available():
         backend, results = "torch", bench_torch(torch, args)
     elif cupy is not None:
         backend, results = "cupy", bench_cupy(cupy, args)
     else:
-        missing = "cuda-python" if trt is not None else "tensorrt and cuda-python"
-        print(f"attention_gpu: found {device} but not {missing}, PyTorch or CuPy; nothing "
-              "measured. Install tensorrt and cuda-python (or torch / cupy) and rerun.")
+        print(f"attention_gpu: found {device}, but TensorRT is not usable ({trt_reason}) and "
+              "there is no PyTorch or CuPy; nothing measured. Install tensorrt and "
+              "cuda-python (or torch / cupy) and rerun.")
         return 0
     results = {"device": device, "backend": backend,
                "what": "TensorRT engines" if backend == "tensorrt" else
