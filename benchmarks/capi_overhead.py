@@ -1,0 +1,180 @@
+"""The C ABI (libocr_deploy) against ``Segmenter.predict`` from Python, on the demo model.
+
+1. Per-call overhead, batch 1 and 8: a C program (capi/tests/capi_test.c ``repeat``) calls
+   ``ocr_segmenter_predict`` on the same synthetic images a Python loop gives
+   ``Segmenter.predict``; blocks of calls alternate between the two (a fresh C process per
+   block, the Python segmenter opened once), alternating which goes first. Each block gives
+   its median per-call time; the figure is the median over pairs of (C / Python) and of
+   (C - Python).
+2. Peak RSS of a C program that segments 1000 images one by one, against a Python process
+   doing the same with ``Segmenter.predict`` (each a fresh process; VmHWM / ru_maxrss).
+
+    python benchmarks/capi_overhead.py [--pairs 10] [--calls 300] [--json]
+
+The library is built with CMake into a temporary folder; the demo ONNX is
+export/demo_ocrnet.onnx, exported from the shipped demo weights into a temporary folder when
+missing. Results go to benchmarks/results/capi_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SIZE = (96, 96)  # the demo model's input size: no resizing on either side
+
+
+def synthetic(n: int, height: int, width: int) -> np.ndarray:
+    """Image ``n`` as capi_test.c's channel_value makes it (RGB)."""
+    y, x, c = (a.astype(np.uint32) for a in np.mgrid[0:height, 0:width, 0:3])
+    return ((x * (7 + c) + y * (13 + 2 * c) + ((x * y) >> 3) + n * 31 + c * 50) & 255
+            ).astype(np.uint8)
+
+
+def build_library(folder: Path) -> Path:
+    """libocr_deploy and capi_test, Release, in ``folder``; the path of capi_test."""
+    for args in (["-S", str(ROOT / "capi"), "-B", str(folder), "-DOCR_DEPLOY_BUILD_TESTS=ON",
+                  f"-DPython3_EXECUTABLE={sys.executable}", "-DCMAKE_BUILD_TYPE=Release"],
+                 ["--build", str(folder), "-j2"]):
+        subprocess.run(["cmake", *args], check=True, capture_output=True)
+    return folder / "capi_test"
+
+
+def demo_model(folder: Path) -> Path:
+    model = ROOT / "export" / "demo_ocrnet.onnx"
+    if model.is_file():
+        return model
+    model = folder / "demo_ocrnet.onnx"
+    subprocess.run([str(Path(sys.executable).parent / "ocr-export"),
+                    str(ROOT / "ocr_deploy/demo/weights/demo_ocrnet.h5"), "-o", str(model), "-q"],
+                   check=True)
+    return model
+
+
+def c_repeat(program: Path, model: Path, images: int, size: tuple[int, int],
+             batch: int) -> dict[str, float]:
+    """capi_test repeat: its key/value lines (median_ms, peak_rss_kib ...)."""
+    done = subprocess.run([str(program), "repeat", str(model), str(images),
+                           f"{size[1]}x{size[0]}:RGB8", str(batch)],
+                          capture_output=True, text=True, check=True)
+    return {key: float(value) for key, value in (line.split() for line in
+                                                  done.stdout.splitlines())}
+
+
+def python_block(segmenter, images: list[np.ndarray], calls: int) -> float:
+    """Median per-call milliseconds of ``segmenter.predict(images)``."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        segmenter.predict(images)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def overhead(program: Path, model: Path, batch: int, pairs: int, calls: int) -> dict:
+    from ocr_deploy.runtime import Segmenter
+
+    images = [synthetic(n, *SIZE) for n in range(batch)]
+    c_ms, py_ms = [], []
+    with Segmenter.open(model) as segmenter:
+        python_block(segmenter, images, 5)  # warm-up
+        for pair in range(pairs):
+            order = ("c", "py") if pair % 2 == 0 else ("py", "c")
+            for side in order:
+                if side == "c":
+                    c_ms.append(c_repeat(program, model, calls * batch, SIZE, batch)["median_ms"])
+                else:
+                    py_ms.append(python_block(segmenter, images, calls))
+            print(f"batch {batch} pair {pair + 1}/{pairs}: C {c_ms[-1]:.3f} ms, "
+                  f"Python {py_ms[-1]:.3f} ms", file=sys.stderr)
+    ratios = [c / p for c, p in zip(c_ms, py_ms, strict=True)]
+    differences = [c - p for c, p in zip(c_ms, py_ms, strict=True)]
+    return {"batch": batch, "pairs": pairs, "calls_per_block": calls,
+            "c_median_ms": statistics.median(c_ms), "python_median_ms": statistics.median(py_ms),
+            "ratio_median": statistics.median(ratios),
+            "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+            "difference_median_ms": statistics.median(differences),
+            "difference_quartiles_ms": [float(q) for q in np.percentile(differences, [25, 75])]}
+
+
+def python_peak_rss(model: Path, images: int, size: tuple[int, int]) -> float:
+    """Peak RSS (KiB) of a fresh Python process segmenting ``images`` one by one."""
+    done = subprocess.run([sys.executable, __file__, "--python-rss", str(model), str(images),
+                           f"{size[0]}x{size[1]}"], capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def _python_rss_main(model: str, images: int, size: str) -> None:
+    from ocr_deploy.runtime import Segmenter
+
+    image = synthetic(0, *map(int, size.split("x")))  # what capi_test repeat segments
+    with Segmenter.open(model) as segmenter:
+        for _ in range(images):
+            segmenter.predict(image)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=10, help="C/Python block pairs (10)")
+    parser.add_argument("--calls", type=int, default=300,
+                        help="calls per block at batch 1; batch 8 makes calls/8 (300)")
+    parser.add_argument("--images", type=int, default=1000, help="images for peak RSS (1000)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--python-rss", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.python_rss:
+        _python_rss_main(args.python_rss[0], int(args.python_rss[1]), args.python_rss[2])
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        program = build_library(Path(tmp) / "build")
+        model = demo_model(Path(tmp))
+        results = {"model": str(model.relative_to(ROOT) if ROOT in model.parents else model.name),
+                   "machine": platform.processor() or platform.machine(),
+                   "overhead": [overhead(program, model, 1, args.pairs, args.calls),
+                                overhead(program, model, 8, args.pairs,
+                                         max(args.calls // 8, 10))],
+                   "peak_rss": []}
+        for size in (SIZE, (480, 640)):
+            c_rss = c_repeat(program, model, args.images, size, 1)
+            python_rss = python_peak_rss(model, args.images, size)
+            results["peak_rss"].append({
+                "images": args.images, "image_size": list(size),
+                "c_peak_rss_mib": c_rss["peak_rss_kib"] / 1024,
+                "c_rss_growth_after_first_tenth_kib": c_rss["rss_kib_at_end"]
+                - c_rss["rss_kib_after_tenth"],
+                "python_peak_rss_mib": python_rss / 1024,
+                "ratio": c_rss["peak_rss_kib"] / python_rss})
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "capi_overhead.json").write_text(json.dumps(results, indent=2))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("batch | C ABI median | Python median | C/Python (median of pairs, IQR) | "
+          "C - Python")
+    for row in results["overhead"]:
+        print(f"{row['batch']} | {row['c_median_ms']:.3f} ms | {row['python_median_ms']:.3f} ms "
+              f"| {row['ratio_median']:.3f} ({row['ratio_quartiles'][0]:.3f}-"
+              f"{row['ratio_quartiles'][1]:.3f}) | {row['difference_median_ms']:+.3f} ms")
+    for row in results["peak_rss"]:
+        print(f"peak RSS, {row['images']} images {row['image_size'][1]}x{row['image_size'][0]}: "
+              f"C {row['c_peak_rss_mib']:.1f} MiB, Python {row['python_peak_rss_mib']:.1f} MiB "
+              f"(ratio {row['ratio']:.3f}); C growth after the first tenth "
+              f"{row['c_rss_growth_after_first_tenth_kib']:.0f} KiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
