@@ -195,3 +195,38 @@ def test_user_code_importing_tensorflow_gets_the_settings_and_stderr_stays_clean
     noise = [line for line in done.stderr.splitlines()
              if not line.startswith(("[", "      "))]
     assert noise == [], noise
+
+
+# ---------------------------------------------------------------- model shapes of all kinds
+
+def test_dict_outputs_and_label_map_outputs(keras3, tmp_path, capsys):
+    image = keras3.Input((SIZE, SIZE, 3))
+    scores = keras3.layers.Conv2D(4, 3, padding="same")(image)
+    aux = keras3.layers.Conv2D(4, 1, strides=2)(scores)
+    keras3.Model(image, {"seg": scores, "aux": aux}).save(tmp_path / "dict.keras")
+    code, report, err = _export([tmp_path / "dict.keras", "-o", tmp_path / "d.onnx"], capsys)
+    assert code == 0, err
+    assert report["logits_output"] == "seg" and report["aux_outputs"] == ["aux"]
+    keras3.Model(image, keras3.ops.argmax(scores, axis=-1)).save(tmp_path / "argmax.keras")
+    code, _, err = _export([tmp_path / "argmax.keras", "-o", tmp_path / "a.onnx"], capsys)
+    assert code == 2 and "without its final argmax" in err and "--argmax" in err
+
+
+def test_tf_keras_lambda_gets_its_names_from_custom_objects(tmp_path, capsys):
+    script = textwrap.dedent(f"""
+        import tf_keras as keras2
+        SCALE = 3.0  # the author's global, used by the Lambda
+        image = keras2.Input(({SIZE}, {SIZE}, 3))
+        x = keras2.layers.Conv2D(4, 3, padding="same")(image)
+        x = keras2.layers.Lambda(lambda t: t * SCALE)(x)
+        keras2.Model(image, x).save({str(tmp_path / "lambda.h5")!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                   timeout=300)
+    args = [tmp_path / "lambda.h5", "-o", tmp_path / "l.onnx", "--trust-model"]
+    code, _, err = _export(args, capsys)
+    assert code == 2 and "name 'SCALE' is not defined" in err and "--custom-objects" in err
+    names = tmp_path / "names.py"
+    names.write_text("SCALE = 3.0\n")
+    code, _, err = _export([*args, "--custom-objects", names], capsys)
+    assert code == 0, err

@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import re
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ class LoadedModel:
             (input_name,) = signature.structured_input_signature[1]
             return dict(signature(**{input_name: image}))
         outputs = self.model(image, training=False)
+        if isinstance(outputs, dict):  # a model built with a dict of outputs
+            return {name: outputs[name] for name in self.output_shapes}
         if not isinstance(outputs, (list, tuple)):
             outputs = [outputs]
         return dict(zip(self.output_shapes, outputs, strict=True))
@@ -62,8 +65,9 @@ def load_custom_objects(source) -> dict[str, Any]:
     (``keras_hub``, ``mylib.layers``). Every class and function in its namespace counts,
     whether defined there or imported from a library (``from mylib.layers import Block``),
     except Keras' and TensorFlow's own; importing also runs the library's
-    ``register_keras_serializable`` decorators. TensorFlow's settings are applied first,
-    so a file that imports TensorFlow gets them too.
+    ``register_keras_serializable`` decorators. Modules and plain constants in it are
+    passed too: tf_keras gives them to ``Lambda`` code as globals (``tf``, ``NUM_CLASSES``).
+    TensorFlow's settings are applied first, so a file that imports TensorFlow gets them too.
     """
     import_tensorflow()
     text = str(source)
@@ -78,9 +82,10 @@ def load_custom_objects(source) -> dict[str, Any]:
                                 f"{type(exc).__name__}: {exc}"[:300],
                                 "check the --custom-objects value") from exc
     return {key: value for key, value in vars(module).items()
-            if (inspect.isclass(value) or inspect.isfunction(value))
-            and not key.startswith("_")
-            and (value.__module__ or "").split(".")[0] not in FRAMEWORK_MODULES}
+            if not key.startswith("_") and (
+                isinstance(value, (types.ModuleType, int, float, str, tuple))
+                or ((inspect.isclass(value) or inspect.isfunction(value))
+                    and (value.__module__ or "").split(".")[0] not in FRAMEWORK_MODULES))}
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -147,8 +152,12 @@ def _load_keras(file: ModelFile, custom_objects: dict, trust: bool,
         raise BadInputError(file.path, "a model with one image input",
                             f"{len(model.inputs)} inputs", "export a single-input model")
     model, policy = _float32(model, keras, file, custom_objects)
-    shapes = {name: tuple(out.shape) for name, out in zip(model.output_names, model.outputs,
-                                                           strict=True)}
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict):  # outputs as a dict: its keys name them
+        shapes = {name: tuple(out.shape) for name, out in structure.items()}
+    else:
+        shapes = {name: tuple(out.shape) for name, out in zip(model.output_names,
+                                                               model.outputs, strict=True)}
     return LoadedModel(file, f"{file.flavour} {keras.__version__}",
                        tuple(model.inputs[0].shape[1:]), shapes, model, policy)
 
@@ -230,11 +239,33 @@ def _explain_load_failure(file: ModelFile, exc: Exception, custom_source: object
                       "--custom-objects MODULE (the library that defines it)")
         return BadInputError(file.path, "layers known to Keras or registered",
                              f"unknown layer class '{name}'", action)
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    first = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    cause = _cause(text)
+    lambda_code = "Lambda" in text and (isinstance(exc, NameError) or "infer the shape" in text)
+    if lambda_code and file.flavour == "tf_keras":
+        return BadInputError(file.path, "Lambda code whose names exist at load time",
+                             f"{type(exc).__name__}: {cause}"[:300],
+                             "pass --custom-objects FILE.py defining or importing the names "
+                             "the Lambda uses (e.g. import tensorflow as tf, NUM_CLASSES = 19)")
+    if lambda_code:
+        return BadInputError(file.path, "Lambda code that Keras 3 can rebuild",
+                             f"{type(exc).__name__}: {cause}"[:300],
+                             "Keras 3 reloads Lambda code without the names it used (keras, "
+                             "ops, your constants): replace the Lambda with a Layer subclass "
+                             "and pass its file with --custom-objects")
+    first = f"{type(exc).__name__}: {cause}" if cause else type(exc).__name__
     return BadInputError(file.path, f"a model that {file.flavour} can load",
                          f"a load error ({first[:200]})",
                          "check that the file is a complete Keras model")
+
+
+def _cause(text: str) -> str:
+    """The informative line of a Keras error (not "Exception encountered when calling
+    ..." nor the argument listing), without terminal colour codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    useful = [line for line in lines if not line.startswith(
+        ("Exception encountered", "Arguments received", "Call arguments", "•"))]
+    return (useful or lines or [""])[0][:200]
 
 
 def _load_saved_model(file: ModelFile) -> LoadedModel:

@@ -38,9 +38,12 @@ def choose_outputs(path, input_hw: tuple[int, int], output_shapes: dict[str, tup
                                 "choose a segmentation output")
         chosen, reason = requested, "requested with --output"
     elif not maps:
+        label_maps = [n for n, shape in output_shapes.items() if len(shape) == 3]
+        action = (f"export the model without its final argmax ('{label_maps[0]}' looks like "
+                  "a label map [B,H,W]); ocr-export adds one with --argmax") if label_maps \
+            else "export a segmentation model, not a classifier"
         raise BadInputError(path, "a segmentation model (an output shaped [B,H,W,classes])",
-                            f"outputs {_describe(output_shapes)}",
-                            "export a segmentation model, not a classifier")
+                            f"outputs {_describe(output_shapes)}", action)
     else:
         chosen, reason = _best(maps, input_hw)
     shape = maps[chosen]
