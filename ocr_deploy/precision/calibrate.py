@@ -37,7 +37,7 @@ from ocr_deploy.precision.shapes import float_tensors, static_shapes
 from ocr_deploy.progress import Counter
 
 METHODS = ("minmax", "entropy", "percentile")
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # bump when the format or the range algorithms change
 # Activations feeding or produced by these ops are calibrated: every op a placement in
 # ocr_deploy.precision.placement may quantise.
 CALIBRATED_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "Resize", "MaxPool",

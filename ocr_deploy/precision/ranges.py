@@ -7,7 +7,10 @@ the histogram of all the data at once). From the histogram:
 
 - ``entropy``: the clipping threshold that minimises the KL divergence between the
   reference distribution and its ``num_quantized_bins``-level quantisation (the method of
-  TensorRT's entropy calibrator);
+  TensorRT's entropy calibrator). The first bin's count is replaced by the second's before
+  the search, as NVIDIA's pytorch-quantization does: after a ReLU most values are exactly
+  zero, and that spike (zero is exactly representable anyway) would otherwise dominate the
+  divergence and pull the threshold down to a few levels' width;
 - ``percentile``: the upper edge of the bin where the cumulative share of ``|x|`` reaches
   the percentile.
 """
@@ -80,6 +83,7 @@ def entropy_threshold(histogram: np.ndarray, absmax: float, quantized_bins: int)
     if histogram.sum() == 0 or absmax <= 0 or bins <= quantized_bins:
         return absmax
     counts = histogram.astype(np.float64)
+    counts[0] = counts[1]  # the spike of exact zeros must not decide the range
     tail = np.concatenate([np.cumsum(counts[::-1])[::-1][1:], [0.0]])  # sum beyond bin i
     best, best_bins = np.inf, bins
     for kept in range(quantized_bins, bins + 1):
