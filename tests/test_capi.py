@@ -258,11 +258,14 @@ def test_address_sanitizer_finds_nothing_in_our_code(nhwc_onnx, nchw_onnx, tmp_p
     env = {"ASAN_OPTIONS": "detect_leaks=1:exitcode=23",
            "LSAN_OPTIONS": f"suppressions={ROOT / 'capi/tests/lsan.supp'}:print_suppressions=0"}
     specs = ["64x64:RGB8", "37x23:BGR8", "90x40:RGBA8", "5x9:BGRA8", "64x64:GRAY8"]
-    for args in (["errors", nhwc_onnx, junk, nchw_onnx],
-                 ["predict", nhwc_onnx, junk.with_suffix(".raw"), "u16", *specs],
-                 ["scores", nhwc_onnx, junk.with_suffix(".raw"), "chw", *specs],
-                 ["threads", nhwc_onnx, 4, 10], ["lifecycle", nchw_onnx, 3]):
-        done = run(build, *args, env=env, timeout=600)
+    raw = junk.with_suffix(".raw")
+    for program, *args in (["capi_test", "errors", nhwc_onnx, junk, nchw_onnx],
+                           ["capi_test", "predict", nhwc_onnx, raw, "u16", *specs],
+                           ["capi_test", "scores", nhwc_onnx, raw, "chw", *specs],
+                           ["capi_test", "threads", nhwc_onnx, 4, 10],
+                           ["capi_test", "lifecycle", nchw_onnx, 3],
+                           ["capi_test_cpp", nhwc_onnx, raw, raw, raw]):
+        done = run(build, *args, env=env, timeout=600, program=program)
         assert "Sanitizer" not in done.stderr, done.stderr[-6000:]
         assert done.returncode == 0, f"{args[0]}: {done.stderr[-3000:]}"
 
@@ -276,21 +279,25 @@ def test_examples_build_against_the_installed_library(build, nhwc_onnx, tmp_path
     _cmake("-S", str(ROOT / "examples"), "-B", str(tmp_path / "examples"),
            f"-DCMAKE_PREFIX_PATH={prefix}")
     _cmake("--build", str(tmp_path / "examples"), "-j2")
-    pc_flags = subprocess.run(["pkg-config", "--cflags", "--libs", "ocr_deploy"],
-                              capture_output=True, text=True,
-                              env={**os.environ, "PKG_CONFIG_PATH": str(prefix / "lib/pkgconfig")})
-    assert pc_flags.returncode == 0, pc_flags.stderr
-    compiled = subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror",
-                               str(ROOT / "examples/c/segment.c"), *pc_flags.stdout.split(),
-                               "-o", str(tmp_path / "segment_pc")], capture_output=True, text=True)
-    assert compiled.returncode == 0, compiled.stderr
+    programs = [tmp_path / "examples" / "segment"]
+    if shutil.which("pkg-config"):
+        pc_flags = subprocess.run(["pkg-config", "--cflags", "--libs", "ocr_deploy"],
+                                  capture_output=True, text=True,
+                                  env={**os.environ,
+                                       "PKG_CONFIG_PATH": str(prefix / "lib/pkgconfig")})
+        assert pc_flags.returncode == 0, pc_flags.stderr
+        programs.append(tmp_path / "segment_pc")
+        compiled = subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror",
+                                   str(ROOT / "examples/c/segment.c"), *pc_flags.stdout.split(),
+                                   "-o", str(programs[-1])], capture_output=True, text=True)
+        assert compiled.returncode == 0, compiled.stderr
 
     images = [synthetic(0, 70, 90), synthetic(3, 64, 64)]
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"image{i}.ppm")
     with Segmenter.open(nhwc_onnx) as seg:
         expected = seg.predict(images)
-    for program in (tmp_path / "examples" / "segment", tmp_path / "segment_pc"):
+    for program in programs:
         done = run(program.parent, nhwc_onnx, tmp_path / "image0.ppm", tmp_path / "out.pgm",
                    program=program.name)
         assert done.returncode == 0, done.stderr
@@ -309,3 +316,25 @@ def test_examples_build_against_the_installed_library(build, nhwc_onnx, tmp_path
     assert done.returncode == 1
     assert done.stderr == (f"segment_cpp: OCR_E_BAD_ARTIFACT: {tmp_path}/none.onnx: expected an "
                            "existing file, found no such file; check the path\n")
+
+
+@pytest.mark.parametrize("classes", [4, 300])
+def test_cpp_wrapper_matches_python(build, nhwc_onnx, classes, tmp_path):
+    """ocr_deploy.hpp: moves, a batch, uint8 and uint16 label maps, scores in both layouts,
+    and an ocr::Error for a bad call."""
+    model = nhwc_onnx if classes == 4 else handmade_onnx(tmp_path / "many.onnx", classes, 3)
+    raws = [tmp_path / name for name in ("labels.raw", "hwc.raw", "chw.raw")]
+    done = run(build, model, *raws, program="capi_test_cpp")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "empty batch: OCR_E_INVALID_ARGUMENT: count: expected at least one image, found 0; "
+        "pass the number of images", f"classes {classes}"]
+    images = [synthetic(0, 30, 40), synthetic(1, 61, 17)]
+    with Segmenter.open(model) as seg:
+        labels, scores = seg.predict(images), seg.predict_scores(images)
+    assert np.array_equal(np.fromfile(raws[0], np.uint16),
+                          np.concatenate([m.ravel() for m in labels]))
+    assert np.array_equal(np.fromfile(raws[1], np.float32),
+                          np.concatenate([s.ravel() for s in scores]))
+    assert np.array_equal(np.fromfile(raws[2], np.float32),
+                          np.concatenate([s.transpose(2, 0, 1).ravel() for s in scores]))

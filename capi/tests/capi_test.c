@@ -10,11 +10,11 @@
  *   capi_test lifecycle MODEL TIMES                         create/destroy, RSS in KiB
  *   capi_test repeat MODEL IMAGES WxH:FORMAT BATCH          segment IMAGES, BATCH per call
  *
- * Image n of a batch is synthetic: channel c of pixel (y, x) is channel_value(n, y, x, c)
- * (tests/test_capi.py computes the same), rows padded to an odd stride.
+ * Image n of a batch is synthetic (synthetic.h), rows padded to an odd stride.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "ocr_deploy.h"
+#include "synthetic.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -22,10 +22,6 @@
 #include <string.h>
 #include <time.h>
 
-static uint8_t channel_value(unsigned n, unsigned y, unsigned x, unsigned c)
-{
-    return (uint8_t)((x * (7 + c) + y * (13 + 2 * c) + ((x * y) >> 3) + n * 31 + c * 50) & 255);
-}
 
 static int die(const char *step, ocr_status status)
 {
