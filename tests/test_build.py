@@ -15,6 +15,7 @@ import pytest
 
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
+from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget
@@ -227,3 +228,58 @@ def test_conflicting_precisions_are_a_usage_error(demo_onnx, capsys):
         main([str(demo_onnx), "--fp16", "--int8"])
     assert exit_info.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_flags_are_validated_at_parse_time(demo_onnx, tmp_path, capsys):
+    for flags in (["--max-miou-drop", "-1"], ["--min-agreement", "nan"],
+                  ["--min-agreement", "5"], ["--percentile", "250"],
+                  ["--calib-samples", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(demo_onnx), "--int8", *flags])
+        assert exit_info.value.code == 2, flags
+        assert "expected" in capsys.readouterr().err
+
+
+def test_outputs_and_node_names_are_checked(demo_onnx, tmp_path, capsys):
+    base = [demo_onnx, "--fp32", "--backend", "onnxruntime"]
+    assert ".onnx" in _fails(capsys, *base, "-o", tmp_path / "x.engine")
+    (tmp_path / "folder").mkdir()
+    assert "a folder" in _fails(capsys, *base, "-o", tmp_path / "folder")
+    assert "NoSuchNode" in _fails(capsys, demo_onnx, "--fp16", "--backend", "onnxruntime",
+                                  "-o", tmp_path / "k.onnx", "--keep-fp32", "NoSuchNode")
+    assert not list(tmp_path.glob("*.onnx*"))
+
+
+def test_flags_that_do_not_apply_are_warned_about(demo_onnx, tmp_path, calib_dir, capsys):
+    assert main([str(demo_onnx), "--fp32", "--backend", "onnxruntime", "-o",
+                 str(tmp_path / "w.onnx"), "--calib-dir", str(calib_dir), "--dla-core", "0",
+                 "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --calib-dir does nothing" in err and "warning: --dla-core" in err
+
+
+def test_low_integer_coverage_is_warned_about(demo_onnx, tmp_path, calib_dir, capsys):
+    convs = [n.name for n in onnx.load(str(demo_onnx)).graph.node if n.op_type == "Conv"]
+    result = build(_request(demo_onnx, tmp_path, "int8", "low.onnx", calib_dir=calib_dir,
+                            verify=False, keep_fp32=convs[:-4]))
+    assert result.info["int8_coverage"]["integer_mac_share"] < 0.9
+    assert "integer kernels (under 90%)" in capsys.readouterr().err
+
+
+def test_ignore_index_in_masks(demo_onnx, tmp_path, calib_dir, val_dir):
+    from PIL import Image
+
+    masked = tmp_path / "val255"
+    (masked / "labels").mkdir(parents=True)
+    for image in sorted(val_dir.glob("*.png"))[:8]:
+        (masked / image.name).write_bytes(image.read_bytes())
+        mask = np.array(Image.open(val_dir / "labels" / image.name))
+        mask[:8] = 255  # Cityscapes-style "void" rows
+        Image.fromarray(mask).save(masked / "labels" / image.name)
+    result = build(_request(demo_onnx, tmp_path, "fp16", "ign.onnx", val_dir=masked))
+    verification = result.info["verification"]
+    assert verification["ignore_index"] == 255 and verification["met_budget"]
+    assert verification["accuracy"]["miou"] > 50
+    with pytest.raises(BadInputError, match="ignore"):
+        build(_request(demo_onnx, tmp_path, "fp16", "ign2.onnx", val_dir=masked,
+                       ignore_index=None))
