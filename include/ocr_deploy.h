@@ -202,7 +202,8 @@ typedef struct ocr_label_map {
     size_t capacity_bytes;      /* the size of data */
     size_t stride_bytes;        /* bytes from one row to the next, a multiple of the element
                                    size; 0: width * element size */
-    ocr_label_type label_type;  /* OCR_LABEL_U8 (models with <= 256 classes) or _U16 */
+    ocr_label_type label_type;  /* OCR_LABEL_U8 (models with <= 256 classes) or _U16;
+                                   0: the model's, ocr_model_info.label_type */
 } ocr_label_map;
 
 /* Where to write one image's per-class scores: K float32 values per pixel (the model's
@@ -212,7 +213,7 @@ typedef struct ocr_score_map {
     size_t struct_size;        /* sizeof(ocr_score_map) */
     float *data;               /* aligned to float */
     size_t capacity_bytes;     /* the size of data */
-    ocr_score_layout layout;   /* OCR_SCORES_HWC or OCR_SCORES_CHW */
+    ocr_score_layout layout;   /* OCR_SCORES_HWC or OCR_SCORES_CHW; 0: HWC */
 } ocr_score_map;
 
 /* ---- the segmenter ------------------------------------------------------------------- */

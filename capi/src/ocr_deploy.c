@@ -150,14 +150,21 @@ static ocr_status check_image(const ocr_image *image, size_t i, uint32_t channel
     return OCR_OK;
 }
 
+/* A label map's type: its label_type, or the model's when 0. */
+static ocr_label_type label_type_of(const ocr_segmenter *s, const ocr_label_map *map)
+{
+    return map->label_type ? map->label_type : s->info.label_type;
+}
+
 static ocr_status check_labels(const ocr_segmenter *s, const ocr_label_map *map,
                                const ocr_image *image, size_t i, size_t *stride, size_t *bytes)
 {
-    size_t size = map->label_type == OCR_LABEL_U8 ? 1 : map->label_type == OCR_LABEL_U16 ? 2 : 0;
+    ocr_label_type type = label_type_of(s, map);
+    size_t size = type == OCR_LABEL_U8 ? 1 : type == OCR_LABEL_U16 ? 2 : 0;
     if (size == 0)
         return ocr_fail(OCR_E_INVALID_ARGUMENT, "results[%zu].label_type: expected "
-                        "OCR_LABEL_U8 or OCR_LABEL_U16, found %d; use ocr_model_info.label_type",
-                        i, (int)map->label_type);
+                        "OCR_LABEL_U8, OCR_LABEL_U16 or 0, found %d; use "
+                        "ocr_model_info.label_type", i, (int)map->label_type);
     if (size == 1 && (s->info.num_classes == 0 || s->info.num_classes > 256))
         return ocr_fail(OCR_E_INVALID_ARGUMENT, "results[%zu].label_type: expected "
                         "OCR_LABEL_U16 (the model has %u classes), found OCR_LABEL_U8; use "
@@ -189,9 +196,9 @@ static ocr_status check_labels(const ocr_segmenter *s, const ocr_label_map *map,
 static ocr_status check_scores(const ocr_segmenter *s, const ocr_score_map *map,
                                const ocr_image *image, size_t i, size_t *bytes)
 {
-    if (map->layout != OCR_SCORES_HWC && map->layout != OCR_SCORES_CHW)
+    if (map->layout != 0 && map->layout != OCR_SCORES_HWC && map->layout != OCR_SCORES_CHW)
         return ocr_fail(OCR_E_INVALID_ARGUMENT, "results[%zu].layout: expected "
-                        "OCR_SCORES_HWC or OCR_SCORES_CHW, found %d; choose one", i,
+                        "OCR_SCORES_HWC, OCR_SCORES_CHW or 0, found %d; choose one", i,
                         (int)map->layout);
     if (map->data == NULL)
         return ocr_fail(OCR_E_INVALID_ARGUMENT, "results[%zu].data: expected a buffer for the "
@@ -397,6 +404,9 @@ static ocr_status predict(ocr_segmenter *s, const ocr_image *images, size_t coun
     if (count == 0)
         return ocr_fail(OCR_E_INVALID_ARGUMENT, "count: expected at least one image, found 0; "
                         "pass the number of images");
+    if (count > (size_t)PY_SSIZE_T_MAX / (4 * sizeof(size_t)))
+        return ocr_fail(OCR_E_INVALID_ARGUMENT, "count: expected a number of images that fits "
+                        "in memory, found %zu; split the batch", count);
     if (kind == &SCORES && !s->info.has_scores)
         return ocr_fail(OCR_E_UNSUPPORTED, "segmenter: expected a model with a logits output "
                         "for scores, found a labels-only model; re-export without "
@@ -441,12 +451,12 @@ static ocr_status predict(ocr_segmenter *s, const ocr_image *images, size_t coun
             ocr_label_map *map = (ocr_label_map *)((char *)results + i * result_size);
             out = Py_BuildValue("(Nni)", PyMemoryView_FromMemory(map->data, (Py_ssize_t)at[3],
                                                                  PyBUF_WRITE),
-                                (Py_ssize_t)at[2], (int)map->label_type);
+                                (Py_ssize_t)at[2], (int)label_type_of(s, map));
         } else {
             ocr_score_map *map = (ocr_score_map *)((char *)results + i * result_size);
             out = Py_BuildValue("(Ni)", PyMemoryView_FromMemory((char *)map->data,
                                                                 (Py_ssize_t)at[3], PyBUF_WRITE),
-                                (int)map->layout);
+                                (int)(map->layout ? map->layout : OCR_SCORES_HWC));
         }
         if (in == NULL || out == NULL) {
             Py_XDECREF(in);

@@ -264,6 +264,8 @@ static int cmd_errors(const char *model, const char *not_a_model, const char *la
            OCR_E_INVALID_ARGUMENT);
     expect("predict_null_results", ocr_segmenter_predict(s, &image, 1, NULL),
            OCR_E_INVALID_ARGUMENT);
+    expect("predict_huge_count", ocr_segmenter_predict(s, &image, (size_t)-1 / 2, &map),
+           OCR_E_INVALID_ARGUMENT);
 
     ocr_image bad = image;
     bad.struct_size = 0;
@@ -323,7 +325,7 @@ static int cmd_errors(const char *model, const char *not_a_model, const char *la
                                OCR_SCORES_HWC};
     expect("scores_too_small", ocr_segmenter_predict_scores(s, &image, 1, &score_map),
            OCR_E_BUFFER_TOO_SMALL);
-    score_map.capacity_bytes += 4, score_map.layout = 0;
+    score_map.capacity_bytes += 4, score_map.layout = 9;
     expect("scores_bad_layout", ocr_segmenter_predict_scores(s, &image, 1, &score_map),
            OCR_E_INVALID_ARGUMENT);
     score_map.layout = OCR_SCORES_CHW, score_map.data = (float *)((char *)scores + 2);
@@ -341,6 +343,10 @@ static int cmd_errors(const char *model, const char *not_a_model, const char *la
     status = ocr_segmenter_predict(s, &image, 1, &map);
     if (status != OCR_OK || ocr_last_error()[0] != '\0')
         failures++, fprintf(stderr, "capi_test: a good call after the bad ones failed\n");
+    ocr_label_map zeroed = {sizeof zeroed, (char *)buffer + 40 * 30, 40 * 30, 0, 0};
+    status = ocr_segmenter_predict(s, &image, 1, &zeroed); /* label_type 0: the model's */
+    if (status != OCR_OK || memcmp(buffer, (char *)buffer + 40 * 30, 40 * 30) != 0)
+        failures++, fprintf(stderr, "capi_test: label_type 0 does not give the model's\n");
     ocr_segmenter_destroy(NULL);
     ocr_segmenter_destroy(s);
     free((void *)image.data);
