@@ -225,3 +225,11 @@ def test_onnx_artifact_with_sidecar_opens_on_cpu(tmp_path, nhwc_onnx):
     with Segmenter.open(artifact) as seg:
         assert seg.describe()["providers"] == ["CPUExecutionProvider"]
         assert seg.predict(_images([(64, 64)])[0]).shape == (64, 64)
+
+
+def test_a_provider_onnxruntime_dropped_is_reported():
+    from ocr_deploy.runtime.backends.onnxruntime_backend import _warn_dropped
+
+    with pytest.warns(UserWarning, match="could not use TensorrtExecutionProvider"):
+        _warn_dropped([("TensorrtExecutionProvider", {}), "CPUExecutionProvider"],
+                      ["CPUExecutionProvider"])

@@ -7,6 +7,7 @@ A session's ``run_with_iobinding`` may be called from several threads at once, b
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -45,6 +46,18 @@ def choose_providers(requested: Sequence | None, available: Sequence[str],
     return chosen
 
 
+def _warn_dropped(chosen: Sequence, active: Sequence[str]) -> None:
+    """Say so when ONNX Runtime silently fell back from a provider it was given (its
+    TensorRT provider, for one, needs the TensorRT major it was built against: 1.31's needs
+    libnvinfer.so.10 and prints "EP Error" with TensorRT 11, then retries without it)."""
+    wanted = [p[0] if isinstance(p, (tuple, list)) else p for p in chosen]
+    dropped = [p for p in wanted if p not in active]
+    if dropped:
+        warnings.warn(f"ONNX Runtime could not use {', '.join(dropped)} (see its log above) "
+                      f"and runs on {active[0]}; check that the CUDA/TensorRT libraries match "
+                      "this onnxruntime-gpu build", stacklevel=3)
+
+
 class OnnxRuntimeBackend(Backend):
     """An ``onnxruntime.InferenceSession`` run through I/O binding."""
 
@@ -70,6 +83,7 @@ class OnnxRuntimeBackend(Backend):
                                 f"an error ({first[:200]})",
                                 "re-export the model with ocr-export") from exc
         self.providers = self.session.get_providers()
+        _warn_dropped(chosen, self.providers)
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id
         inputs = self.session.get_inputs()
