@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import tempfile
 
@@ -93,3 +94,24 @@ def native_stderr_captured(show: bool = False):
             os.close(saved)
             sink.seek(0)
             captured.append(sink.read().decode(errors="replace"))
+
+
+BOILERPLATE = ("in user code", "File ", "raise ", "return ", "**", "*", "Exception encountered",
+               "Arguments received", "Call arguments", "•", "Traceback")
+
+
+ERROR_LINE = re.compile(r"^\w*(Error|Exception)\b:\s*")
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """``Type: the informative line`` of a TensorFlow/Keras error, whose messages wrap the
+    cause in traced-code frames, "Exception encountered when calling ..." headers, argument
+    listings and terminal colour codes."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+    raised = [i for i, line in enumerate(lines) if ERROR_LINE.match(line)]
+    if raised:  # an error re-raised from traced code: its message starts at the last one
+        lines = lines[raised[-1]:]
+        lines[0] = ERROR_LINE.sub("", lines[0])
+    useful = [line for line in lines if line and not line.startswith(BOILERPLATE)]
+    text = " ".join((useful or [line for line in lines if line] or [""])[0].split())
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]

@@ -230,3 +230,64 @@ def test_tf_keras_lambda_gets_its_names_from_custom_objects(tmp_path, capsys):
     names.write_text("SCALE = 3.0\n")
     code, _, err = _export([*args, "--custom-objects", names], capsys)
     assert code == 0, err
+
+
+# ---------------------------------------------------------------- batch and size limits
+
+def test_batch_written_into_the_model(keras3, tmp_path, capsys):
+    """A seed-style reshape with the batch written as 1, and a fixed-batch input: both are
+    exported with a fixed batch (a warning, and the metadata says so)."""
+    from ocr_deploy.tf_env import import_tensorflow, import_tf_keras
+
+    tf, keras2 = import_tensorflow(), import_tf_keras()
+    image = keras2.Input((SIZE, SIZE, 3))
+    x = keras2.layers.Conv2D(8, 3, padding="same")(image)
+    query = tf.reshape(x, [1, SIZE * SIZE, 8])  # the author's batch of one
+    key = tf.reshape(keras2.layers.Conv2D(8, 1, strides=4)(x), [1, -1, 8])
+    scores = tf.nn.softmax(tf.matmul(query, key, transpose_b=True) * 8 ** -0.5, axis=-1)
+    context = tf.reshape(tf.matmul(scores, key), [1, SIZE, SIZE, 8])
+    keras2.Model(image, keras2.layers.Conv2D(4, 1)(context)).save(tmp_path / "one.h5")
+    code, report, err = _export([tmp_path / "one.h5", "-o", tmp_path / "one.onnx"], capsys)
+    assert code == 0, err
+    assert "fixed batch of 1" in err and "fails in TensorFlow with a batch of 2" in err
+    assert report["metadata"]["tools"]["batch"] == "fixed 1"
+    assert onnx.load(str(tmp_path / "one.onnx")).graph.input[0].type.tensor_type.shape \
+        .dim[0].dim_value == 1
+    fixed = keras3.Input((SIZE, SIZE, 3), batch_size=3)
+    keras3.Model(fixed, keras3.layers.Conv2D(4, 3, padding="same")(fixed)).save(
+        tmp_path / "three.keras")
+    code, report, err = _export([tmp_path / "three.keras", "-o", tmp_path / "three.onnx"],
+                                capsys)  # 4 parity images in batches of 3
+    assert code == 0, err
+    assert report["metadata"]["tools"]["batch"] == "fixed 3" and report["parity"]["samples"] == 4
+
+
+def test_input_size_the_model_cannot_take(keras3, tmp_path, capsys):
+    image = keras3.Input((None, None, 3))
+    coarse = keras3.layers.UpSampling2D(8)(keras3.layers.Conv2D(4, 3, strides=8,
+                                                                 padding="same")(image))
+    fine = keras3.layers.Conv2D(4, 1)(image)
+    keras3.Model(image, keras3.layers.Add()([coarse, fine])).save(tmp_path / "m8.keras")
+    code, _, err = _export([tmp_path / "m8.keras", "-o", tmp_path / "a.onnx", "--input-size",
+                            "30x30"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "trace at 30x30" in err and "Dimensions must be equal" in err
+    code, _, err = _export([tmp_path / "m8.keras", "-o", tmp_path / "b.onnx", "--input-size",
+                            "32x32"], capsys)
+    assert code == 0, err
+
+
+def test_tf_keras_h5_whose_tfoplambda_does_not_reload(tmp_path, capsys):
+    from ocr_deploy.tf_env import import_tensorflow, import_tf_keras
+
+    tf, keras2 = import_tensorflow(), import_tf_keras()
+    image = keras2.Input((SIZE, SIZE, 3))
+    x = tf.reshape(keras2.layers.Conv2D(8, 3, padding="same")(image), [-1, SIZE * SIZE, 8])
+    x = tf.nn.softmax(tf.einsum("bnd,bmd->bnm", x, x[:, :16]))
+    model = keras2.Model(image, tf.reshape(x, [-1, SIZE, SIZE, 16]))
+    model.save(tmp_path / "einsum.h5")
+    code, _, err = _export([tmp_path / "einsum.h5", "-o", tmp_path / "a.onnx"], capsys)
+    assert code == 2 and "save_format='tf'" in err
+    model.save(tmp_path / "einsum_savedmodel", save_format="tf")  # the way out
+    code, _, err = _export([tmp_path / "einsum_savedmodel", "-o", tmp_path / "b.onnx"], capsys)
+    assert code == 0, err

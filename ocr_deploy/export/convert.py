@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ocr_deploy.errors import ConversionError
+from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.export.loader import LoadedModel
 from ocr_deploy.export.outputs import OutputChoice
-from ocr_deploy.tf_env import import_tensorflow, native_stderr_captured, quiet_onnxruntime
+from ocr_deploy.tf_env import (
+    describe_error,
+    import_tensorflow,
+    native_stderr_captured,
+    quiet_onnxruntime,
+)
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 18  # tf2onnx 1.17 refuses higher
@@ -101,14 +106,28 @@ class Conversion:
     function: object
     model: object
     batch: str  # "dynamic" or "fixed 1"
-    retry_reason: str | None = None  # why the dynamic-batch conversion was not used
+    retry_reason: str | None = None  # why the batch is fixed although the model's is not
 
 
 def convert_checked(loaded: LoadedModel, choice: OutputChoice,
                     options: ConvertOptions) -> Conversion:
     """Convert with a dynamic batch and run the result once in ONNX Runtime; on a converter
-    defect retry with a fixed batch of 1; raise ``ConversionError`` if that fails too."""
-    function = export_function(loaded, choice, options)
+    defect retry with a fixed batch of 1; raise ``ConversionError`` if that fails too.
+
+    The model itself is run once in TensorFlow first: a model that fails there (an input
+    size it cannot take) is a ``BadInputError``, and one that only takes a batch of 1 (a
+    batch written into its reshapes, or a fixed-batch input) is exported with that batch.
+    """
+    options.batch = options.batch or loaded.batch
+    function = _traced(loaded, choice, options)
+    if options.batch is None and _tf_failure(function, options, 2):
+        options.batch = 1
+        function = _traced(loaded, choice, options)
+        return _convert_fixed(loaded, choice, options, function,
+                              "the model fails in TensorFlow with a batch of 2")
+    if options.batch is not None:
+        return _convert_fixed(loaded, choice, options, function,
+                              f"the model's input has a fixed batch of {options.batch}")
     try:
         model = convert(function, options)
         problem = run_check(model, options)
@@ -117,20 +136,57 @@ def convert_checked(loaded: LoadedModel, choice: OutputChoice,
     if problem is None:
         return Conversion(function, model, "dynamic")
     options.batch = 1
-    function = export_function(loaded, choice, options)
+    return _convert_fixed(loaded, choice, options, _traced(loaded, choice, options),
+                          f"tf2onnx's output fails with a dynamic batch: {problem}")
+
+
+def _convert_fixed(loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions,
+                   function, problem: str | None) -> Conversion:
+    """Convert with ``options.batch`` fixed; ``problem``: why the batch is not dynamic."""
+    failure = _tf_failure(function, options, options.batch)
+    if failure:
+        raise BadInputError(loaded.file.path, f"a model that runs in TensorFlow on a "
+                            f"{options.batch}x{options.input_hw[0]}x{options.input_hw[1]}x"
+                            f"{options.channels} input", failure,
+                            "check --input-size (the model may need a multiple of its stride)")
     try:
         model = convert(function, options)
     except ConversionError as exc:
-        raise ConversionError(exc.path, exc.expected, f"{exc.found} (with a dynamic batch: "
-                              f"{problem})"[:600], exc.action) from exc
+        raise ConversionError(exc.path, exc.expected, f"{exc.found} (with a fixed batch of "
+                              f"{options.batch}, because {problem})"[:600], exc.action) from exc
     fixed_problem = run_check(model, options)
     if fixed_problem is not None:
-        raise ConversionError(None, "an ONNX model that ONNX Runtime runs",
-                              f"tf2onnx's output fails with a dynamic batch ({problem}) and "
-                              f"with a fixed batch of 1 ({fixed_problem})"[:600],
+        found = f"tf2onnx's output fails with a fixed batch of {options.batch} ({fixed_problem})"
+        if problem:
+            found += f"; before: {problem}"
+        raise ConversionError(None, "an ONNX model that ONNX Runtime runs", found[:600],
                               "a converter defect at the node named: report it with the "
                               "model, or try another --opset")
-    return Conversion(function, model, "fixed 1", problem)
+    return Conversion(function, model, f"fixed {options.batch}", problem)
+
+
+def _traced(loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions):
+    """``export_function``, with a model that TensorFlow cannot trace as a bad input."""
+    try:
+        return export_function(loaded, choice, options)
+    except Exception as exc:
+        raise BadInputError(loaded.file.path, f"a model TensorFlow can trace at "
+                            f"{options.input_hw[0]}x{options.input_hw[1]}",
+                            _first_line(exc)[:300],
+                            "check --input-size (the model may need a multiple of its "
+                            "stride) and that the model runs in Keras") from exc
+
+
+def _tf_failure(function, options: ConvertOptions, batch: int) -> str | None:
+    """Run the export function in TensorFlow on ``batch`` random images; the error or None."""
+    height, width = options.input_hw
+    images = np.random.default_rng(0).uniform(
+        -1, 1, (batch, height, width, options.channels)).astype(np.float32)
+    try:
+        function(images)
+    except Exception as exc:
+        return _first_line(exc)[:300]
+    return None
 
 
 def run_check(model, options: ConvertOptions) -> str | None:
@@ -156,8 +212,7 @@ def run_check(model, options: ConvertOptions) -> str | None:
 
 
 def _first_line(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:400]
+    return describe_error(exc, 400)
 
 
 def convert(function, options: ConvertOptions):

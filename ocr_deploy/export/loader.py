@@ -18,7 +18,7 @@ from typing import Any
 
 from ocr_deploy.errors import BadInputError, UnsafeModelError
 from ocr_deploy.export.model_file import ModelFile, identify
-from ocr_deploy.tf_env import import_keras3, import_tensorflow, import_tf_keras
+from ocr_deploy.tf_env import describe_error, import_keras3, import_tensorflow, import_tf_keras
 
 CODE_LAYERS = ("Lambda",)  # layer classes whose config carries executable Python
 
@@ -33,6 +33,7 @@ class LoadedModel:
     output_shapes: dict[str, tuple]  # name -> (B, H, W, K) or whatever rank the output has
     model: Any  # the Keras model, or the loaded SavedModel (which owns the variables)
     dtype_policy: str | None = None  # a mixed policy the file was saved with (see _float32)
+    batch: int | None = None  # a batch size fixed in the model's input, else None
 
     def call(self, image) -> dict:
         """Run the model on a float32 ``[B,H,W,C]`` tensor (inside or outside tf.function)."""
@@ -54,7 +55,13 @@ class LoadedModel:
             return self.output_shapes
         tf = import_tensorflow()
         spec = tf.TensorSpec((None, *input_hw, self.input_shape[2] or 3), tf.float32)
-        traced = tf.function(self.call).get_concrete_function(spec).structured_outputs
+        try:
+            traced = tf.function(self.call).get_concrete_function(spec).structured_outputs
+        except Exception as exc:
+            raise BadInputError(self.file.path, f"a model TensorFlow can trace at "
+                                f"{input_hw[0]}x{input_hw[1]}", describe_error(exc),
+                                "check --input-size (the model may need a multiple of its "
+                                "stride)") from exc
         return {name: tuple(traced[name].shape) for name in self.output_shapes}
 
 
@@ -159,7 +166,8 @@ def _load_keras(file: ModelFile, custom_objects: dict, trust: bool,
         shapes = {name: tuple(out.shape) for name, out in zip(model.output_names,
                                                                model.outputs, strict=True)}
     return LoadedModel(file, f"{file.flavour} {keras.__version__}",
-                       tuple(model.inputs[0].shape[1:]), shapes, model, policy)
+                       tuple(model.inputs[0].shape[1:]), shapes, model, policy,
+                       model.inputs[0].shape[0])
 
 
 MIXED_POLICIES = ("mixed_float16", "mixed_bfloat16")
@@ -239,33 +247,29 @@ def _explain_load_failure(file: ModelFile, exc: Exception, custom_source: object
                       "--custom-objects MODULE (the library that defines it)")
         return BadInputError(file.path, "layers known to Keras or registered",
                              f"unknown layer class '{name}'", action)
-    cause = _cause(text)
+    described = describe_error(exc)
     lambda_code = "Lambda" in text and (isinstance(exc, NameError) or "infer the shape" in text)
     if lambda_code and file.flavour == "tf_keras":
         return BadInputError(file.path, "Lambda code whose names exist at load time",
-                             f"{type(exc).__name__}: {cause}"[:300],
+                             described,
                              "pass --custom-objects FILE.py defining or importing the names "
                              "the Lambda uses (e.g. import tensorflow as tf, NUM_CLASSES = 19)")
     if lambda_code:
         return BadInputError(file.path, "Lambda code that Keras 3 can rebuild",
-                             f"{type(exc).__name__}: {cause}"[:300],
+                             described,
                              "Keras 3 reloads Lambda code without the names it used (keras, "
                              "ops, your constants): replace the Lambda with a Layer subclass "
                              "and pass its file with --custom-objects")
-    first = f"{type(exc).__name__}: {cause}" if cause else type(exc).__name__
+    first = described[:200]
+    if file.flavour == "tf_keras" and "TFOpLambda" in file.serialized_classes:
+        return BadInputError(file.path, "a model tf_keras can rebuild from its file",
+                             f"a load error ({first[:200]})",
+                             "some raw TF calls recorded as TFOpLambda layers (tf.einsum, for "
+                             "one) do not reload from .h5: save the model as a SavedModel "
+                             "(model.save('DIR', save_format='tf')) and export DIR")
     return BadInputError(file.path, f"a model that {file.flavour} can load",
                          f"a load error ({first[:200]})",
                          "check that the file is a complete Keras model")
-
-
-def _cause(text: str) -> str:
-    """The informative line of a Keras error (not "Exception encountered when calling
-    ..." nor the argument listing), without terminal colour codes."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    useful = [line for line in lines if not line.startswith(
-        ("Exception encountered", "Arguments received", "Call arguments", "•"))]
-    return (useful or lines or [""])[0][:200]
 
 
 def _load_saved_model(file: ModelFile) -> LoadedModel:
@@ -287,4 +291,5 @@ def _load_saved_model(file: ModelFile) -> LoadedModel:
     (spec,) = inputs.values()
     outputs = {name: tuple(out.shape) for name, out in
                sorted(signature.structured_outputs.items())}
-    return LoadedModel(file, f"tensorflow {tf.__version__}", tuple(spec.shape[1:]), outputs, obj)
+    return LoadedModel(file, f"tensorflow {tf.__version__}", tuple(spec.shape[1:]), outputs, obj,
+                       batch=spec.shape[0])

@@ -156,9 +156,8 @@ def export_model(request: ExportRequest) -> ExportResult:
         conversion = convert_checked(loaded, choice, options)
         function, model = conversion.function, conversion.model
         if conversion.retry_reason:
-            _warn(f"tf2onnx mis-converted the model with a dynamic batch "
-                  f"({conversion.retry_reason[:200]}); exported with a fixed batch of 1 "
-                  "(recorded in the metadata)")
+            _warn(f"exported with a fixed batch of {options.batch} (recorded in the "
+                  f"metadata): {conversion.retry_reason[:300]}")
         if options.main_output != "logits":
             progress.note(f"'{choice.logits}' ends in a softmax: exported and judged as "
                           f"'{options.main_output}'")
@@ -287,14 +286,17 @@ def _verify(function, model, images: np.ndarray, options: ConvertOptions,
     step = options.batch or PARITY_BATCH
     for begin in range(0, len(feed), step):
         batch = feed[begin:begin + step]
+        count = len(batch)
+        if options.batch and count < step:  # a fixed batch: fill it up, keep what was asked
+            batch = np.concatenate([batch, np.repeat(batch[-1:], step - count, axis=0)])
         for name, value in function(batch).items():
-            reference.setdefault(name, []).append(value.numpy())
+            reference.setdefault(name, []).append(value.numpy()[:count])
         onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
         names = [o.name for o in session.get_outputs()]
         for name, value in zip(names, session.run(names, {"image": onnx_in}), strict=True):
             if options.nchw and value.ndim == 4:
                 value = value.transpose(0, 2, 3, 1)
-            candidate.setdefault(name, []).append(value)
+            candidate.setdefault(name, []).append(value[:count])
     reference = {k: np.concatenate(v) for k, v in reference.items()}
     candidate = {k: np.concatenate(v) for k, v in candidate.items()}
     kinds = {name: ("labels" if name == "labels" else
