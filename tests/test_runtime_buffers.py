@@ -84,3 +84,44 @@ def test_raw_addresses_with_a_size_are_checked(segmenter):
                                                                         out.nbytes)}, batch=2)
     assert np.array_equal(out, expected)
     assert (small == 0).all()
+
+
+class _CudaProducer:
+    """A DLPack / CUDA-array-interface producer that records what the consumer asked for.
+    Its data is host memory (no GPU here): this checks the protocol handling only."""
+
+    def __init__(self, array, cai_stream=None):
+        self.array, self.asked = array, []
+        if cai_stream is not None:
+            self.__cuda_array_interface__ = {
+                "data": (array.ctypes.data, False), "shape": array.shape,
+                "typestr": array.dtype.str, "strides": None, "version": 3,
+                "stream": cai_stream}
+
+    def __dlpack_device__(self):
+        return (2, 0)  # kDLCUDA
+
+    def __dlpack__(self, stream=None):
+        self.asked.append(stream)
+        return self.array.__dlpack__()
+
+
+def test_dlpack_producer_is_given_the_consumer_stream():
+    from ocr_deploy.runtime.tensors import tensor_ref
+
+    producer = _CudaProducer(np.zeros((1, 4), np.float32))
+    tensor_ref(producer, "x", (1, 4), np.float32, "cuda", stream=7)
+    tensor_ref(producer, "x", (1, 4), np.float32, "cuda")
+    assert producer.asked == [7, None]
+
+
+def test_cuda_array_interface_stream_is_synchronised_first(monkeypatch):
+    from ocr_deploy.nvidia import cuda
+    from ocr_deploy.runtime.tensors import tensor_ref
+
+    waited = []
+    monkeypatch.setattr(cuda, "synchronize_stream", waited.append)
+    array = np.zeros((1, 4), np.float32)
+    tensor_ref(_CudaProducer(array, cai_stream=5), "x", (1, 4), np.float32, "cuda", stream=9)
+    tensor_ref(_CudaProducer(array, cai_stream=9), "x", (1, 4), np.float32, "cuda", stream=9)
+    assert waited == [5]  # the producer's stream, and only when it is not ours

@@ -179,8 +179,10 @@ class Segmenter:
             batch = int(shape[0])
         self._check_batch(batch)
         where = device or self.backend.device
+        consumer = stream if stream is not None else self.backend.stream
         in_ref = tensor_ref(input, "the input", self.input_shape(batch),
-                            self.backend.input_dtype, where, self.backend.device_id)
+                            self.backend.input_dtype, where, self.backend.device_id,
+                            stream=consumer)
         out_refs = {}
         for name, value in outputs.items():
             if name not in self.backend.output_names:
@@ -188,7 +190,7 @@ class Segmenter:
                                     repr(name), "use Segmenter.output_names")
             out_refs[name] = tensor_ref(value, f"output '{name}'", self.output_shape(name, batch),
                                         self.backend.output_dtype(name), where,
-                                        self.backend.device_id, writable=True)
+                                        self.backend.device_id, writable=True, stream=consumer)
         self.backend.run_device(in_ref, out_refs, batch, stream)
 
     # -- shapes and description ------------------------------------------------------------

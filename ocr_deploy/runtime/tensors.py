@@ -19,6 +19,7 @@ import numpy as np
 from ocr_deploy.errors import BadInputError
 
 _DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cpu", 13: "cuda"}  # CPU, CUDA, pinned, managed
+_DLPACK_CUDA = 2
 _DLPACK_KINDS = {0: "i", 1: "u", 2: "f"}
 
 
@@ -54,12 +55,16 @@ class _DLManagedTensor(ctypes.Structure):
 
 
 def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
-               device_id: int = 0, writable: bool = False) -> TensorRef:
+               device_id: int = 0, writable: bool = False,
+               stream: int | None = None) -> TensorRef:
     """Describe ``value`` as a ``TensorRef`` and check it against the expected shape/dtype.
 
     ``device``/``device_id`` say where a raw address points; array-like values carry their
     own device, which the backend then checks. ``writable``: the buffer will be written
-    (an output), so read-only arrays are refused.
+    (an output), so read-only arrays are refused. ``stream``: the CUDA stream the backend
+    will use the buffer on: a DLPack producer is asked to make its data ready on it
+    (``__dlpack__(stream=...)``), and a ``__cuda_array_interface__`` producer's own
+    ``"stream"`` is synchronised first, as both protocols require of a consumer.
     """
     dtype = np.dtype(dtype)
     shape = tuple(shape)
@@ -78,9 +83,9 @@ def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
     if isinstance(value, np.ndarray):
         ref = _from_numpy(value, what, writable)
     elif hasattr(value, "__cuda_array_interface__"):
-        ref = _from_cuda_array_interface(value, what, device_id, writable)
+        ref = _from_cuda_array_interface(value, what, device_id, writable, stream)
     elif hasattr(value, "__dlpack__"):
-        ref = _from_dlpack(value, what)
+        ref = _from_dlpack(value, what, stream)
     else:
         raise BadInputError(None, f"{what} as an (address, nbytes) tuple, an address (int), a "
                             "NumPy array, or an object with __cuda_array_interface__ or "
@@ -111,10 +116,16 @@ def _from_numpy(array: np.ndarray, what: str, writable: bool) -> TensorRef:
     return TensorRef(array.ctypes.data, array.shape, array.dtype, "cpu", 0, array)
 
 
-def _from_cuda_array_interface(value, what: str, device_id: int, writable: bool) -> TensorRef:
+def _from_cuda_array_interface(value, what: str, device_id: int, writable: bool,
+                               stream: int | None) -> TensorRef:
     interface = value.__cuda_array_interface__
     if writable and interface["data"][1]:  # (pointer, read_only)
         raise _read_only(what)
+    producer = interface.get("stream")  # v3: None means no synchronisation is needed
+    if producer is not None and producer != stream:
+        from ocr_deploy.nvidia.cuda import synchronize_stream
+
+        synchronize_stream(int(producer))
     shape = tuple(int(d) for d in interface["shape"])
     dtype = np.dtype(interface["typestr"])
     strides = interface.get("strides")
@@ -124,8 +135,11 @@ def _from_cuda_array_interface(value, what: str, device_id: int, writable: bool)
     return TensorRef(int(interface["data"][0]), shape, dtype, "cuda", device_id, value)
 
 
-def _from_dlpack(value, what: str) -> TensorRef:
-    capsule = value.__dlpack__()
+def _from_dlpack(value, what: str, stream: int | None) -> TensorRef:
+    device = getattr(value, "__dlpack_device__", lambda: (None, 0))()
+    on_cuda = device[0] == _DLPACK_CUDA
+    capsule = value.__dlpack__(stream=stream) if on_cuda and stream is not None \
+        else value.__dlpack__()
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype = ctypes.c_void_p
     get_pointer.argtypes = (ctypes.py_object, ctypes.c_char_p)

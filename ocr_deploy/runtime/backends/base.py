@@ -27,6 +27,7 @@ class Backend(ABC):
     input_dtype: np.dtype
     output_names: tuple[str, ...]
     max_batch: int | None = None
+    stream: int | None = None  # the CUDA stream it runs on when the caller gives none
 
     @abstractmethod
     def input_shape(self, batch: int) -> tuple[int, ...]:

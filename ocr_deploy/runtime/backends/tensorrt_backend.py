@@ -99,6 +99,7 @@ class TensorRTBackend(Backend):
         self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]) \
             if batch_dim == -1 else int(batch_dim)
         self._stream = cuda.Stream()
+        self.stream = self._stream.handle
         self._event = cuda.Event()
         self._event_pending = False  # work queued on a caller's stream that ours must wait for
         self._device = {n: cuda.DeviceBuffer() for n in names}
