@@ -291,3 +291,10 @@ def test_tf_keras_h5_whose_tfoplambda_does_not_reload(tmp_path, capsys):
     model.save(tmp_path / "einsum_savedmodel", save_format="tf")  # the way out
     code, _, err = _export([tmp_path / "einsum_savedmodel", "-o", tmp_path / "b.onnx"], capsys)
     assert code == 0, err
+
+
+def test_a_model_without_an_image_input(keras3, tmp_path, capsys):
+    vector = keras3.Input((10,))
+    keras3.Model(vector, keras3.layers.Dense(3)(vector)).save(tmp_path / "mlp.keras")
+    code, _, err = _export([tmp_path / "mlp.keras", "-o", tmp_path / "a.onnx"], capsys)
+    assert code == 2 and "an image input [batch, height, width, channels]" in err

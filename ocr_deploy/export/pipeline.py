@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 import ocr_deploy
-from ocr_deploy.errors import BadInputError, ParityError
+from ocr_deploy.errors import BadInputError, ConversionError, ParityError
 from ocr_deploy.export.convert import (
     DEFAULT_OPSET,
     MAX_OPSET,
     ConvertOptions,
     convert_checked,
     drop_outputs,
+    run_check,
 )
 from ocr_deploy.export.input_range import HOW_TO_SET, InputRange, parity_input_range
 from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_model
@@ -162,8 +163,7 @@ def export_model(request: ExportRequest) -> ExportResult:
             progress.note(f"'{choice.logits}' ends in a softmax: exported and judged as "
                           f"'{options.main_output}'")
     with progress.stage("rewriting the attention core"):
-        model, attention = apply_attention_form(model, request.attention,
-                                                request.attention_target, source=request.model)
+        model, attention = _attention(model, request, options)
         progress.note(summary(attention))
     with progress.stage("verifying parity (TensorFlow vs ONNX Runtime)"):
         images = _parity_images(request, input_hw, options.channels)
@@ -215,7 +215,31 @@ def _validate(request: ExportRequest, output: Path) -> None:
     check_writable_output(report_path_for(output), request.force)
 
 
+def _attention(model, request: ExportRequest, options: ConvertOptions):
+    """The attention rewrite, checked in ONNX Runtime: under ``auto`` a rewrite that does
+    not run is dropped (and the reason recorded); an explicit form that does not is exit 4."""
+    rewritten, info = apply_attention_form(model, request.attention, request.attention_target,
+                                           source=request.model)
+    if rewritten is model:
+        return model, info
+    problem = run_check(rewritten, options)
+    if problem is None:
+        return rewritten, info
+    if request.attention != "auto":
+        raise ConversionError(request.model, f"a model ONNX Runtime runs after the "
+                              f"'{info['form']}' attention rewrite", problem,
+                              "use --attention auto or keep, and report the model")
+    info.update(form="keep", reason=f"the '{info['form']}' rewrite does not run in ONNX "
+                f"Runtime ({problem}); the graph is left as exported",
+                opset=next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+    return model, info
+
+
 def _input_size(request: ExportRequest, loaded: LoadedModel) -> tuple[int, int]:
+    if len(loaded.input_shape) != 3:
+        raise BadInputError(request.model, "an image input [batch, height, width, channels]",
+                            f"an input of shape {[None, *loaded.input_shape]}",
+                            "export an image segmentation model")
     height, width, channels = loaded.input_shape
     if channels not in (None, 1, 3):
         raise BadInputError(request.model, "an image input with 1 or 3 channels",

@@ -68,7 +68,14 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
         info["opset"] = _opset(model)
         return model, info
     if form != "auto":
-        return _rewrite(model, chosen, source, info)
+        try:
+            return _rewrite(model, chosen, source, info)
+        except OcrDeployError:
+            raise
+        except Exception as exc:
+            raise ConversionError(source, f"the '{chosen}' attention rewrite to succeed",
+                                  f"{type(exc).__name__}: {exc}"[:300],
+                                  "use --attention auto or keep, and report the model") from exc
     try:
         return _rewrite(model, chosen, source, info)
     except Exception as exc:  # auto never fails an export: keep the graph as exported
