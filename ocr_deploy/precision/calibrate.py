@@ -222,11 +222,14 @@ class _AugmentedModel:
 
 
 def _cut(model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
-    """``model`` with ``outputs`` as its only outputs and only the nodes they need."""
+    """``model`` with ``outputs`` as its only outputs and only the nodes they need (all
+    nodes when a node has subgraphs, whose inputs are not listed)."""
     needed = set(outputs)
     kept = []
+    nested = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                 for node in model.graph.node for a in node.attribute)
     for node in reversed(model.graph.node):  # exported graphs are topologically sorted
-        if any(name in needed for name in node.output):
+        if nested or any(name in needed for name in node.output):
             kept.append(node)
             needed.update(name for name in node.input if name)
     cut = onnx.ModelProto()

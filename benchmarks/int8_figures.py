@@ -1,0 +1,293 @@
+"""INT8 on ONNX Runtime CPU: speed, accuracy, integer coverage and calibration memory, each
+against its baseline measured in the same run (interleaved timings).
+
+    python benchmarks/int8_figures.py speed        [--iterations 30]
+    python benchmarks/int8_figures.py accuracy     [--samples 100]
+    python benchmarks/int8_figures.py calibration  [--counts 25,100] [--size 512x1024]
+    python benchmarks/int8_figures.py all          [--json]
+
+- speed: the Cityscapes configuration (``OCRNetConfig.cityscapes()``, random weights) at
+  256x512 with 2 threads, and the demo model with 1 thread, batch 1: the FP32 artifact,
+  ``ocr-build-engine --int8`` (ONNX Runtime placement) and ONNX Runtime's own
+  ``quantize_static`` (QDQ, U8 activations, S8 per-channel weights, MinMax, Conv+MatMul)
+  on the same exported ONNX and calibration images, all loaded with the same session
+  options, timed in interleaved rounds (median).
+- accuracy: the demo model on ``--samples`` synthetic validation images: mIoU drop and label
+  agreement against FP32, ours (default entropy calibration) and ``quantize_static``.
+- calibration: peak RSS and time of streamed calibration (entropy, the default) of the
+  Cityscapes configuration at ``--size`` for each sample count, each in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUANTIZE_STATIC = "quantize_static (QDQ U8/S8, MinMax, Conv+MatMul)"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def smooth_images(folder: Path, count: int, height: int, width: int, seed: int = 0) -> Path:
+    """``count`` smooth random RGB images (upsampled noise): stand-ins for street scenes."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        small = rng.integers(0, 256, (max(1, height // 16), max(1, width // 16), 3), np.uint8)
+        Image.fromarray(small).resize((width, height), Image.BILINEAR).save(
+            folder / f"{index:04d}.png")
+    return folder
+
+
+def export_cityscapes(folder: Path, height: int, width: int) -> Path:
+    """The Cityscapes configuration at ``height x width``, random weights, exported."""
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
+    from ocr_deploy.tf_env import import_keras3
+
+    import_keras3().utils.set_random_seed(0)
+    h5 = folder / f"cityscapes_{height}x{width}.h5"
+    build_ocrnet(replace(OCRNetConfig.cityscapes(), input_height=height,
+                         input_width=width)).save(h5)
+    return export_model(ExportRequest(model=h5, output=folder / f"{h5.stem}.onnx",
+                                      random_samples=2, quiet=True)).onnx_path
+
+
+def export_demo(folder: Path) -> Path:
+    from ocr_deploy.demo import DEMO_MODEL
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+
+    return export_model(ExportRequest(model=DEMO_MODEL, output=folder / "demo.onnx",
+                                      argmax=True, quiet=True)).onnx_path
+
+
+def build(onnx_path: Path, precision: str, out: Path, calib: Path | None, samples: int,
+          **options) -> dict:
+    from ocr_deploy.builder.pipeline import BuildRequest
+    from ocr_deploy.builder.pipeline import build as run_build
+
+    if precision == "int8":
+        options.update(calib_dir=calib, calib_samples=samples)
+    return run_build(BuildRequest(onnx=onnx_path, precision=precision, backend="onnxruntime",
+                                  output=out, force=True, quiet=True, **options)).info
+
+
+def quantize_static_model(onnx_path: Path, calib: Path, samples: int, out: Path) -> Path:
+    """ONNX Runtime's own recipe, fed the same preprocessed calibration samples."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.precision.calibration_data import load_samples
+
+    meta = read_metadata(onnx_path)
+    data = load_samples(calib, meta, samples)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = (batch for batch, _ in data.batches(1))
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {meta.input_name: batch}
+
+    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "MatMul"], per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    return out
+
+
+def interleaved_ms(models: dict[str, Path], threads: int, iterations: int) -> dict[str, float]:
+    """Median ms per batch-1 run of each model, timed round-robin with identical options."""
+    import onnxruntime as ort
+
+    sessions = {}
+    for label, path in models.items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        sessions[label] = ort.InferenceSession(str(path), options,
+                                               providers=["CPUExecutionProvider"])
+    first = next(iter(sessions.values())).get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in first.shape]
+    feed = np.random.default_rng(0).normal(0, 1, shape).astype(np.float32)
+    for session in sessions.values():
+        for _ in range(3):
+            session.run(None, {first.name: feed})
+    times: dict[str, list[float]] = {label: [] for label in sessions}
+    for _ in range(iterations):
+        for label, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, {first.name: feed})
+            times[label].append(time.perf_counter() - start)
+    return {label: round(1000 * float(np.median(t)), 2) for label, t in times.items()}
+
+
+def speed_case(name: str, onnx_path: Path, calib: Path, samples: int, threads: int,
+               iterations: int, folder: Path) -> dict:
+    log(f"[speed] {name}: building FP32 and INT8, quantize_static ...")
+    fp32 = build(onnx_path, "fp32", folder / f"{name}_fp32.onnx", None, samples)
+    int8 = build(onnx_path, "int8", folder / f"{name}_int8.onnx", calib, samples, verify=False)
+    qs = quantize_static_model(onnx_path, calib, samples, folder / f"{name}_qs.onnx")
+    log(f"[speed] {name}: timing {iterations} interleaved rounds on {threads} thread(s) ...")
+    ms = interleaved_ms({"fp32": Path(fp32["artifact"]), "int8": Path(int8["artifact"]),
+                         QUANTIZE_STATIC: qs}, threads, iterations)
+    return {"model": name, "threads": threads, "batch": 1, "ms": ms,
+            "speedup_vs_fp32": {k: round(ms["fp32"] / v, 2) for k, v in ms.items()},
+            "int8_integer_mac_share": int8["int8_coverage"]["integer_mac_share"],
+            "int8_placement": int8["placement"]["name"]}
+
+
+def run_speed(args, folder: Path) -> list[dict]:
+    city = export_cityscapes(folder, 256, 512)
+    city_calib = smooth_images(folder / "city_calib", args.speed_calib, 256, 512)
+    demo = export_demo(folder)
+    from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
+
+    demo_calib = folder / "demo_calib"
+    write_samples(demo_calib, 32, seed=TRAIN_SEED)
+    return [speed_case("cityscapes_256x512", city, city_calib, args.speed_calib, 2,
+                       args.iterations, folder),
+            speed_case("demo", demo, demo_calib, 32, 1, args.iterations * 4, folder)]
+
+
+def run_accuracy(args, folder: Path) -> dict:
+    from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
+    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.precision.calibration_data import load_samples
+    from ocr_deploy.precision.evaluate import accuracy, predict_labels, reference_labels
+
+    demo = export_demo(folder)
+    calib, val = folder / "acc_calib", folder / "acc_val"
+    write_samples(calib, args.samples, seed=TRAIN_SEED)
+    write_samples(val, args.samples)
+    log(f"[accuracy] demo: INT8 builds on {args.samples} calibration images ...")
+    ours = build(demo, "int8", folder / "acc_int8.onnx", calib, args.samples, verify=False)
+    qs = quantize_static_model(demo, calib, args.samples, folder / "acc_qs.onnx")
+    meta = read_metadata(demo)
+    data = load_samples(val, meta, with_masks=True)
+    reference = reference_labels(demo.read_bytes(), data, meta)
+    rows = {}
+    for label, path in (("int8 (ocr-build-engine)", Path(ours["artifact"])),
+                        (QUANTIZE_STATIC, qs)):
+        result = accuracy(predict_labels(path.read_bytes(), data, meta), reference, data,
+                          meta.num_classes)
+        rows[label] = {"miou": round(result.miou, 3), "miou_fp32": round(result.miou_fp32, 3),
+                       "miou_drop": round(result.miou_drop, 3),
+                       "agreement": round(result.agreement, 5),
+                       "agreement_all_pixels": round(result.agreement_all_pixels, 5)}
+    return {"model": "demo", "validation_images": args.samples, "rows": rows}
+
+
+CALIBRATE_CHILD = """
+import json, sys, time
+from pathlib import Path
+from ocr_deploy.metadata import read_metadata
+from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
+from ocr_deploy.precision.calibration_data import load_samples
+onnx_path, folder, count, cache = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+data = load_samples(folder, read_metadata(onnx_path), count)
+start = time.perf_counter()
+result = calibrate(Path(onnx_path).read_bytes(), data, CalibrationSettings(), Path(cache),
+                   force=True)
+print(json.dumps({"seconds": time.perf_counter() - start, "groups": result.groups,
+                  "tensors": len(result.ranges)}))
+"""
+
+
+def run_calibration(args, folder: Path) -> dict:
+    height, width = (int(v) for v in args.size.split("x"))
+    counts = [int(c) for c in args.counts.split(",")]
+    city = export_cityscapes(folder, height, width)
+    images = smooth_images(folder / "calib_big", max(counts), height, width, seed=1)
+    rows = []
+    for count in counts:
+        log(f"[calibration] {count} images at {height}x{width} (entropy, streamed) ...")
+        proc = subprocess.Popen([sys.executable, "-c", CALIBRATE_CHILD, str(city), str(images),
+                                 str(count), str(folder / "cache")], stdout=subprocess.PIPE)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"calibration of {count} images failed")
+        child = json.loads(out)
+        rows.append({"samples": count, "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+                     "seconds": round(child["seconds"], 1),
+                     "seconds_per_sample": round(child["seconds"] / count, 2),
+                     "inference_groups": child["groups"], "tensors": child["tensors"]})
+    return {"model": f"cityscapes config {height}x{width}", "method": "entropy", "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("section", choices=("speed", "accuracy", "calibration", "all"))
+    parser.add_argument("--iterations", type=int, default=30,
+                        help="timed rounds, Cityscapes case (x4 for the demo; default 30)")
+    parser.add_argument("--speed-calib", type=int, default=8,
+                        help="calibration images for the speed builds (default 8)")
+    parser.add_argument("--samples", type=int, default=100,
+                        help="demo calibration and validation images (default 100)")
+    parser.add_argument("--counts", default="25,100",
+                        help="calibration sample counts (default 25,100)")
+    parser.add_argument("--size", default="512x1024", help="calibration input size")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args()
+    sections = ("speed", "accuracy", "calibration") if args.section == "all" \
+        else (args.section,)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="int8-figures-") as tmp:
+        folder = Path(tmp)
+        runners = {"speed": run_speed, "accuracy": run_accuracy,
+                   "calibration": run_calibration}
+        for section in sections:
+            results[section] = runners[section](args, folder)
+    RESULTS.mkdir(exist_ok=True)
+    for section, data in results.items():
+        (RESULTS / f"int8_{section}.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps(results, indent=2) if args.json else _table(results))
+
+
+def _table(results: dict) -> str:
+    lines = []
+    for case in results.get("speed", []):
+        lines.append(f"{case['model']} ({case['threads']} thread(s), batch 1), integer MACs "
+                     f"{case['int8_integer_mac_share']:.1%}:")
+        for label, ms in case["ms"].items():
+            lines.append(f"  {label:52s} {ms:9.2f} ms  x{case['speedup_vs_fp32'][label]:.2f}")
+    if "accuracy" in results:
+        acc = results["accuracy"]
+        lines.append(f"demo accuracy on {acc['validation_images']} validation images:")
+        for label, row in acc["rows"].items():
+            lines.append(f"  {label:52s} mIoU {row['miou']:.2f} (FP32 {row['miou_fp32']:.2f}, "
+                         f"drop {row['miou_drop']:.2f}), agreement {row['agreement']:.4%}")
+    if "calibration" in results:
+        cal = results["calibration"]
+        lines.append(f"streamed calibration, {cal['model']}, {cal['method']}:")
+        for row in cal["rows"]:
+            lines.append(f"  {row['samples']:4d} samples: peak RSS {row['peak_rss_gib']:.2f} GiB, "
+                         f"{row['seconds']:.0f} s ({row['seconds_per_sample']:.2f} s/sample)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
