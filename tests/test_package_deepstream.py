@@ -144,3 +144,19 @@ def test_cli_and_force(equal_std_onnx, tmp_path, capsys):
     assert package_main([str(equal_std_onnx), "--deepstream", str(target)]) == 2
     assert "pass --force" in capsys.readouterr().err
     assert package_main([str(equal_std_onnx), "--deepstream", str(target), "--force"]) == 0
+
+
+def test_probabilities_output_is_used_like_logits(equal_std_onnx, tmp_path):
+    """A model ending in a softmax exports ``probabilities`` scores; nvinfer reads those."""
+    import onnx
+
+    model = onnx.load(str(equal_std_onnx))
+    meta = read_metadata(model)
+    meta.outputs = {name: ({**spec, "kind": "probabilities"} if spec["kind"] == "logits"
+                           else spec) for name, spec in meta.outputs.items()}
+    write_metadata(model, meta)
+    onnx.save(model, str(tmp_path / "soft.onnx"))
+    properties = read_config(write_deepstream(read_artifact(tmp_path / "soft.onnx"),
+                                              tmp_path / "out")[0])
+    assert properties["output-blob-names"] == "logits"  # the graph's name for the scores
+    assert properties["segmentation-output-order"] == "1"

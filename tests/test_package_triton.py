@@ -238,3 +238,18 @@ def test_end_to_end_answers_each_request(nhwc_onnx):
     assert np.array_equal(answers[2][0], reference[1])
     assert answers[3].shape == (2, 120, 50) and np.array_equal(answers[3][1], reference[2])
     assert isinstance(answers[4], RequestError) and "one size per request" in str(answers[4])
+
+
+def test_fixed_batch_onnx(nhwc_onnx, tmp_path):
+    """An ONNX with a fixed batch of 1 (what ocr-export falls back to when tf2onnx mis-converts
+    a dynamic batch): max_batch_size 0, the batch in the dims, no dynamic batcher."""
+    model = onnx.load(str(nhwc_onnx))
+    for value in [*model.graph.input, *model.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    write_triton_repository(read_artifact(tmp_path / "fixed.onnx"), tmp_path / "repo")
+    config = parse(tmp_path / "repo" / "fixed" / "config.pbtxt")
+    assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
+    assert list(config.input[0].dims) == [1, 64, 64, 3]
+    assert {o.name: list(o.dims) for o in config.output} == {"logits": [1, 64, 64, 4],
+                                                             "labels": [1, 64, 64]}

@@ -89,7 +89,7 @@ def _onnx_tensor(path: Path, value) -> TensorSpec:
 
 
 def _engine_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Tensors of an engine built by ocr-build-engine (FP32 input and logits, int32 labels)."""
+    """Tensors of an engine built by ocr-build-engine (FP32 input and scores, int32 labels)."""
     height, width, channels = meta.input_height, meta.input_width, meta.input_channels
     nchw = meta.input_layout == "NCHW"
     inputs = [TensorSpec(meta.input_name, "float32",
@@ -100,7 +100,7 @@ def _engine_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[Tensor
         h, w, k = height // stride, width // stride, meta.num_classes
         if spec.get("kind") == "labels":
             outputs.append(TensorSpec(name, "int32", [-1, h, w]))
-        elif spec.get("kind") == "logits":
+        elif spec.get("kind") in ("logits", "probabilities"):
             layout = spec.get("layout", meta.input_layout)
             outputs.append(TensorSpec(name, "float32",
                                       [-1, k, h, w] if layout == "NCHW" else [-1, h, w, k]))

@@ -5,7 +5,8 @@ nvinfer preprocesses as ``y = net-scale-factor * (x - offsets[c])``: one scale f
 channels. The export's ``(x - mean[c]) / std[c]`` maps onto it when the graph normalises
 itself (scale 1, offsets 0) or the three std values are equal; otherwise the artifact must
 be re-exported with ``--normalize-in-graph``. nvinfer reads class scores (the ``logits``
-output) and takes the per-pixel argmax itself; a labels-only artifact cannot be used.
+or ``probabilities`` output) and takes the per-pixel argmax itself; a labels-only artifact
+cannot be used.
 Written from NVIDIA's documented ``nvinfer`` properties; not run here (no DeepStream, no GPU).
 """
 
@@ -27,7 +28,7 @@ def nvinfer_properties(info: ArtifactInfo, model_file: str, labels_file: str,
                        batch_size: int = 1) -> dict[str, str]:
     """The ``[property]`` group of the nvinfer configuration, in file order."""
     meta = info.metadata
-    logits = info.output_of_kind("logits")
+    logits = info.output_of_kind("logits") or info.output_of_kind("probabilities")
     if logits is None:
         raise BadInputError(info.path, "a model with a logits output (nvinfer takes the "
                             "argmax of class scores itself)", "labels only",
@@ -80,7 +81,7 @@ def write_deepstream(info: ArtifactInfo, folder: Path, force: bool = False,
     header = (f"# nvinfer configuration for {info.path.name}, written by ocr-package from its "
               "metadata.\n# Semantic segmentation (network-type=2). Not run by ocr-deploy: it "
               "needs DeepStream on an NVIDIA GPU.\n# segmentation-threshold applies to the "
-              "logits: pixels whose best logit is below it get class -1.\n")
+              "class scores: pixels whose best score is below it get class -1.\n")
     text = header + "[property]\n" + "".join(f"{k}={v}\n" for k, v in properties.items())
     folder.mkdir(parents=True, exist_ok=True)
     names = list(info.metadata.class_names)
