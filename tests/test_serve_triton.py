@@ -231,3 +231,12 @@ def test_example_client(server, images, nhwc_onnx, tmp_path, protocol):
         for i, image in enumerate(images[1:]):
             written = np.asarray(Image.open(tmp_path / "out" / f"img{i}.labels.png"))
             assert np.array_equal(written, seg.predict(image))
+
+
+def test_ports_in_use_are_refused_before_starting(server, serving_env, repo):
+    from ocr_deploy.errors import BadInputError
+
+    second = TritonServer(serving_env, repo, server.ports, models=["nhwc_e2e"])
+    with pytest.raises(BadInputError, match=f"port {server.ports.http} in use"):
+        second.start()
+    assert second.process is None and server.ready()

@@ -9,8 +9,10 @@ folder, where the backend looks for it. Versions are pinned in ``constraints-ser
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,8 +66,12 @@ class ServingEnv:
 
 
 def _fingerprint() -> str:
-    data = CONSTRAINTS.read_bytes() + (PROJECT_ROOT / "pyproject.toml").read_bytes()
-    return hashlib.sha256(data).hexdigest()[:16]
+    """The pins and the package's base dependencies: what the environment was made from
+    (the package itself is installed editable, so code changes need no reinstall)."""
+    project = (PROJECT_ROOT / "pyproject.toml").read_text()
+    found = re.search(r"^dependencies = \[.*?^\]", project, re.S | re.M)
+    data = CONSTRAINTS.read_text() + (found.group(0) if found else project)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
 def ensure_env(root: Path | None = None, log=print) -> ServingEnv:
@@ -80,16 +86,19 @@ def ensure_env(root: Path | None = None, log=print) -> ServingEnv:
                             "run ocr-serve from a checkout of ocr-deploy, or pass --env")
     stamp = env.root / STAMP
     want = _fingerprint()
-    if stamp.is_file() and stamp.read_text().strip() == want and env.python.is_file():
+    env.root.parent.mkdir(parents=True, exist_ok=True)
+    with open(env.root.with_name(env.root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent callers wait for one installation
+        if stamp.is_file() and stamp.read_text().strip() == want and env.python.is_file():
+            return _with_stub(env)
+        log(f"ocr-serve: making the serving environment {env.root} (about 20 s, once) ...")
+        if not env.python.is_file():
+            _run([sys.executable, "-m", "venv", str(env.root)])
+        pip = [str(env.python), "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS)]
+        _run([*pip, "--no-deps", "nvidia-pytriton"])  # only its binaries are used
+        _run([*pip, "-e", str(PROJECT_ROOT)])  # base install: numpy, onnx, onnxruntime, pillow
+        stamp.write_text(want + "\n")
         return _with_stub(env)
-    log(f"ocr-serve: making the serving environment {env.root} (about 20 s, once) ...")
-    if not env.python.is_file():
-        _run([sys.executable, "-m", "venv", str(env.root)])
-    pip = [str(env.python), "-m", "pip", "install", "-q", "-c", str(CONSTRAINTS)]
-    _run([*pip, "--no-deps", "nvidia-pytriton"])  # only its binaries are used
-    _run([*pip, "-e", str(PROJECT_ROOT)])  # base install: numpy, onnx, onnxruntime, pillow
-    stamp.write_text(want + "\n")
-    return _with_stub(env)
 
 
 def _with_stub(env: ServingEnv) -> ServingEnv:

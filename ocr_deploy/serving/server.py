@@ -102,6 +102,7 @@ class TritonServer:
 
     def start(self, timeout: float = 120.0) -> TritonServer:
         """Start the server and wait until it and its models are ready."""
+        self._check_ports_free()
         env = dict(os.environ, PATH=f"{self.env.root / 'bin'}{os.pathsep}"
                    f"{os.environ.get('PATH', '')}", VIRTUAL_ENV=str(self.env.root),
                    **self.env.library_path())
@@ -169,6 +170,21 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def _check_ports_free(self) -> None:
+        """Fail before starting when a port is taken: the readiness probe would otherwise
+        find whatever server already answers there."""
+        for protocol in ("http", "grpc", "metrics"):
+            port = getattr(self.ports, protocol)
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((self.host, port))
+                except OSError as exc:
+                    raise BadInputError(None, f"a free {protocol} port on {self.host}",
+                                        f"port {port} in use ({exc.strerror})",
+                                        f"pass another --{protocol}-port or stop what "
+                                        "listens there") from None
 
     def _log_tail(self) -> str:
         if not self.log or not Path(self.log).is_file():
