@@ -22,13 +22,18 @@ class Agreement:
     tie_pixels: int  # disagreeing pixels that are ties
 
 
+def top2_gap(scores: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Per pixel, the gap between the two best ``scores`` over ``axis`` (inf with one class)."""
+    if scores.shape[axis] < 2:
+        return np.full(np.delete(scores.shape, axis % scores.ndim), np.inf)
+    top2 = np.sort(np.moveaxis(scores, axis, -1), axis=-1)[..., -2:].astype(np.float64)
+    return top2[..., 1] - top2[..., 0]
+
+
 def tie_mask(scores: np.ndarray, tol: float, axis: int = -1) -> np.ndarray:
     """Boolean map of the pixels whose two best ``scores`` (over ``axis``) are within
     ``2 * tol``; all False when there is one class."""
-    if scores.shape[axis] < 2:
-        return np.zeros(np.delete(scores.shape, axis % scores.ndim), bool)
-    top2 = np.sort(np.moveaxis(scores, axis, -1), axis=-1)[..., -2:].astype(np.float64)
-    return top2[..., 1] - top2[..., 0] <= 2 * tol
+    return top2_gap(scores, axis) <= 2 * tol
 
 
 def label_agreement(reference_scores: np.ndarray, same: np.ndarray, tol: float,

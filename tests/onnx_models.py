@@ -12,17 +12,21 @@ from ocr_deploy.metadata import ExportMetadata
 SIZE, CLASSES = 16, 4
 
 
-def small_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
+def small_segnet(seed: int = 0, size: int = SIZE, tied: bool = False) -> onnx.ModelProto:
     """NCHW ``image [N,3,size,size]`` -> ``logits [N,4,size,size]`` through Conv/Relu, a residual
-    Add, MaxPool, Resize, Concat and a 1x1 classifier: the op mix of a segmentation net."""
+    Add, MaxPool, Resize, Concat and a 1x1 classifier: the op mix of a segmentation net.
+    ``tied``: every classifier weight is 1 + ~1e-4, so every pixel's logits differ by far
+    less than their size (near ties) and FP16 rounds the weights, and the logits, together."""
     rng = np.random.default_rng(seed)
     weights = []
 
     def conv(name, x, c_in, c_out, kernel, relu=True):
         w = rng.normal(0, np.sqrt(2 / (c_in * kernel * kernel)), (c_out, c_in, kernel, kernel))
+        bias = rng.normal(0, 0.1, c_out)
+        if tied and not relu:
+            w, bias = 1 + 1e-4 * rng.normal(0, 1, w.shape), np.zeros(c_out)
         weights.append(numpy_helper.from_array(w.astype(np.float32), f"{name}_w"))
-        weights.append(numpy_helper.from_array(rng.normal(0, 0.1, c_out).astype(np.float32),
-                                               f"{name}_b"))
+        weights.append(numpy_helper.from_array(bias.astype(np.float32), f"{name}_b"))
         pad = kernel // 2
         nodes = [helper.make_node("Conv", [x, f"{name}_w", f"{name}_b"], [f"{name}_out"],
                                   name=name, pads=[pad] * 4)]

@@ -133,9 +133,13 @@ def ignored_options(request: BuildRequest, backend: BuildBackend) -> list[str]:
     """Options given that do nothing for this precision and backend (the CLI warns)."""
     ignored = list(backend.unused_options(request))
     defaults = BuildRequest(onnx=request.onnx)
+    calib_validates = request.verify and request.precision != "fp32" and not request.val_dir
     if request.precision != "int8":
+        if not calib_validates:  # without --val-dir the calibration images validate
+            ignored += [flag for flag, field_name in (
+                ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"))
+                if getattr(request, field_name) != getattr(defaults, field_name)]
         ignored += [flag for flag, field_name in (
-            ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"),
             ("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
             ("--quantize-attention", "quantize_attention"),
             ("--no-sensitivity-search", "sensitivity_search"),

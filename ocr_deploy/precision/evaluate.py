@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnxruntime as ort
 
+from ocr_deploy.agreement import top2_gap
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.metrics import mean_iou
@@ -105,7 +106,8 @@ def _predict(model_bytes: bytes, data: SampleSet, meta: ExportMetadata,
         labels.append(labels_from_outputs(outputs, meta))
         if scores_name in outputs:
             axis = 1 if meta.outputs[scores_name].get("layout") == "NCHW" else -1
-            gaps.append(_top2_gap(outputs[scores_name], axis))
+            scores = outputs[scores_name]
+            gaps.append((top2_gap(scores, axis), float(np.abs(scores).max())))
         if with_ties and batch_masks is not None:
             masks.append(_to_shape(batch_masks, labels[-1].shape[1:]))
     labels = np.concatenate(labels)
@@ -115,14 +117,6 @@ def _predict(model_bytes: bytes, data: SampleSet, meta: ExportMetadata,
     tol = TIE_RTOL * max(float(scale) for _, scale in gaps)
     ties = np.concatenate([gap <= 2 * tol for gap, _ in gaps])
     return Reference(labels, ties, tol, stacked_masks)
-
-
-def _top2_gap(scores: np.ndarray, axis: int) -> tuple[np.ndarray, float]:
-    """The gap between the two best scores per pixel, and the largest score magnitude."""
-    if scores.shape[axis] < 2:
-        return np.full(np.delete(scores.shape, axis % scores.ndim), np.inf), 0.0
-    top2 = np.sort(np.moveaxis(scores, axis, -1), axis=-1)[..., -2:].astype(np.float64)
-    return top2[..., 1] - top2[..., 0], float(np.abs(scores).max())
 
 
 def accuracy(candidate: np.ndarray, reference: Reference, data: SampleSet, num_classes: int,
