@@ -8,12 +8,12 @@ and the attention core) and the final classifier are excluded from quantisation.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
+from ocr_deploy.files import private_tempdir
 from ocr_deploy.precision.calibrate import CalibrationResult
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
@@ -82,7 +82,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placem
         low, high = tensor_range.bounds(placement.activation_symmetric)
         ranges[name] = TensorData(lowest=np.float32(low), highest=np.float32(high))
     excluded_outputs = [] if placement.quantize_outputs else list(placement.op_types)
-    with tempfile.TemporaryDirectory(prefix="ocr-qdq-") as tmp, quiet_onnxruntime():
+    with private_tempdir("ocr-qdq-") as tmp, quiet_onnxruntime():
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         out = Path(tmp) / "int8.onnx"
