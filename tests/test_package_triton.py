@@ -220,6 +220,15 @@ def test_request_images_errors():
             request_images(pixels, encoded, 3)
 
 
+def test_oversized_encoded_image_is_refused_before_decoding(monkeypatch):
+    from ocr_deploy.serving import e2e
+
+    monkeypatch.setattr(e2e, "MAX_PIXELS", 100)
+    encoded = np.array([[png_bytes(np.zeros((20, 30, 3), np.uint8))]], dtype=object)
+    with pytest.raises(RequestError, match="at most 100 pixels, found 30x20"):
+        request_images(None, encoded, 3)
+
+
 def test_end_to_end_answers_each_request(nhwc_onnx):
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, size, dtype=np.uint8) for size in

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ocr_deploy import serving
 from ocr_deploy.errors import BadInputError, OutputExistsError
+from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec
 from ocr_deploy.packaging.pbtxt import Enum, Message, render
 from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
@@ -237,7 +238,7 @@ def _write_readme(repo: Path) -> None:
     e2e = [m for m in models if m.endswith(E2E_SUFFIX)]
     example = e2e[0] if e2e else "NAME_e2e"
     text = README.format(models="\n".join(f"- `{m}`" for m in models), example=example)
-    (repo / "README.md").write_text(text)
+    write_bytes_atomic(repo / "README.md", text.encode())
 
 
 README = """\

@@ -24,6 +24,7 @@ from ocr_deploy.runtime.preprocess import check_image
 INPUT_PIXELS = "IMAGE"
 INPUT_ENCODED = "IMAGE_BYTES"
 OUTPUT_LABELS = "LABELS"
+MAX_PIXELS = 64_000_000  # an encoded image larger than this is refused before decoding
 
 
 class RequestError(ValueError):
@@ -39,7 +40,13 @@ def decode(data: bytes, channels: int, index: int = 0) -> np.ndarray:
                            "bmp), found 0 bytes; send the file's bytes")
     try:
         with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise RequestError(f"{INPUT_ENCODED}[{index}]: expected at most {MAX_PIXELS} "
+                                   f"pixels, found {width}x{height}; send a smaller image")
             pixels = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    except RequestError:
+        raise
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise RequestError(f"{INPUT_ENCODED}[{index}]: expected an encoded image (png, jpg, "
                            f"bmp), found unreadable data ({type(exc).__name__}); send the "
