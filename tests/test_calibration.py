@@ -12,8 +12,12 @@ import pytest
 from onnx_models import small_segnet, small_segnet_metadata, write_inputs
 
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.precision.calibrate import (CACHE_VERSION, CalibrationSettings, calibrate,
-                                            calibrated_tensors)
+from ocr_deploy.precision.calibrate import (
+    CACHE_VERSION,
+    CalibrationSettings,
+    calibrate,
+    calibrated_tensors,
+)
 from ocr_deploy.precision.calibration_data import load_samples
 from ocr_deploy.precision.ranges import entropy_threshold, percentile_threshold
 
