@@ -11,32 +11,27 @@ from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.metadata import write_metadata
 
 
-def _exported(tmp_path, tied: bool):
+def _fp16_verification(tmp_path, tied: bool) -> dict:
+    """Build FP16 of the (near-tied or plain) model, verified on its calibration inputs."""
     model = small_segnet(tied=tied)
     write_metadata(model, small_segnet_metadata())
-    path = tmp_path / f"segnet_{'tied' if tied else 'plain'}.onnx"
+    path = tmp_path / "segnet.onnx"
     onnx.save(model, str(path))
-    return path
+    data = tmp_path / "data"
+    write_inputs(data, 8)
+    return build(BuildRequest(onnx=path, precision="fp16", backend="onnxruntime",
+                              output=tmp_path / "segnet_fp16.onnx", calib_dir=data,
+                              calib_samples=8, quiet=True)).info["verification"]
 
 
 def test_near_ties_are_set_aside(tmp_path):
-    data = tmp_path / "data"
-    write_inputs(data, 8)
-    result = build(BuildRequest(onnx=_exported(tmp_path, tied=True), precision="fp16",
-                                backend="onnxruntime", output=tmp_path / "tied_fp16.onnx",
-                                calib_dir=data, calib_samples=8, quiet=True))
-    accuracy = result.info["verification"]["accuracy"]
-    assert result.info["verification"]["met_budget"]
+    verification = _fp16_verification(tmp_path, tied=True)
+    accuracy = verification["accuracy"]
+    assert verification["met_budget"] and verification["tie_tolerance"] > 0
     assert accuracy["agreement_all_pixels"] < 0.9  # FP16 flips many near-tied argmaxes
     assert accuracy["tie_pixels"] > 0 and accuracy["agreement"] >= 0.97
-    assert result.info["verification"]["tie_tolerance"] > 0
 
 
 def test_clear_winners_are_not_ties(tmp_path):
-    data = tmp_path / "data"
-    write_inputs(data, 8)
-    result = build(BuildRequest(onnx=_exported(tmp_path, tied=False), precision="fp16",
-                                backend="onnxruntime", output=tmp_path / "plain_fp16.onnx",
-                                calib_dir=data, calib_samples=8, quiet=True))
-    accuracy = result.info["verification"]["accuracy"]
+    accuracy = _fp16_verification(tmp_path, tied=False)["accuracy"]
     assert accuracy["agreement"] > 0.99 and accuracy["tie_pixels"] < 10
