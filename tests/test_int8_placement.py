@@ -109,3 +109,12 @@ def test_onnxruntime_activation_type_follows_the_cpu(machine, flags, activation,
     assert placement.activation_type == activation and placement.reduce_range == reduce_range
     assert placement.quantize_outputs and "Concat" in placement.op_types
     assert not TENSORRT.quantize_outputs and TENSORRT.activation_symmetric
+
+
+def test_default_exclusions_belong_to_the_placement():
+    from ocr_deploy.precision.qdq import default_exclusions
+
+    model = small_segnet()
+    assert default_exclusions(model, TENSORRT) == {"attention": [], "classifier": ["classifier"]}
+    assert default_exclusions(model, onnxruntime_placement("x86_64", {"avx512_vnni"})) == {
+        "attention": []}

@@ -184,7 +184,7 @@ def build(request: BuildRequest) -> BuildResult:
         calibration = _calibrate(request, meta, fp32_bytes, output, progress)
         build_info["calibration"] = calibration.to_dict()
     with progress.stage(f"making the {request.precision} ONNX"):
-        exclusions = _exclusions(request, fp32_model)
+        exclusions = _exclusions(request, fp32_model, placement)
         model = _precision_model(request, fp32_model, calibration, placement,
                                  _flatten(exclusions))
     if request.verify and request.precision != "fp32":
@@ -242,14 +242,15 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
     return result
 
 
-def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto) -> dict[str, list[str]]:
+def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto,
+                placement: Placement | None) -> dict[str, list[str]]:
     """Nodes kept in higher precision, by reason. FP16 keeps by op type (Softmax, ...) in
     ``convert_fp16``, so only INT8 has default exclusions."""
     if request.precision == "fp32":
         return {}
     excluded = {}
     if request.precision == "int8" and not request.quantize_attention:
-        excluded = default_exclusions(fp32_model)
+        excluded = default_exclusions(fp32_model, placement)
     if request.keep_fp32:
         excluded["requested"] = list(request.keep_fp32)
     return excluded

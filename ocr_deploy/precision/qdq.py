@@ -3,7 +3,8 @@
 
 Per-channel symmetric INT8 weights; activations from the calibrated ranges. Softmax is
 never quantised. By default the softmax-weighted products of the OCR head (spatial gather
-and the attention core) and the final classifier are excluded from quantisation.
+and the attention core) are excluded from quantisation, and for TensorRT the final
+classifier too (``Placement.kept_by_default``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
 
 
-def default_exclusions(model: onnx.ModelProto) -> dict[str, list[str]]:
-    """Nodes kept in higher precision by default, by reason."""
-    return {"attention": attention_matmuls(model), "classifier": classifier_convs(model)}
+def default_exclusions(model: onnx.ModelProto, placement: Placement) -> dict[str, list[str]]:
+    """Nodes the placement keeps in higher precision by default, by reason."""
+    finders = {"attention": attention_matmuls, "classifier": classifier_convs}
+    return {reason: finders[reason](model) for reason in placement.kept_by_default}
 
 
 LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Mul", "Identity")
