@@ -1,13 +1,13 @@
 """The C ABI (libocr_deploy) against ``Segmenter.predict`` from Python, on the demo model.
 
 1. Per-call overhead, batch 1 and 8: a C program (capi/tests/capi_test.c ``repeat``) calls
-   ``ocr_segmenter_predict`` on the same synthetic images a Python loop gives
-   ``Segmenter.predict``; blocks of calls alternate between the two (a fresh C process per
-   block, the Python segmenter opened once), alternating which goes first. Each block gives
-   its median per-call time; the figure is the median over pairs of (C / Python) and of
-   (C - Python).
-2. Peak RSS of a C program that segments 1000 images one by one, against a Python process
-   doing the same with ``Segmenter.predict`` (each a fresh process; VmHWM / ru_maxrss).
+   ``ocr_segmenter_predict`` on the same synthetic images that a Python program (this
+   script's ``--python-repeat``) gives ``Segmenter.predict``. Blocks of calls alternate
+   between the two, each block a fresh process, alternating which goes first. Each block
+   gives its median per-call time; the figure is the median over pairs of (C / Python) and
+   of (C - Python).
+2. Peak RSS of the C program segmenting 1000 images one by one, against the Python program
+   doing the same (fresh processes; VmHWM / ru_maxrss).
 
     python benchmarks/capi_overhead.py [--pairs 10] [--calls 300] [--json]
 
@@ -63,42 +63,44 @@ def demo_model(folder: Path) -> Path:
     return model
 
 
-def c_repeat(program: Path, model: Path, images: int, size: tuple[int, int],
-             batch: int) -> dict[str, float]:
-    """capi_test repeat: its key/value lines (median_ms, peak_rss_kib ...)."""
-    done = subprocess.run([str(program), "repeat", str(model), str(images),
-                           f"{size[1]}x{size[0]}:RGB8", str(batch)],
+def repeat(program: Path, model: Path, images: int, size: tuple[int, int],
+           batch: int) -> dict[str, float]:
+    """One block in a fresh process: the C program (``capi_test repeat``) or, for
+    ``program=None``, this script's Python twin. Its key/value lines (median_ms,
+    peak_rss_kib ...)."""
+    spec = f"{size[1]}x{size[0]}:RGB8"
+    command = [str(program), "repeat"] if program else [sys.executable, __file__,
+                                                         "--python-repeat"]
+    done = subprocess.run([*command, str(model), str(images), spec, str(batch)],
                           capture_output=True, text=True, check=True)
     return {key: float(value) for key, value in (line.split() for line in
                                                   done.stdout.splitlines())}
 
 
-def python_block(segmenter, images: list[np.ndarray], calls: int) -> float:
-    """Median per-call milliseconds of ``segmenter.predict(images)``."""
+def python_repeat(model: str, images: int, spec: str, batch: int) -> None:
+    """What ``capi_test repeat`` does, with ``Segmenter.predict``."""
+    from ocr_deploy.runtime import Segmenter
+
+    width, height = map(int, spec.split(":")[0].split("x"))
+    batch_images = [synthetic(n, height, width) for n in range(batch)]
     times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        segmenter.predict(images)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    with Segmenter.open(model) as segmenter:
+        for _ in range(-(-images // batch)):
+            start = time.perf_counter()
+            segmenter.predict(batch_images)
+            times.append(time.perf_counter() - start)
+    print(f"median_ms {statistics.median(times) * 1e3:.4f}")
+    print(f"peak_rss_kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
 
 
 def overhead(program: Path, model: Path, batch: int, pairs: int, calls: int) -> dict:
-    from ocr_deploy.runtime import Segmenter
-
-    images = [synthetic(n, *SIZE) for n in range(batch)]
     c_ms, py_ms = [], []
-    with Segmenter.open(model) as segmenter:
-        python_block(segmenter, images, 5)  # warm-up
-        for pair in range(pairs):
-            order = ("c", "py") if pair % 2 == 0 else ("py", "c")
-            for side in order:
-                if side == "c":
-                    c_ms.append(c_repeat(program, model, calls * batch, SIZE, batch)["median_ms"])
-                else:
-                    py_ms.append(python_block(segmenter, images, calls))
-            print(f"batch {batch} pair {pair + 1}/{pairs}: C {c_ms[-1]:.3f} ms, "
-                  f"Python {py_ms[-1]:.3f} ms", file=sys.stderr)
+    for pair in range(pairs):
+        for side in (program, None) if pair % 2 == 0 else (None, program):
+            times = c_ms if side else py_ms
+            times.append(repeat(side, model, calls * batch, SIZE, batch)["median_ms"])
+        print(f"batch {batch} pair {pair + 1}/{pairs}: C {c_ms[-1]:.3f} ms, "
+              f"Python {py_ms[-1]:.3f} ms", file=sys.stderr)
     ratios = [c / p for c, p in zip(c_ms, py_ms, strict=True)]
     differences = [c - p for c, p in zip(c_ms, py_ms, strict=True)]
     return {"batch": batch, "pairs": pairs, "calls_per_block": calls,
@@ -109,21 +111,29 @@ def overhead(program: Path, model: Path, batch: int, pairs: int, calls: int) -> 
             "difference_quartiles_ms": [float(q) for q in np.percentile(differences, [25, 75])]}
 
 
-def python_peak_rss(model: Path, images: int, size: tuple[int, int]) -> float:
-    """Peak RSS (KiB) of a fresh Python process segmenting ``images`` one by one."""
-    done = subprocess.run([sys.executable, __file__, "--python-rss", str(model), str(images),
-                           f"{size[0]}x{size[1]}"], capture_output=True, text=True, check=True)
-    return float(done.stdout.split()[-1])
+def bridge_cost(model: Path, batch: int, number: int = 2000) -> dict[str, float]:
+    """Microseconds the Python side of the library adds per call, in-process (timeit): the
+    views of the caller's pixels and the writes into its label buffers, for ``batch``
+    model-size images. The embedded interpreter's other cost (GIL, argument tuples) is in
+    the paired figure only."""
+    import timeit
 
-
-def _python_rss_main(model: str, images: int, size: str) -> None:
+    from ocr_deploy import capi_bridge
     from ocr_deploy.runtime import Segmenter
 
-    image = synthetic(0, *map(int, size.split("x")))  # what capi_test repeat segments
+    height, width = SIZE
+    pixels = [synthetic(n, height, width) for n in range(batch)]
+    images = [(memoryview(p).cast("B"), width, height, width * 3, 1) for p in pixels]
+    labels = np.zeros(SIZE, np.uint8)
+    buffers = [memoryview(np.empty(SIZE, np.uint8)).cast("B") for _ in range(batch)]
     with Segmenter.open(model) as segmenter:
-        for _ in range(images):
-            segmenter.predict(image)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        views = timeit.timeit(lambda: [capi_bridge._image(segmenter, *i) for i in images],
+                              number=number)
+    writes = timeit.timeit(lambda: [np.copyto(capi_bridge._strided(b, labels.dtype, SIZE,
+                                                                   (width, 1)), labels)
+                                    for b in buffers], number=number)
+    return {"batch": batch, "image_views_us": views / number * 1e6,
+            "label_writes_us": writes / number * 1e6}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,10 +143,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="calls per block at batch 1; batch 8 makes calls/8 (300)")
     parser.add_argument("--images", type=int, default=1000, help="images for peak RSS (1000)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--python-rss", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--python-repeat", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.python_rss:
-        _python_rss_main(args.python_rss[0], int(args.python_rss[1]), args.python_rss[2])
+    if args.python_repeat:
+        model, images, spec, batch = args.python_repeat
+        python_repeat(model, int(images), spec, int(batch))
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         program = build_library(Path(tmp) / "build")
@@ -146,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                    "overhead": [overhead(program, model, 1, args.pairs, args.calls),
                                 overhead(program, model, 8, args.pairs,
                                          max(args.calls // 8, 10))],
+                   "bridge_cost": [bridge_cost(model, 1), bridge_cost(model, 8)],
                    "peak_rss": []}
         for size in (SIZE, (480, 640)):
-            c_rss = c_repeat(program, model, args.images, size, 1)
-            python_rss = python_peak_rss(model, args.images, size)
+            c_rss = repeat(program, model, args.images, size, 1)
+            python_rss = repeat(None, model, args.images, size, 1)["peak_rss_kib"]
             results["peak_rss"].append({
                 "images": args.images, "image_size": list(size),
                 "c_peak_rss_mib": c_rss["peak_rss_kib"] / 1024,
@@ -168,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['batch']} | {row['c_median_ms']:.3f} ms | {row['python_median_ms']:.3f} ms "
               f"| {row['ratio_median']:.3f} ({row['ratio_quartiles'][0]:.3f}-"
               f"{row['ratio_quartiles'][1]:.3f}) | {row['difference_median_ms']:+.3f} ms")
+    for row in results["bridge_cost"]:
+        print(f"bridge cost, batch {row['batch']}: image views {row['image_views_us']:.1f} us, "
+              f"label writes {row['label_writes_us']:.1f} us per call")
     for row in results["peak_rss"]:
         print(f"peak RSS, {row['images']} images {row['image_size'][1]}x{row['image_size'][0]}: "
               f"C {row['c_peak_rss_mib']:.1f} MiB, Python {row['python_peak_rss_mib']:.1f} MiB "
