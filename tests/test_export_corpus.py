@@ -7,18 +7,13 @@ limitation and the way out. Never exit 1 (an internal error).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from corpus import CORPUS
-from corpus.run import export_entry
+from corpus.run import export_entry, export_entry_in_subprocess
 
 pytestmark = pytest.mark.slow
-OCR_EXPORT = Path(sys.executable).parent / "ocr-export"
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[entry.name for entry in CORPUS])
@@ -43,11 +38,7 @@ def test_legacy_library_layers_work_under_tf_use_legacy_keras(tmp_path):
     """The way out the transunet refusal names: with TF_USE_LEGACY_KERAS=1 the library
     builds its layers on tf_keras and the model exports."""
     entry = next(e for e in CORPUS if e.name == "tfk-unet-collection-transunet")
-    path, extra = entry.build(tmp_path)
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1"}
-    done = subprocess.run([str(OCR_EXPORT), str(path), "-o",
-                           str(tmp_path / "t.onnx"), "--json", *extra], env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    parity = json.loads(done.stdout)["parity"]["outputs"][0]
-    assert parity["max_rel_err"] <= 1e-4 and parity["label_agreement_excl_ties"] == 1.0
+    outcome = export_entry_in_subprocess(entry, tmp_path, {"TF_USE_LEGACY_KERAS": "1"})
+    assert outcome.exit_code == 0, outcome.message
+    row = outcome.row()
+    assert row["max_rel_err"] <= 1e-4 and row["labels"] == 1.0

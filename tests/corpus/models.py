@@ -255,7 +255,7 @@ def _mixed_float16(folder: Path):
 
 
 def _deeplabv3(folder: Path):
-    keras = _keras()
+    _keras()  # seeded
     import keras_hub
 
     encoder = keras_hub.models.ResNetBackbone(
@@ -267,14 +267,13 @@ def _deeplabv3(folder: Path):
         dilation_rates=[2, 4], low_level_feature_key="P2", projection_filters=16,
         image_shape=(None, None, 3))
     model = keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=K)
-    del keras
     path = folder / "deeplabv3.keras"
     model.save(path)
     return path, ["--input-size", "64x64", "--custom-objects", "keras_hub"]
 
 
 def _segformer(folder: Path):
-    keras = _keras()
+    _keras()  # seeded
     import keras_hub
 
     encoder = keras_hub.models.MiTBackbone(
@@ -283,7 +282,6 @@ def _segformer(folder: Path):
         layerwise_strides=[4, 2], hidden_dims=[16, 32], image_shape=(64, 64, 3))
     backbone = keras_hub.models.SegFormerBackbone(image_encoder=encoder, projection_filters=16)
     model = keras_hub.models.SegFormerImageSegmenter(backbone=backbone, num_classes=K)
-    del keras
     path = folder / "segformer.keras"
     model.save(path)
     return path, ["--custom-objects", "keras_hub"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +45,31 @@ class Outcome:
         inputs = meta.get("parity", {}).get("inputs", {}).get("source")
         if inputs:
             notes.append(f"inputs: {inputs.split(' (')[0]}")
+        if self.exit_code and ", found " in self.message:  # why it was refused, and what to do
+            found = self.message.split(", found ", 1)[1]
+            notes.append(found if len(found) <= 160 else found[:157] + "...")
         return {"exit": self.exit_code, "outcome": outcome, "message": self.message,
                 "max_rel_err": main["max_rel_err"] if main else None,
                 "labels": main["label_agreement_excl_ties"] if main else None,
                 "output": main["name"] if main else None, "export_s": self.export_s,
                 "notes": "; ".join(notes)}
+
+
+OCR_EXPORT = Path(sys.executable).parent / "ocr-export"
+
+
+def export_entry_in_subprocess(entry: CorpusModel, folder: Path, env: dict) -> Outcome:
+    """Like ``export_entry``, but ``ocr-export`` runs in a fresh process with ``env`` added
+    to the environment (e.g. TF_USE_LEGACY_KERAS=1)."""
+    path, extra = entry.build(folder)
+    args = [str(path), "-o", str(folder / "out.onnx"), "--json", *extra]
+    start = time.perf_counter()
+    done = subprocess.run([str(OCR_EXPORT), *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=600)
+    elapsed = round(time.perf_counter() - start, 2)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    report = json.loads(done.stdout) if done.returncode == 0 else None
+    return Outcome(done.returncode, lines[-1] if lines else "", report, elapsed, args)
 
 
 def export_entry(entry: CorpusModel, folder: Path) -> Outcome:
