@@ -6,8 +6,11 @@
    between the two, each block a fresh process, alternating which goes first. Each block
    gives its median per-call time; the figure is the median over pairs of (C / Python) and
    of (C - Python).
+   The same comparison call by call in one process (ctypes; both with one ONNX Runtime
+   thread), which isolates the library's own cost from process-to-process noise, and the
+   in-process cost of the bridge's pixel views and label writes.
 2. Peak RSS of the C program segmenting 1000 images one by one, against the Python program
-   doing the same (fresh processes; VmHWM / ru_maxrss).
+   doing the same (fresh processes; VmHWM of each).
 
     python benchmarks/capi_overhead.py [--pairs 10] [--calls 300] [--json]
 
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -90,7 +92,11 @@ def python_repeat(model: str, images: int, spec: str, batch: int) -> None:
             segmenter.predict(batch_images)
             times.append(time.perf_counter() - start)
     print(f"median_ms {statistics.median(times) * 1e3:.4f}")
-    print(f"peak_rss_kib {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+    # VmHWM, as the C program reads it: ru_maxrss survives exec, so a child started by a
+    # big parent would report the parent's peak.
+    status = Path("/proc/self/status").read_text().splitlines()
+    print(next(line.replace("VmHWM:", "peak_rss_kib").replace("kB", "")
+               for line in status if line.startswith("VmHWM:")))
 
 
 def overhead(program: Path, model: Path, batch: int, pairs: int, calls: int) -> dict:
@@ -109,6 +115,77 @@ def overhead(program: Path, model: Path, batch: int, pairs: int, calls: int) -> 
             "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
             "difference_median_ms": statistics.median(differences),
             "difference_quartiles_ms": [float(q) for q in np.percentile(differences, [25, 75])]}
+
+
+def inprocess_overhead(library: Path, model: Path, batch: int, pairs: int) -> dict:
+    """Call by call, in this process: ``ocr_segmenter_predict`` through ctypes (the library
+    uses this interpreter) against ``Segmenter.predict``, alternating which goes first. Both
+    segmenters run ONNX Runtime with one thread: two sessions' spinning thread pools in one
+    process would slow each other down and swamp the difference. The C side includes ctypes'
+    own call cost (``ctypes_call_us``: an empty ABI call)."""
+    import ctypes
+
+    from ocr_deploy.runtime import Segmenter
+
+    class Image(ctypes.Structure):
+        _fields_ = [("struct_size", ctypes.c_size_t), ("data", ctypes.c_void_p),
+                    ("width", ctypes.c_uint32), ("height", ctypes.c_uint32),
+                    ("stride_bytes", ctypes.c_size_t), ("pixel_format", ctypes.c_int32)]
+
+    class LabelMap(ctypes.Structure):
+        _fields_ = [("struct_size", ctypes.c_size_t), ("data", ctypes.c_void_p),
+                    ("capacity_bytes", ctypes.c_size_t), ("stride_bytes", ctypes.c_size_t),
+                    ("label_type", ctypes.c_int32)]
+
+    class Options(ctypes.Structure):
+        _fields_ = [("struct_size", ctypes.c_size_t), ("backend", ctypes.c_char_p),
+                    ("providers", ctypes.c_char_p), ("device_id", ctypes.c_int32),
+                    ("threads", ctypes.c_uint32), ("max_batch", ctypes.c_uint32),
+                    ("environment", ctypes.c_char_p)]
+
+    lib = ctypes.CDLL(str(library))
+    lib.ocr_last_error.restype = ctypes.c_char_p
+    handle = ctypes.c_void_p()
+    options = Options(struct_size=ctypes.sizeof(Options), threads=1)
+    if lib.ocr_segmenter_create(str(model).encode(), ctypes.byref(options),
+                                ctypes.byref(handle)) != 0:
+        raise RuntimeError(lib.ocr_last_error().decode())
+    height, width = SIZE
+    pixels = [synthetic(n, height, width) for n in range(batch)]
+    labels = [np.empty(SIZE, np.uint8) for _ in range(batch)]
+    images = (Image * batch)(*[Image(ctypes.sizeof(Image), p.ctypes.data, width, height, 0, 1)
+                               for p in pixels])
+    maps = (LabelMap * batch)(*[LabelMap(ctypes.sizeof(LabelMap), m.ctypes.data, m.nbytes, 0, 1)
+                                for m in labels])
+    c_times, py_times = [], []
+    with Segmenter.open(model, threads=1) as segmenter:
+        for pair in range(pairs + 5):  # 5 warm-up pairs
+            for side in ("c", "py") if pair % 2 == 0 else ("py", "c"):
+                start = time.perf_counter()
+                if side == "c":
+                    status = lib.ocr_segmenter_predict(handle, images, batch, maps)
+                else:
+                    expected = segmenter.predict(pixels)
+                elapsed = time.perf_counter() - start
+                if pair >= 5:
+                    (c_times if side == "c" else py_times).append(elapsed)
+            if status != 0 or any(not np.array_equal(a, b) for a, b in zip(labels, expected,
+                                                                            strict=True)):
+                raise RuntimeError("the C ABI and Segmenter.predict disagree")
+    lib.ocr_segmenter_destroy(handle)
+    empty = time.perf_counter()
+    for _ in range(10000):
+        lib.ocr_abi_version()
+    ctypes_us = (time.perf_counter() - empty) / 10000 * 1e6
+    differences = [(c - p) * 1e3 for c, p in zip(c_times, py_times, strict=True)]
+    ratios = [c / p for c, p in zip(c_times, py_times, strict=True)]
+    return {"batch": batch, "pairs": pairs, "c_median_ms": statistics.median(c_times) * 1e3,
+            "python_median_ms": statistics.median(py_times) * 1e3,
+            "ratio_median": statistics.median(ratios),
+            "ratio_quartiles": [float(q) for q in np.percentile(ratios, [25, 75])],
+            "difference_median_ms": statistics.median(differences),
+            "difference_quartiles_ms": [float(q) for q in np.percentile(differences, [25, 75])],
+            "ctypes_call_us": ctypes_us}
 
 
 def bridge_cost(model: Path, batch: int, number: int = 2000) -> dict[str, float]:
@@ -157,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                    "overhead": [overhead(program, model, 1, args.pairs, args.calls),
                                 overhead(program, model, 8, args.pairs,
                                          max(args.calls // 8, 10))],
+                   "in_process": [inprocess_overhead(program.parent / "libocr_deploy.so",
+                                                     model, batch, args.pairs * 50 // batch)
+                                  for batch in (1, 8)],
                    "bridge_cost": [bridge_cost(model, 1), bridge_cost(model, 8)],
                    "peak_rss": []}
         for size in (SIZE, (480, 640)):
@@ -174,12 +254,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print("batch | C ABI median | Python median | C/Python (median of pairs, IQR) | "
-          "C - Python")
+    print("separate processes, blocks of calls: batch | C ABI median | Python median | "
+          "C/Python (median of pairs, IQR) | C - Python")
     for row in results["overhead"]:
         print(f"{row['batch']} | {row['c_median_ms']:.3f} ms | {row['python_median_ms']:.3f} ms "
               f"| {row['ratio_median']:.3f} ({row['ratio_quartiles'][0]:.3f}-"
               f"{row['ratio_quartiles'][1]:.3f}) | {row['difference_median_ms']:+.3f} ms")
+    print("in process, call by call (ctypes): batch | C ABI median | Python median | "
+          "C/Python (IQR) | C - Python (IQR)")
+    for row in results["in_process"]:
+        print(f"{row['batch']} | {row['c_median_ms']:.3f} ms | {row['python_median_ms']:.3f} ms "
+              f"| {row['ratio_median']:.3f} ({row['ratio_quartiles'][0]:.3f}-"
+              f"{row['ratio_quartiles'][1]:.3f}) | {row['difference_median_ms']:+.3f} ms "
+              f"({row['difference_quartiles_ms'][0]:+.3f} to "
+              f"{row['difference_quartiles_ms'][1]:+.3f}); ctypes call "
+              f"{row['ctypes_call_us']:.2f} us")
     for row in results["bridge_cost"]:
         print(f"bridge cost, batch {row['batch']}: image views {row['image_views_us']:.1f} us, "
               f"label writes {row['label_writes_us']:.1f} us per call")
