@@ -447,3 +447,10 @@ def test_keep_and_auto(exported):
     for target, (form, reason) in AUTO.items():
         _, info = apply_attention_form(model, "auto", target=target)
         assert (info["form"], info["reason"], info["requested"]) == (form, reason, "auto")
+
+
+def test_other_softmaxes_are_reported_with_the_reason():
+    model = conv_net()  # a final softmax over classes, fed by a Conv
+    _, info = apply_attention_form(model, "auto")
+    assert info["other_softmaxes"] == [
+        "Softmax 'softmax': its input comes from Conv, not from a MatMul of Q and K^T"]

@@ -267,6 +267,12 @@ def _explain_load_failure(file: ModelFile, exc: Exception, custom_source: object
                              "some raw TF calls recorded as TFOpLambda layers (tf.einsum, for "
                              "one) do not reload from .h5: save the model as a SavedModel "
                              "(model.save('DIR', save_format='tf')) and export DIR")
+    if file.format == "h5" and file.flavour == "keras3":
+        return BadInputError(file.path, "an .h5 file Keras 3 can reload",
+                             f"a load error ({first[:200]})",
+                             "Keras 3's legacy .h5 loader cannot rebuild every model it saves: "
+                             "re-save the model as .keras (model.save('model.keras')) and "
+                             "export that file")
     return BadInputError(file.path, f"a model that {file.flavour} can load",
                          f"a load error ({first[:200]})",
                          "check that the file is a complete Keras model")

@@ -63,7 +63,8 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
     info = {"requested": form, "target": target, "form": chosen, "reason": reason,
             "cores": [core.to_dict() for core in findings.cores],
             "problems": findings.problems,
-            "left_as_exported": list(findings.problems) if form == "auto" else []}
+            "left_as_exported": list(findings.problems) if form == "auto" else [],
+            "other_softmaxes": findings.others}
     if chosen == "keep":
         info["opset"] = _opset(model)
         return model, info

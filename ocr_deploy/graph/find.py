@@ -59,6 +59,9 @@ class Findings:
 
     cores: list[AttentionCore] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # softmaxes that are no attention core of this form (spatial gather, a final softmax,
+    # einsum-written attention), and why: left as exported by every form
+    others: list[str] = field(default_factory=list)
 
 
 def find_attention_cores(model) -> Findings:
@@ -73,7 +76,19 @@ def find_attention_cores(model) -> Findings:
             findings.cores.append(match)
         elif match is not None:
             findings.problems.append(f"Softmax '{index.label(node)}': {match}")
+        else:
+            findings.others.append(f"Softmax '{index.label(node)}': {_not_a_core(index, node)}")
     return findings
+
+
+def _not_a_core(index: GraphIndex, softmax) -> str:
+    """Why a softmax is not a candidate: what computes its input."""
+    producer = index.producer.get(softmax.input[0])
+    if producer is None:
+        return "its input is a graph input"
+    if producer.op_type == "Einsum":
+        return "its scores come from an Einsum (einsum-written attention is left as exported)"
+    return f"its input comes from {producer.op_type}, not from a MatMul of Q and K^T"
 
 
 def _match(index: GraphIndex, softmax) -> AttentionCore | str | None:
