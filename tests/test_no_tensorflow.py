@@ -10,7 +10,9 @@ MODULES = ["ocr_deploy.metadata", "ocr_deploy.images", "ocr_deploy.files",
            "ocr_deploy.metrics", "ocr_deploy.demo.synthetic", "ocr_deploy.builder.cli",
            "ocr_deploy.builder.pipeline", "ocr_deploy.precision.calibrate",
            "ocr_deploy.precision.qdq", "ocr_deploy.precision.fp16",
-           "ocr_deploy.precision.sensitivity", "ocr_deploy.bench.runner"]
+           "ocr_deploy.precision.sensitivity", "ocr_deploy.precision.coverage",
+           "ocr_deploy.precision.placement", "ocr_deploy.builder.backends",
+           "ocr_deploy.nvidia.cuda", "ocr_deploy.nvidia.tensorrt", "ocr_deploy.bench.runner"]
 
 
 def test_build_stage_imports_without_tensorflow():
