@@ -47,7 +47,7 @@ class ConvertOptions:
     mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     channels: int = 3
-    batch: int | None = None  # None: dynamic; 1 after a converter defect with a dynamic batch
+    batch: int | None = None  # None: dynamic; else fixed (see convert_checked)
     main_output: str = "logits"  # "probabilities" when the model ends in a softmax
     debug: bool = False  # show the converter's own log output
 
