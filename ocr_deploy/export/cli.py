@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="attention-core form: decomposed (MatMul-Softmax-MatMul, scale on "
                        "Q, fusable by TensorRT), attention (ONNX Attention op, opset 23, "
                        "TensorRT >= 10.14), keep (as converted), auto (measured best for "
-                       "--attention-target)")
+                       "--attention-target; rewrites the cores it understands, leaves the "
+                       "rest and never fails the export)")
     graph.add_argument("--attention-target", choices=TARGETS, default="onnxruntime",
                        help="backend that --attention auto chooses for")
     graph.add_argument("--input-size", type=size_arg, metavar="HxW",
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("--normalize-in-graph", action="store_true",
                        help="put (pixel - mean) / std in the graph: the ONNX takes 0..255 pixels")
     graph.add_argument("--mean", type=floats_arg, metavar="R,G,B",
-                       help="normalisation mean in pixel units (default: from the card, else 0)")
+                       help="normalisation mean in pixel units (default: from the card, else 0); "
+                       "also sets the parity inputs' range (default there: the model's own "
+                       "Rescaling/Normalization layers, else ImageNet's mean/std)")
     graph.add_argument("--std", type=floats_arg, metavar="R,G,B",
                        help="normalisation std in pixel units (default: from the card, else 1)")
     check = parser.add_argument_group("parity check")
