@@ -6,8 +6,8 @@ For each model: the writer (Keras 3 / tf_keras), the outcome (exit code), the pa
 relative error (max abs error / output scale), the label agreement (ties aside), the
 export time (the ocr-export call alone, in this process; building the model excluded) and
 notes (fixed batch, attention cores, parity input range; for a refusal, what was found and
-the way out). The TransUNet refusal's way out (TF_USE_LEGACY_KERAS=1) is run too, in a
-fresh process (its time includes starting Python and importing TensorFlow).
+the way out). Entries marked ``fresh_process`` run as an ``ocr-export`` command, whose
+time includes starting Python and importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from corpus import CORPUS
-from corpus.run import export_entry, export_entry_in_subprocess
-
-LEGACY_WAY_OUT = ("tfk-unet-collection-transunet",)
+from corpus.run import run_entry
 
 
 def main() -> None:
@@ -40,20 +38,10 @@ def main() -> None:
             folder = Path(tmp) / entry.name
             folder.mkdir()
             start = time.perf_counter()
-            outcome = export_entry(entry, folder)
+            outcome = run_entry(entry, folder)
             rows.append({"model": entry.name, "writer": entry.writer, **outcome.row(),
                          "wall_s": round(time.perf_counter() - start, 1)})
             print(_line(rows[-1]), file=sys.stderr, flush=True)
-            if entry.name in LEGACY_WAY_OUT:  # the way out its refusal names
-                folder = Path(tmp) / f"{entry.name}-legacy"
-                folder.mkdir()
-                start = time.perf_counter()
-                outcome = export_entry_in_subprocess(entry, folder,
-                                                     {"TF_USE_LEGACY_KERAS": "1"})
-                rows.append({"model": f"{entry.name} (TF_USE_LEGACY_KERAS=1)",
-                             "writer": entry.writer, **outcome.row(),
-                             "wall_s": round(time.perf_counter() - start, 1)})
-                print(_line(rows[-1]), file=sys.stderr, flush=True)
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -29,6 +29,17 @@ def apply_settings() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def prefer_tf_keras_for_user_code() -> bool:
+    """Make ``tf.keras`` mean legacy tf_keras for code imported from now on (a user's layers
+    written against ``tf.keras`` for a model tf.keras 2.x wrote). TensorFlow decides this
+    when first imported, so it works only before that; returns whether it was applied.
+    ``import keras`` stays Keras 3 either way."""
+    if "tensorflow" in sys.modules:
+        return False
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    return True
+
+
 def import_tensorflow():
     """Import TensorFlow with its log noise turned down."""
     apply_settings()

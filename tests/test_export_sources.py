@@ -212,7 +212,7 @@ def test_dict_outputs_and_label_map_outputs(keras3, tmp_path, capsys):
     assert code == 2 and "without its final argmax" in err and "--argmax" in err
 
 
-def test_tf_keras_lambda_gets_its_names_from_custom_objects(tmp_path, capsys):
+def test_tf_keras_lambda_gets_its_names_from_custom_objects(keras3, tmp_path, capsys):
     script = textwrap.dedent(f"""
         import tf_keras as keras2
         SCALE = 3.0  # the author's global, used by the Lambda
@@ -298,3 +298,35 @@ def test_a_model_without_an_image_input(keras3, tmp_path, capsys):
     keras3.Model(vector, keras3.layers.Dense(3)(vector)).save(tmp_path / "mlp.keras")
     code, _, err = _export([tmp_path / "mlp.keras", "-o", tmp_path / "a.onnx"], capsys)
     assert code == 2 and "an image input [batch, height, width, channels]" in err
+
+
+@pytest.mark.slow
+def test_tf_keras_model_with_custom_layers_written_against_tf_keras(tmp_path):
+    """The blog case: a tf.keras 2.x model whose custom layer subclasses tf.keras.layers.Layer;
+    a fresh ocr-export makes tf.keras mean tf_keras for the --custom-objects file."""
+    layers_file = tmp_path / "blog_layers.py"
+    layers_file.write_text(textwrap.dedent("""
+        import tensorflow as tf
+
+        class Double(tf.keras.layers.Layer):
+            def call(self, x):
+                return x * 2.0
+    """))
+    script = textwrap.dedent(f"""
+        import os, sys
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"  # tf.keras 2.x, as the author had
+        sys.path.insert(0, {str(tmp_path)!r})
+        import tensorflow as tf
+        from blog_layers import Double
+        image = tf.keras.Input(({SIZE}, {SIZE}, 3))
+        x = Double()(tf.keras.layers.Conv2D(4, 3, padding="same")(image))
+        tf.keras.Model(image, x).save({str(tmp_path / "blog.h5")!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True,
+                   timeout=300)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run([str(OCR_EXPORT), str(tmp_path / "blog.h5"), "-o",
+                           str(tmp_path / "blog.onnx"), "--custom-objects", str(layers_file),
+                           "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["parity"]["passed"]

@@ -18,7 +18,13 @@ from typing import Any
 
 from ocr_deploy.errors import BadInputError, UnsafeModelError
 from ocr_deploy.export.model_file import ModelFile, identify
-from ocr_deploy.tf_env import describe_error, import_keras3, import_tensorflow, import_tf_keras
+from ocr_deploy.tf_env import (
+    describe_error,
+    import_keras3,
+    import_tensorflow,
+    import_tf_keras,
+    prefer_tf_keras_for_user_code,
+)
 
 CODE_LAYERS = ("Lambda",)  # layer classes whose config carries executable Python
 
@@ -65,7 +71,7 @@ class LoadedModel:
         return {name: tuple(traced[name].shape) for name in self.output_shapes}
 
 
-def load_custom_objects(source) -> dict[str, Any]:
+def load_custom_objects(source, model: Path | None = None) -> dict[str, Any]:
     """Import the user's custom-objects source and collect what it names.
 
     ``source`` is a Python file (``my_layers.py``) or an importable module name
@@ -75,7 +81,11 @@ def load_custom_objects(source) -> dict[str, Any]:
     ``register_keras_serializable`` decorators. Modules and plain constants in it are
     passed too: tf_keras gives them to ``Lambda`` code as globals (``tf``, ``NUM_CLASSES``).
     TensorFlow's settings are applied first, so a file that imports TensorFlow gets them too.
+    For a ``model`` written by tf.keras 2.x, ``tf.keras`` in the user's code means tf_keras
+    when TensorFlow is not imported yet (a fresh ``ocr-export`` process).
     """
+    if model is not None and _is_tf_keras_file(model):
+        prefer_tf_keras_for_user_code()
     import_tensorflow()
     text = str(source)
     path = Path(text)
@@ -93,6 +103,13 @@ def load_custom_objects(source) -> dict[str, Any]:
                 isinstance(value, (types.ModuleType, int, float, str, tuple))
                 or ((inspect.isclass(value) or inspect.isfunction(value))
                     and (value.__module__ or "").split(".")[0] not in FRAMEWORK_MODULES))}
+
+
+def _is_tf_keras_file(model: Path) -> bool:
+    try:
+        return identify(model).flavour == "tf_keras"
+    except BadInputError:
+        return False  # load_model reports it
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
@@ -224,8 +241,9 @@ def _explain_load_failure(file: ModelFile, exc: Exception, custom_source: object
                              f"written by Keras {file.keras_version or '2.x'})",
                              f"Keras 3 classes from {custom_source} "
                              f"({', '.join(keras3_classes[:4])})",
-                             "run ocr-export with TF_USE_LEGACY_KERAS=1 in the environment, so "
-                             "that the library builds its layers on tf_keras")
+                             "set TF_USE_LEGACY_KERAS=1 in the environment before TensorFlow is "
+                             "imported (ocr-export does so itself for such a model), so that "
+                             "the library builds its layers on tf_keras")
     if file.format == "h5" and file.flavour == "keras3" and file.ops_layers:
         return BadInputError(file.path, "an .h5 file Keras 3 can reload",
                              f"keras.ops calls saved as layers ({', '.join(file.ops_layers)}"

@@ -126,7 +126,8 @@ def export_model(request: ExportRequest) -> ExportResult:
     progress = Progress(STAGES, request.quiet)
 
     with progress.stage("loading the model"):
-        custom = load_custom_objects(request.custom_objects) if request.custom_objects else None
+        custom = load_custom_objects(request.custom_objects, request.model) \
+            if request.custom_objects else None
         loaded = load_model(request.model, custom, request.trust_model,
                             request.custom_objects)
         progress.note(f"{request.model}: {loaded.file.format} file, loaded with "

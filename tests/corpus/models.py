@@ -25,7 +25,8 @@ class CorpusModel:
 
     ``build(folder)`` writes the model file and returns ``(path, extra CLI arguments)``.
     ``expect`` is the exit code ``ocr-export`` must give; for a refusal (2 or 4),
-    ``message`` lists words its one-line error must contain.
+    ``message`` lists words its one-line error must contain. ``fresh_process``: run
+    ``ocr-export`` as a command (what it does before importing TensorFlow matters).
     """
 
     name: str
@@ -35,6 +36,7 @@ class CorpusModel:
     expect: int = 0
     message: list[str] = field(default_factory=list)
     output_kind: str = "logits"
+    fresh_process: bool = False
 
 
 # --------------------------------------------------------------------------- helpers
@@ -412,7 +414,7 @@ CORPUS: list[CorpusModel] = [
                 _legacy_library(ATT_UNET, "attunet_savedmodel", ", save_format='tf'")),
     CorpusModel("tfk-unet-collection-transunet", "tf_keras", "keras-unet-collection "
                 "transunet_2d (ViT blocks, multi-head attention, patch extraction; its own "
-                "layers via --custom-objects, imported here under Keras 3)",
+                "tf.keras layers via --custom-objects, in a fresh ocr-export process)",
                 _legacy_library(TRANSUNET, "transunet.h5", custom_objects=TRANSUNET_LAYERS),
-                expect=2, message=["Keras 3 classes", "TF_USE_LEGACY_KERAS=1"]),
+                fresh_process=True),
 ]
