@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,13 +126,17 @@ def export_model(request: ExportRequest) -> ExportResult:
     _validate(request, output)
     progress = Progress(STAGES, request.quiet)
 
-    with progress.stage("loading the model"):
+    with progress.stage("loading the model"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # shown below as one line each
         custom = load_custom_objects(request.custom_objects, request.model) \
             if request.custom_objects else None
         loaded = load_model(request.model, custom, request.trust_model,
                             request.custom_objects)
         progress.note(f"{request.model}: {loaded.file.format} file, loaded with "
                       f"{loaded.keras_version}")
+        for message in dict.fromkeys(" ".join(str(w.message).split()) for w in caught
+                                     if issubclass(w.category, UserWarning)):
+            progress.note(f"Keras: {message[:300]}")
     input_hw = _input_size(request, loaded)
     card = _card(request, loaded)
     with progress.stage("choosing outputs"):
