@@ -23,10 +23,12 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     tf_version="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))')"
     "$venv/bin/python" -m pip install -q --no-deps "tf-keras==$tf_version"
     # The export corpus (tests/corpus): public Keras model libraries. keras-hub declares
-    # tensorflow-text (which pulls the CUDA tensorflow) and keras-unet-collection pins old
-    # stacks: both without their declared dependencies, plus what keras-hub imports.
-    "$venv/bin/python" -m pip install -q -c constraints.txt --no-deps keras-hub keras-unet-collection
-    "$venv/bin/python" -m pip install -q -c constraints.txt regex tokenizers sentencepiece
+    # tensorflow-text (which pulls the CUDA tensorflow) and the others pin old stacks: all
+    # without their declared dependencies, plus what they import.
+    "$venv/bin/python" -m pip install -q -c constraints.txt --no-deps keras-hub \
+        keras-unet-collection segmentation-models keras-applications image-classifiers efficientnet
+    "$venv/bin/python" -m pip install -q -c constraints.txt regex tokenizers sentencepiece \
+        scikit-image  # efficientnet imports it
     # Triton clients (serving tests, benchmarks): tritonclient's grpc extra caps protobuf
     # below the 7.x TensorFlow 2.21 needs, and it works with 7.x: install it without
     # dependencies, then the dependencies it uses (versions in constraints.txt).

@@ -364,6 +364,31 @@ def _legacy_library(call: str, filename: str, save_format: str = "",
     return build
 
 
+SM_SCRIPT = """
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["SM_FRAMEWORK"] = "tf.keras"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf
+tf.keras.utils.set_random_seed(7)
+import segmentation_models as sm
+sm.{call}.save(sys.argv[1])
+"""
+
+
+def _segmentation_models(call: str, filename: str, extra: list[str]):
+    """Build a segmentation-models (qubvel) model under legacy tf.keras in a fresh process."""
+
+    def build(folder: Path):
+        path = folder / filename
+        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "SM_FRAMEWORK": "tf.keras"}
+        subprocess.run([sys.executable, "-c", SM_SCRIPT.format(call=call), str(path)],
+                       env=env, check=True, capture_output=True, timeout=300)
+        return path, list(extra)
+
+    return build
+
+
 UNET = ("unet_2d((64, 64, 3), [8, 16, 32], n_labels=5, stack_num_down=1, stack_num_up=1, "
         "activation='ReLU', output_activation='Softmax', batch_norm=True, pool='max', "
         "unpool=False, name='unet')")
@@ -406,6 +431,23 @@ CORPUS: list[CorpusModel] = [
     CorpusModel("tfk-blog-resnet50", "tf_keras", "tf_keras ResNet50 (to 1/8) under a "
                 "blog-style TFOpLambda OCR head, s * scores, D=24, Dense K/V, aux last",
                 _tfk_blog_resnet),
+    CorpusModel("sm-unet-resnet18", "tf_keras", "segmentation-models Unet on ResNet18 "
+                "(image-classifiers), softmax output", _segmentation_models(
+                    "Unet('resnet18', encoder_weights=None, input_shape=(64, 64, 3), "
+                    "classes=4, activation='softmax')", "sm_unet.h5", []),
+                output_kind="probabilities"),
+    CorpusModel("sm-fpn-efficientnetb0", "tf_keras", "segmentation-models FPN on "
+                "EfficientNetB0 (its FixedDropout layer: --custom-objects efficientnet.tfkeras)",
+                _segmentation_models(
+                    "FPN('efficientnetb0', encoder_weights=None, input_shape=(64, 64, 3), "
+                    "classes=3, activation=None)", "sm_fpn.h5",
+                    ["--custom-objects", "efficientnet.tfkeras"]), fresh_process=True),
+    CorpusModel("sm-linknet-seresnet18", "tf_keras", "segmentation-models Linknet on "
+                "SE-ResNet18 (Lambda layers: --trust-model), dynamic input size",
+                _segmentation_models(
+                    "Linknet('seresnet18', encoder_weights=None, input_shape=(None, None, 3), "
+                    "classes=5, activation=None)", "sm_linknet.h5",
+                    ["--trust-model", "--input-size", "64x64"])),
     CorpusModel("tfk-unet-collection-unet", "tf_keras", "keras-unet-collection unet_2d under "
                 "legacy tf.keras, softmax output", _legacy_library(UNET, "unet.h5"),
                 output_kind="probabilities"),
