@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -210,8 +209,10 @@ data = load_samples(folder, read_metadata(onnx_path), count)
 start = time.perf_counter()
 result = calibrate(Path(onnx_path).read_bytes(), data, CalibrationSettings(), Path(cache),
                    force=True)
+status = Path("/proc/self/status").read_text()  # VmHWM: this process image's peak RSS
+peak_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
 print(json.dumps({"seconds": time.perf_counter() - start, "groups": result.groups,
-                  "tensors": len(result.ranges)}))
+                  "tensors": len(result.ranges), "peak_kib": peak_kib}))
 """
 
 
@@ -223,14 +224,15 @@ def run_calibration(args, folder: Path) -> dict:
     rows = []
     for count in counts:
         log(f"[calibration] {count} images at {height}x{width} (entropy, streamed) ...")
-        proc = subprocess.Popen([sys.executable, "-c", CALIBRATE_CHILD, str(city), str(images),
-                                 str(count), str(folder / "cache")], stdout=subprocess.PIPE)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
+        # the child reports its own peak (VmHWM): getrusage's ru_maxrss of a child also
+        # counts the forked copy of this TensorFlow-laden parent from before its exec
+        proc = subprocess.run([sys.executable, "-c", CALIBRATE_CHILD, str(city), str(images),
+                               str(count), str(folder / "cache")], stdout=subprocess.PIPE,
+                              check=False)
+        if proc.returncode != 0:
             raise SystemExit(f"calibration of {count} images failed")
-        child = json.loads(out)
-        rows.append({"samples": count, "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
+        child = json.loads(proc.stdout)
+        rows.append({"samples": count, "peak_rss_gib": round(child["peak_kib"] / 2**20, 2),
                      "seconds": round(child["seconds"], 1),
                      "seconds_per_sample": round(child["seconds"] / count, 2),
                      "inference_groups": child["groups"], "tensors": child["tensors"]})
