@@ -285,3 +285,44 @@ def test_ignore_index_in_masks(demo_onnx, tmp_path, calib_dir, val_dir):
     with pytest.raises(BadInputError, match="ignore"):
         build(_request(demo_onnx, tmp_path, "fp16", "ign2.onnx", val_dir=masked,
                        ignore_index=None))
+
+
+def test_foreign_graph_or_bad_metadata_is_refused(demo_onnx, tmp_path, capsys):
+    from onnx import TensorProto, helper
+
+    from ocr_deploy.metadata import PREFIX
+
+    demo = onnx.load(str(demo_onnx))
+    copied = [(p.key, p.value) for p in demo.metadata_props if p.key.startswith(PREFIX)]
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["image", "image"], ["logits"])], "foreign",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", 96, 96, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 96, 96, 3])])
+    foreign = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=9)
+    helper.set_model_props(foreign, dict(copied))
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    assert "not the graph its metadata describes" in _fails(
+        capsys, tmp_path / "foreign.onnx", "--fp32", "--backend", "onnxruntime", "-o",
+        tmp_path / "f32.onnx")
+    helper.set_model_props(demo, {**dict(copied), PREFIX + "num_classes": '"seven"'})
+    onnx.save(demo, str(tmp_path / "seven.onnx"))
+    assert "num_classes" in _fails(capsys, tmp_path / "seven.onnx", "--fp32", "--backend",
+                                   "onnxruntime", "-o", tmp_path / "s32.onnx")
+    assert not list(tmp_path.glob("?32.onnx*"))
+
+
+def test_latest_export_skips_hidden_and_temporary_files(demo_onnx, tmp_path, monkeypatch):
+    import os
+    import time
+
+    from ocr_deploy.builder.pipeline import latest_export
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "good.onnx").write_bytes(demo_onnx.read_bytes())
+    later = time.time() + 60
+    for name in (".good.onnx.tmp-abc123-99-x", ".partial.onnx", "empty.onnx"):
+        (folder / name).write_bytes(b"" if name == "empty.onnx" else b"partial")
+        os.utime(folder / name, (later, later))
+    assert latest_export(folder) == folder / "good.onnx"
