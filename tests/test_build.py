@@ -326,3 +326,22 @@ def test_latest_export_skips_hidden_and_temporary_files(demo_onnx, tmp_path, mon
         (folder / name).write_bytes(b"" if name == "empty.onnx" else b"partial")
         os.utime(folder / name, (later, later))
     assert latest_export(folder) == folder / "good.onnx"
+
+
+def test_two_builds_racing_to_one_output(demo_onnx, tmp_path):
+    import subprocess
+    import sys
+
+    from ocr_deploy.sidecar import read_sidecar_pair
+
+    out = tmp_path / "race.onnx"
+    command = [sys.executable, "-m", "ocr_deploy.builder.cli", str(demo_onnx), "--backend",
+               "onnxruntime", "-o", str(out), "--no-verify", "-q"]
+    runs = [subprocess.Popen([*command, precision], stderr=subprocess.PIPE, text=True)
+            for precision in ("--fp32", "--fp16")]
+    codes = sorted(run.wait() for run in runs)
+    errors = [run.stderr.read() for run in runs]
+    assert codes == [0, 2], errors
+    assert any("race.onnx" in e and "expected" in e for e in errors), errors
+    pair = read_sidecar_pair(out)  # whichever won, artifact and sidecar belong together
+    assert pair.companion["precision"] in ("fp32", "fp16") and pair.artifact == out

@@ -186,3 +186,7 @@ def _summary(result, precision: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ocr-build-engine``."""
     return run_command("ocr-build-engine", _run, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
