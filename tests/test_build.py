@@ -345,3 +345,34 @@ def test_two_builds_racing_to_one_output(demo_onnx, tmp_path):
     assert any("race.onnx" in e and "expected" in e for e in errors), errors
     pair = read_sidecar_pair(out)  # whichever won, artifact and sidecar belong together
     assert pair.companion["precision"] in ("fp32", "fp16") and pair.artifact == out
+
+
+@pytest.mark.parametrize("point", ["pair-shadowed", "pair-committed"])
+def test_build_killed_between_artifact_and_sidecar(demo_onnx, tmp_path, point):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ocr_deploy.files import PAUSE_ENV
+    from ocr_deploy.sidecar import read_sidecar_pair
+
+    out = tmp_path / "m.onnx"
+    assert main([str(demo_onnx), "--fp32", "--backend", "onnxruntime", "-o", str(out),
+                 "-q"]) == 0
+    flag = tmp_path / "paused"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocr_deploy.builder.cli", str(demo_onnx), "--fp16",
+         "--no-verify", "--backend", "onnxruntime", "-o", str(out), "--force", "-q"],
+        env={**os.environ, PAUSE_ENV: f"{point}:{flag}"})
+    deadline = time.time() + 120
+    while not flag.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert flag.exists(), "the build never reached its pause point"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    pair = read_sidecar_pair(out)  # the old pair, or the new one through its shadow
+    expected = "fp32" if point == "pair-shadowed" else "fp16"
+    assert pair.companion["precision"] == expected
+    assert read_metadata(pair.artifact).precision == expected
