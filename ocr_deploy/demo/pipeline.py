@@ -67,10 +67,12 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
     chosen, why = choose_backend(backend)
     with progress.stage(f"building FP32, FP16 and INT8 with {chosen.name} ({why})"):
         for precision in PRECISIONS:
+            data = {} if precision == "fp32" else {"val_dir": val}  # FP32 is the reference
+            if precision == "int8":
+                data.update(calib_dir=calib, calib_samples=CALIB_SAMPLES)
             built = build(BuildRequest(
                 onnx=exported.onnx_path, precision=precision, backend=backend, force=True,
-                output=workdir / "engines" / f"demo_ocrnet_{precision}",
-                calib_dir=calib, calib_samples=CALIB_SAMPLES, val_dir=val, quiet=True))
+                output=workdir / "engines" / f"demo_ocrnet_{precision}", quiet=True, **data))
             result.builds[precision] = built.info
             progress.note(_describe_build(precision, built.info))
     with progress.stage("predicting overlays"):
