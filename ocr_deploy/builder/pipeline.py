@@ -20,7 +20,7 @@ from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.files import check_writable_output, latest_file
 from ocr_deploy.metadata import ExportMetadata, write_metadata
-from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
+from ocr_deploy.precision.calibrate import MEMORY_MIB, CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import SampleSet, load_samples
 from ocr_deploy.precision.coverage import WARN_BELOW, integer_coverage
 from ocr_deploy.precision.evaluate import (
@@ -56,7 +56,7 @@ class BuildRequest:
     calib_dir: Path | None = None
     calib_samples: int = 100
     calib: CalibrationSettings = field(default_factory=CalibrationSettings)
-    calib_memory_mib: int = 1024  # activations per inference while calibrating
+    calib_memory_mib: int = MEMORY_MIB  # activations per inference while calibrating
     skip_unreadable: bool = False
     recalibrate: bool = False
     calib_cache: Path | None = None  # default: <output folder>/.calibration-cache

@@ -38,6 +38,7 @@ from ocr_deploy.progress import Counter
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_VERSION = 3  # bump when the format or the range algorithms change
+MEMORY_MIB = 512  # default activation budget per calibration inference (Jetson-friendly)
 # Activations feeding or produced by these ops are calibrated: every op a placement in
 # ocr_deploy.precision.placement may quantise.
 CALIBRATED_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "Resize", "MaxPool",
@@ -131,7 +132,7 @@ def cache_key(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings
 
 def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings,
               cache_dir: Path, force: bool = False, quiet: bool = False,
-              memory_mib: int = 512) -> CalibrationResult:
+              memory_mib: int = MEMORY_MIB) -> CalibrationResult:
     """Compute (or reuse) the activation ranges of the FP32 model on ``data``."""
     settings.validate()
     model = onnx.load_from_string(model_bytes)
