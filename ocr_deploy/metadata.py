@@ -94,8 +94,9 @@ def write_metadata(model, metadata: ExportMetadata) -> None:
         entry.key, entry.value = key, value
 
 
-def read_metadata(model_or_path) -> ExportMetadata:
-    """Read the metadata of an ``onnx.ModelProto`` or of an ONNX file (weights not loaded)."""
+def read_metadata(model_or_path, origin: object = None) -> ExportMetadata:
+    """Read the metadata of an ``onnx.ModelProto`` or of an ONNX file (weights not loaded);
+    ``origin`` names a model's file in error messages."""
     if isinstance(model_or_path, (str, Path)):
         import onnx
 
@@ -106,7 +107,7 @@ def read_metadata(model_or_path) -> ExportMetadata:
                                 "re-export the model") from exc
         origin = model_or_path
     else:
-        model, origin = model_or_path, None
+        model = model_or_path
     return ExportMetadata.from_props({p.key: p.value for p in model.metadata_props}, origin)
 
 

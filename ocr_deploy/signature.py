@@ -60,7 +60,7 @@ def check_onnx(model_or_path, origin: object = None) -> ExportMetadata:
         meta = read_metadata(model_or_path)
         model = onnx.load(str(model_or_path), load_external_data=False)
     else:
-        model, meta = model_or_path, read_metadata(model_or_path)
+        model, meta = model_or_path, read_metadata(model_or_path, origin)
     check_signature(origin, meta, onnx_signature(model))
     return meta
 

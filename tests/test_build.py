@@ -67,7 +67,8 @@ def _labels(path, images):
 def val_inputs(demo_onnx, val_dir):
     from ocr_deploy.precision.calibration_data import load_samples
 
-    return load_samples(val_dir, read_metadata(demo_onnx)).load_all()
+    data = load_samples(val_dir, read_metadata(demo_onnx))
+    return np.concatenate([inputs for inputs, _ in data.batches(8)])
 
 
 def test_fp32_build_writes_artifact_and_sidecar(demo_onnx, tmp_path, val_inputs):
@@ -187,7 +188,7 @@ def test_npy_calibration_data(demo_onnx, tmp_path):
     np.savez(tmp_path / "b.npz", x=floats)  # already preprocessed
     data = load_samples(tmp_path, meta)
     assert len(data) == 6 and data.sources[0] == "a.npy[0]"
-    inputs = data.load_all()
+    inputs = np.concatenate([batch for batch, _ in data.batches(4)])
     np.testing.assert_allclose(inputs[4], floats[0], atol=1e-6)
     np.testing.assert_allclose(inputs[0], floats[0], atol=1e-6)
 

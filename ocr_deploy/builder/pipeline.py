@@ -160,9 +160,8 @@ def build(request: BuildRequest) -> BuildResult:
     start = time.perf_counter()
     validate(request)
     source = Path(request.onnx)
-    meta = check_onnx(source)
-    fp32_bytes = source.read_bytes()
-    fp32_model = onnx.load_from_string(fp32_bytes)
+    fp32_bytes, fp32_model = _read_source(source)
+    meta = check_onnx(fp32_model, source)
     _check_node_names(source, fp32_model, request.keep_fp32)
     backend, why = choose_backend(request.backend)
     output = resolve_output(request, backend)
@@ -176,12 +175,12 @@ def build(request: BuildRequest) -> BuildResult:
                       f"{backend.name}: ignored")
 
     build_info: dict = {"precision": request.precision}
-    placement = calibration = None
+    placement = calibration = calib_data = None
     if request.precision == "int8":
         placement = backend.placement()
         build_info["placement"] = placement.to_dict()
         progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
-        calibration = _calibrate(request, meta, fp32_bytes, output, progress)
+        calibration, calib_data = _calibrate(request, meta, fp32_bytes, output, progress)
         build_info["calibration"] = calibration.to_dict()
     with progress.stage(f"making the {request.precision} ONNX"):
         exclusions = _exclusions(request, fp32_model, placement)
@@ -189,7 +188,8 @@ def build(request: BuildRequest) -> BuildResult:
                                  _flatten(exclusions))
     if request.verify and request.precision != "fp32":
         with progress.stage("verifying against FP32 (ONNX Runtime CPU)"):
-            model, verification = _verify(request, meta, fp32_bytes, fp32_model, model,
+            data = _validation_data(request, meta, calib_data)
+            model, verification = _verify(request, meta, data, fp32_bytes, fp32_model, model,
                                           calibration, placement, exclusions, progress)
             build_info["verification"] = verification
     build_info["kept_in_higher_precision"] = exclusions
@@ -210,6 +210,22 @@ def build(request: BuildRequest) -> BuildResult:
                 "seconds": round(time.perf_counter() - start, 2), "metadata": meta.__dict__}
         write.companion = info
     return BuildResult(output, sidecar_path(output), info)
+
+
+def _read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:
+    """The exported ONNX's bytes and model, read once; an unreadable file is exit 2."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        data = source.read_bytes()
+    except OSError as exc:
+        raise BadInputError(source, "a readable exported ONNX model",
+                            f"an error ({exc.strerror or exc})", "check the path") from exc
+    try:
+        return data, onnx.load_from_string(data)
+    except DecodeError as exc:
+        raise BadInputError(source, "an ONNX model (from ocr-export)", "data that is not ONNX",
+                            "export the model again with ocr-export") from exc
 
 
 def _check_node_names(source: Path, model: onnx.ModelProto, names: list[str]) -> None:
@@ -239,7 +255,7 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
             f"batch), cached as {result.cache_path.name}"))
         if data.skipped:
             progress.note(f"skipped {len(data.skipped)} unreadable file(s)")
-    return result
+    return result, data
 
 
 def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto,
@@ -271,10 +287,9 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copied
 
 
-def _verify(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes,
+def _verify(request: BuildRequest, meta: ExportMetadata, data: SampleSet, fp32_bytes: bytes,
             fp32_model: onnx.ModelProto, model: onnx.ModelProto, calibration,
             placement: Placement | None, exclusions: dict, progress: Progress):
-    data = _validation_data(request, meta)
     reference = reference_labels(fp32_bytes, data, meta)
 
     def measure(candidate: onnx.ModelProto) -> Accuracy:
@@ -331,9 +346,14 @@ def _coverage(backend: BuildBackend, fp32_model: onnx.ModelProto, model: onnx.Mo
     return report
 
 
-def _validation_data(request: BuildRequest, meta: ExportMetadata) -> SampleSet:
+def _validation_data(request: BuildRequest, meta: ExportMetadata,
+                     calib_data: SampleSet | None) -> SampleSet:
+    """The validation set, or the calibration images (already opened when INT8 was
+    calibrated on the same number of them)."""
     if request.val_dir:
         return load_samples(request.val_dir, meta, request.val_samples, with_masks=True)
+    if calib_data is not None and request.val_samples in (None, len(calib_data)):
+        return calib_data
     if request.calib_dir:
         return load_samples(request.calib_dir, meta, request.val_samples or
                             request.calib_samples, request.skip_unreadable)

@@ -75,10 +75,6 @@ class SampleSet:
                 raise BadInputError(path, f"{len(wanted)} samples", f"{found}",
                                     "do not change data files during a build")
 
-    def load_all(self) -> np.ndarray:
-        """Every input at once (small sets only: tests and reports)."""
-        return np.concatenate([inputs for inputs, _ in self.batches(16)])
-
 
 def load_samples(folder: Path, meta: ExportMetadata, count: int | None = None,
                  skip_unreadable: bool = False, with_masks: bool = False,

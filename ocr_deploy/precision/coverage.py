@@ -22,13 +22,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
+from ocr_deploy.precision.placement import FOLDED_ACTIVATIONS
 from ocr_deploy.precision.shapes import static_shapes
 
 INTEGER_KERNELS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
                    "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "NhwcQLinearConv",
                    "QGemm", "QLinearConvTranspose")
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
-FOLDED_ACTIVATIONS = ("Relu", "Clip")
 KEPT_REASONS = {"attention": "kept in higher precision by default (attention core)",
                 "classifier": "kept in higher precision by default (classifier)",
                 "sensitivity_search": "kept in higher precision by the accuracy budget "

@@ -57,6 +57,8 @@ TENSORRT = Placement(
 
 ONNXRUNTIME_OPS = ("Conv", "MatMul", "Add", "Concat", "Resize", "MaxPool", "AveragePool",
                    "GlobalAveragePool", "Relu", "Clip")
+# Activations ONNX Runtime folds into the QuantizeLinear after them (its zero point clips)
+FOLDED_ACTIVATIONS = ("Relu", "Clip")
 
 
 def onnxruntime_placement(machine: str | None = None, cpu_flags: set[str] | None = None

@@ -16,7 +16,7 @@ import onnx
 
 from ocr_deploy.files import private_tempdir
 from ocr_deploy.precision.calibrate import CalibrationResult
-from ocr_deploy.precision.placement import Placement
+from ocr_deploy.precision.placement import FOLDED_ACTIVATIONS, Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
 
 
@@ -101,9 +101,6 @@ def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placem
     if placement.quantize_outputs:
         _float_outputs(quantized, exclude)
     return quantized
-
-
-FOLDED_ACTIVATIONS = ("Relu", "Clip")
 
 
 def _float_outputs(model: onnx.ModelProto, exclude: list[str]) -> None:

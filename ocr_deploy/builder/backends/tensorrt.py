@@ -26,6 +26,7 @@ from ocr_deploy.nvidia import tensorrt as trt_support
 from ocr_deploy.precision.placement import TENSORRT, Placement
 
 TIMING_CACHE_NAME = "timing.cache"
+WEAK_TYPING_FLAGS = {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}  # BuilderFlag names, 10.x
 
 
 @dataclass
@@ -108,13 +109,13 @@ def _weak_typing_flags(options: TensorRTOptions, precision: str, version: str) -
             raise BadInputError(None, "TensorRT 10.x (JetPack 6) or >= 11.4 for DLA",
                                 f"TensorRT {version}", "drop --dla-core")
         if major == 10:
-            return {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}[precision]
+            return WEAK_TYPING_FLAGS[precision]
     if options.builder_flags:
         if major >= 11:
             raise BadInputError(None, "builder precision flags only on TensorRT 10.x",
                                 f"TensorRT {version}", "drop --trt-builder-flags: TensorRT 11 "
                                 "takes precision from the ONNX")
-        return {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}.get(precision, [])
+        return WEAK_TYPING_FLAGS.get(precision, [])
     return []
 
 
