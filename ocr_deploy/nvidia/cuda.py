@@ -70,6 +70,8 @@ def memory_used_mib(device_id: int = 0) -> float:
 class DeviceBuffer:
     """Device memory that grows on demand and is freed once."""
 
+    ALLOCATE, RELEASE = "cudaMalloc", "cudaFree"
+
     def __init__(self):
         self.ptr = 0
         self.nbytes = 0
@@ -79,26 +81,20 @@ class DeviceBuffer:
         if nbytes <= self.nbytes:
             return False
         self.free()
-        self.ptr = int(cuda_call("cudaMalloc", nbytes))
+        self.ptr = int(cuda_call(self.ALLOCATE, nbytes))
         self.nbytes = nbytes
         return True
 
     def free(self) -> None:
         if self.ptr:
-            cuda_call("cudaFree", self.ptr)
+            cuda_call(self.RELEASE, self.ptr)
         self.ptr, self.nbytes = 0, 0
 
 
 class PinnedBuffer(DeviceBuffer):
     """Page-locked host memory (``cudaMallocHost``), viewed as NumPy arrays."""
 
-    def ensure(self, nbytes: int) -> bool:
-        if nbytes <= self.nbytes:
-            return False
-        self.free()
-        self.ptr = int(cuda_call("cudaMallocHost", nbytes))
-        self.nbytes = nbytes
-        return True
+    ALLOCATE, RELEASE = "cudaMallocHost", "cudaFreeHost"
 
     def view(self, shape: tuple, dtype) -> np.ndarray:
         """A NumPy array over the first bytes of the buffer (no copy)."""
@@ -106,11 +102,6 @@ class PinnedBuffer(DeviceBuffer):
         nbytes = int(np.prod(shape)) * dtype.itemsize
         raw = (ctypes.c_ubyte * nbytes).from_address(self.ptr)
         return np.frombuffer(raw, dtype).reshape(shape)
-
-    def free(self) -> None:
-        if self.ptr:
-            cuda_call("cudaFreeHost", self.ptr)
-        self.ptr, self.nbytes = 0, 0
 
 
 class Stream:
