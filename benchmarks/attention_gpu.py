@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.nvidia import cuda
+from ocr_deploy import cuda
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS, DEPTH = 19, 256
@@ -63,8 +63,8 @@ def optional(name: str):
 
 def gpu_name(torch, cupy) -> str | None:
     """The first GPU's name, from whichever library is there; None without a GPU."""
+    from ocr_deploy.cuda import device_info
     from ocr_deploy.errors import OcrDeployError
-    from ocr_deploy.nvidia.cuda import device_info
 
     try:
         return device_info(0)["gpu_name"]
@@ -211,14 +211,14 @@ def copy_bandwidth(stream: int, repeats: int) -> dict:
 def build_engine(trt, logger, onnx_bytes: bytes, shapes: dict[str, tuple], max_batch: int):
     """(engine, None) or (None, why), built by the project's TensorRT helper. ``shapes``:
     each input's shape at batch 1; the profile spans batch 1 to ``max_batch``."""
+    from ocr_deploy.backends.tensorrt.engine import EngineSpec
+    from ocr_deploy.backends.tensorrt.engine import build_engine as build_plan
     from ocr_deploy.errors import OcrDeployError
-    from ocr_deploy.nvidia.tensorrt import EngineSpec
-    from ocr_deploy.nvidia.tensorrt import build_engine as build_plan
 
     profiles = {name: ((1, *shape[1:]), (1, *shape[1:]), (max_batch, *shape[1:]))
                 for name, shape in shapes.items()}
     try:
-        built = build_plan(EngineSpec(onnx_bytes, profiles, workspace_mib=4096), logger)
+        built = build_plan(EngineSpec(onnx_bytes, profiles, workspace_mib=4096))
     except OcrDeployError as exc:
         return None, exc.one_line()
     return trt.Runtime(logger).deserialize_cuda_engine(built.plan), None
@@ -274,7 +274,9 @@ def run_engine(trt, stream, engine, feeds: dict[str, np.ndarray], args) -> dict:
 
 
 def bench_tensorrt(trt, args) -> dict:
-    logger = trt.Logger(trt.Logger.WARNING)
+    from ocr_deploy.backends.tensorrt.library import shared_logger
+
+    logger = shared_logger()  # TensorRT's logger is global: the one the builder uses too
     own_stream = cuda.Stream()
     stream = own_stream.handle
     results = {"tensorrt": trt.__version__, "bandwidth": copy_bandwidth(stream, 10),
@@ -489,7 +491,7 @@ def main() -> int:
     if unknown:
         parser.error(f"--dtypes: unknown {sorted(unknown)}; use fp16 and/or fp32")
 
-    from ocr_deploy.nvidia.tensorrt import availability
+    from ocr_deploy.backends.tensorrt.library import availability
 
     trt_ready, trt_reason = availability()
     torch, cupy = optional("torch"), optional("cupy")

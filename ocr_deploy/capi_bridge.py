@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ocr_deploy.backends import CHOICES as BACKENDS
 from ocr_deploy.errors import BadInputError, OcrDeployError
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.render import class_names_of, palette_of
-from ocr_deploy.runtime.segmenter import BACKENDS
 
 # ocr_status
 OK, INVALID_ARGUMENT, BAD_ARTIFACT, BUFFER_TOO_SMALL, UNSUPPORTED, ENVIRONMENT, \

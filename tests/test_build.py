@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from ocr_deploy.backends.onnxruntime.options import OnnxRuntimeOptions
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.errors import BadInputError
@@ -84,7 +85,7 @@ def test_fp32_build_writes_artifact_and_sidecar(demo_onnx, tmp_path, val_inputs)
 
 def test_fp16_is_mixed_precision_and_within_budget(demo_onnx, tmp_path, val_dir):
     result = build(_request(demo_onnx, tmp_path, "fp16", val_dir=val_dir,
-                            ort_optimization="basic"))
+                            backend_options={"onnxruntime": OnnxRuntimeOptions("basic")}))
     model = onnx.load(str(result.artifact))
     assert {i.type.tensor_type.elem_type for i in model.graph.input} == {onnx.TensorProto.FLOAT}
     assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)

@@ -11,10 +11,15 @@ import onnxruntime as ort
 import pytest
 from onnx_models import small_segnet, small_segnet_metadata, write_inputs
 
+from ocr_deploy.backends.onnxruntime.placement import (
+    FOLDED_ACTIVATIONS,
+    INTEGER_KERNELS,
+)
+from ocr_deploy.backends.onnxruntime.placement import placement as onnxruntime_placement
+from ocr_deploy.backends.tensorrt.placement import placement as tensorrt_placement
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import load_samples
 from ocr_deploy.precision.coverage import integer_coverage, layer_macs
-from ocr_deploy.precision.placement import TENSORRT, onnxruntime_placement
 from ocr_deploy.precision.qdq import quantize_int8
 
 KEPT = {"classifier": ["classifier"]}
@@ -56,7 +61,8 @@ def test_onnxruntime_placement_runs_integer_kernels(calibrated, tmp_path):
     agreement = (_run(quantized, inputs).argmax(1) == _run(model, inputs).argmax(1)).mean()
     assert agreement > 0.9
 
-    report = integer_coverage(model, quantized, optimised, KEPT)
+    report = integer_coverage(model, quantized, KEPT, optimised, INTEGER_KERNELS,
+                              FOLDED_ACTIVATIONS)
     macs = layer_macs(model)
     assert macs["conv1"] == ("Conv", 16 * 16 * 8 * 3 * 9)
     assert report["total_macs"] == sum(m for _, m in macs.values())
@@ -66,9 +72,11 @@ def test_onnxruntime_placement_runs_integer_kernels(calibrated, tmp_path):
     assert left["name"] == "classifier" and "classifier" in left["reason"]
 
 
-def test_tensorrt_placement_quantises_conv_inputs_only(calibrated):
-    model, ranges, _ = calibrated
-    quantized = quantize_int8(model, ranges, TENSORRT, KEPT["classifier"])
+@pytest.mark.parametrize("strongly_typed", [True, False])
+def test_tensorrt_placement_quantises_conv_inputs_only(calibrated, strongly_typed):
+    model, ranges, inputs = calibrated
+    placement = tensorrt_placement(strongly_typed)
+    quantized = quantize_int8(model, ranges, placement, KEPT["classifier"])
     producers = {out: n for n in quantized.graph.node for out in n.output}
     for node in quantized.graph.node:  # (the residual Add shares conv2's input: DQ'd too)
         fed_by_dq = [producers[i].op_type == "DequantizeLinear" for i in node.input[:2]
@@ -81,7 +89,22 @@ def test_tensorrt_placement_quantises_conv_inputs_only(calibrated):
     assert not any(producers[t].op_type == "Conv" for t in quant_inputs if t in producers)
     zero_points = [t for t in quantized.graph.initializer if "zero_point" in t.name]
     assert zero_points and all(t.data_type == onnx.TensorProto.INT8 for t in zero_points)
-    report = integer_coverage(model, quantized, None, KEPT)
+    dq_scales = {n.input[1] for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
+    scales = {t.name: t.data_type for t in quantized.graph.initializer if t.name in dq_scales}
+    opset = next(o.version for o in quantized.opset_import if o.domain in ("", "ai.onnx"))
+    if strongly_typed:  # R3: on top of the FP16 graph, so what is not INT8 runs FP16
+        assert placement.float_type == "fp16" and opset >= 19
+        assert set(scales.values()) == {onnx.TensorProto.FLOAT16}
+        classifier = next(n for n in quantized.graph.node if n.name == "classifier")
+        weights = {t.name: t.data_type for t in quantized.graph.initializer}
+        assert weights[classifier.input[1]] == onnx.TensorProto.FLOAT16
+    else:  # weakly typed (10.x builder flags): TensorRT picks the float precision itself
+        assert placement.float_type == "fp32" and opset == 17
+        assert set(scales.values()) == {onnx.TensorProto.FLOAT}
+    onnx.checker.check_model(quantized, full_check=True)
+    agreement = (_run(quantized, inputs).argmax(1) == _run(model, inputs).argmax(1)).mean()
+    assert agreement > 0.9
+    report = integer_coverage(model, quantized, KEPT)
     assert report["integer_layers"] == 3 and report["judged_from"].startswith("the Q/DQ graph")
 
 
@@ -90,10 +113,12 @@ def test_excluded_and_unquantised_layers_get_their_reason(calibrated, tmp_path):
     kept = {"requested": ["conv2"], **KEPT}
     quantized = quantize_int8(model, ranges, onnxruntime_placement("x86_64", {"avx2"}),
                               kept["requested"] + kept["classifier"])
-    report = integer_coverage(model, quantized, _optimised(quantized, tmp_path), kept)
+    report = integer_coverage(model, quantized, kept, _optimised(quantized, tmp_path),
+                              INTEGER_KERNELS, FOLDED_ACTIVATIONS)
     reasons = {layer["name"]: layer["reason"] for layer in report["not_integer"]}
     assert "--keep-fp32" in reasons["conv2"] and "classifier" in reasons["classifier"]
-    fp32 = integer_coverage(model, model, _optimised(model, tmp_path), {})
+    fp32 = integer_coverage(model, model, {}, _optimised(model, tmp_path), INTEGER_KERNELS,
+                            FOLDED_ACTIVATIONS)
     assert fp32["integer_mac_share"] == 0.0
     assert {layer["reason"] for layer in fp32["not_integer"]} == {
         "not quantised by the placement"}
@@ -108,13 +133,15 @@ def test_onnxruntime_activation_type_follows_the_cpu(machine, flags, activation,
     placement = onnxruntime_placement(machine, flags)
     assert placement.activation_type == activation and placement.reduce_range == reduce_range
     assert placement.quantize_outputs and "Concat" in placement.op_types
-    assert not TENSORRT.quantize_outputs and TENSORRT.activation_symmetric
+    assert not tensorrt_placement().quantize_outputs
+    assert tensorrt_placement().activation_symmetric
 
 
 def test_default_exclusions_belong_to_the_placement():
     from ocr_deploy.precision.qdq import default_exclusions
 
     model = small_segnet()
-    assert default_exclusions(model, TENSORRT) == {"attention": [], "classifier": ["classifier"]}
+    assert default_exclusions(model, tensorrt_placement()) == {"attention": [],
+                                                               "classifier": ["classifier"]}
     assert default_exclusions(model, onnxruntime_placement("x86_64", {"avx512_vnni"})) == {
         "attention": []}

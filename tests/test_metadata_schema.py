@@ -124,8 +124,9 @@ def test_foreign_graph_with_copied_metadata_is_refused(nhwc_onnx, tmp_path, inpu
 
 
 def test_engine_sidecar_metadata_is_validated(nhwc_onnx, tmp_path):
-    from ocr_deploy.runtime.artifact import engine_metadata
+    from ocr_deploy.backends import get
 
+    engine_metadata = get("tensorrt").metadata
     fields = read_metadata(nhwc_onnx).__dict__
     assert engine_metadata("m.engine", {"metadata": fields}).num_classes == 4
     with pytest.raises(MetadataError, match=r"m\.engine: expected ocr_deploy\.input_width"):

@@ -11,8 +11,11 @@ MODULES = ["ocr_deploy.metadata", "ocr_deploy.images", "ocr_deploy.files",
            "ocr_deploy.builder.pipeline", "ocr_deploy.precision.calibrate",
            "ocr_deploy.precision.qdq", "ocr_deploy.precision.fp16",
            "ocr_deploy.precision.sensitivity", "ocr_deploy.precision.coverage",
-           "ocr_deploy.precision.placement", "ocr_deploy.builder.backends",
-           "ocr_deploy.nvidia.cuda", "ocr_deploy.nvidia.tensorrt", "ocr_deploy.bench.runner"]
+           "ocr_deploy.precision.placement", "ocr_deploy.backends",
+           "ocr_deploy.backends.onnxruntime.build", "ocr_deploy.backends.onnxruntime.runner",
+           "ocr_deploy.backends.tensorrt.build", "ocr_deploy.backends.tensorrt.runner",
+           "ocr_deploy.backends.tensorrt.engine", "ocr_deploy.cuda", "ocr_deploy.bench.runner",
+           "ocr_deploy.packaging.artifact_info", "ocr_deploy.runtime"]
 
 
 def test_build_stage_imports_without_tensorflow():

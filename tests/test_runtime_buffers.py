@@ -116,7 +116,7 @@ def test_dlpack_producer_is_given_the_consumer_stream():
 
 
 def test_cuda_array_interface_stream_is_synchronised_first(monkeypatch):
-    from ocr_deploy.nvidia import cuda
+    from ocr_deploy import cuda
     from ocr_deploy.runtime.tensors import tensor_ref
 
     waited = []

@@ -11,10 +11,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from ocr_deploy.backends.tensorrt.runner import check_compatibility
 from ocr_deploy.errors import BadInputError, OcrDeployError, PairMismatchError
 from ocr_deploy.metadata import read_metadata
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.runtime.backends.tensorrt_backend import check_compatibility
 from ocr_deploy.sidecar import write_sidecar
 
 
@@ -94,7 +94,7 @@ def test_bad_artifacts(tmp_path, nhwc_onnx, keras3_h5):
 
 
 def test_bad_open_options(nhwc_onnx):
-    with pytest.raises(BadInputError, match="build an engine"):
+    with pytest.raises(BadInputError, match="build one with ocr-build-engine --backend tensorrt"):
         Segmenter.open(nhwc_onnx, backend="tensorrt")
     with pytest.raises(BadInputError, match="a backend among"):
         Segmenter.open(nhwc_onnx, backend="openvino")
@@ -160,7 +160,7 @@ def test_engine_sidecar_problems(tmp_path, nhwc_onnx, monkeypatch):
 
 
 def test_cuda_calls_raise_naming_the_call():
-    from ocr_deploy.nvidia import cuda
+    from ocr_deploy import cuda
 
     try:
         cuda.runtime_module()

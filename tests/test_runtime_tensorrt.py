@@ -19,7 +19,7 @@ def trt():
     module = pytest.importorskip("tensorrt", reason="TensorRT is not installed (needs an "
                                  "NVIDIA GPU machine: pip install 'ocr-deploy[tensorrt]')")
     pytest.importorskip("cuda.bindings", reason="cuda-python is not installed")
-    from ocr_deploy.nvidia import cuda
+    from ocr_deploy import cuda
 
     try:
         cuda.device_info(0)
@@ -31,12 +31,13 @@ def trt():
 @pytest.fixture(scope="module")
 def engine(trt, nhwc_onnx, tmp_path_factory):
     """An FP32 engine (batch 1..4) of the NHWC export, built by ocr-build-engine's library."""
-    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.backends.tensorrt.options import TensorRTOptions
     from ocr_deploy.builder.pipeline import BuildRequest, build
 
     path = tmp_path_factory.mktemp("engine") / "nhwc.engine"
     build(BuildRequest(onnx=nhwc_onnx, precision="fp32", backend="tensorrt", output=path,
-                       verify=False, quiet=True, tensorrt=TensorRTOptions(batch=(1, 2, 4))))
+                       verify=False, quiet=True,
+                       backend_options={"tensorrt": TensorRTOptions(batch=(1, 2, 4))}))
     return path, nhwc_onnx
 
 
@@ -51,7 +52,7 @@ def test_engine_matches_onnxruntime(engine):
     path, onnx_path = engine
     images = _images(6)
     with Segmenter.open(onnx_path, providers=["cpu"]) as reference, Segmenter.open(path) as seg:
-        assert seg.backend.name == "tensorrt" and seg.max_batch == 4
+        assert seg.runner.name == "tensorrt" and seg.max_batch == 4
         want, got = reference.predict_scores(images), seg.predict_scores(images)
         for a, b in zip(want, got, strict=True):
             assert np.abs(a - b).max() <= 1e-2 * np.abs(a).max()  # TF32 may be on for FP32
@@ -61,7 +62,8 @@ def test_engine_matches_onnxruntime(engine):
 
 
 def test_cuda_graph_threads_and_device_memory(engine):
-    from ocr_deploy.runtime import Segmenter, cuda
+    from ocr_deploy import cuda
+    from ocr_deploy.runtime import Segmenter
 
     path, _ = engine
     images = _images(4, seed=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ocr_deploy.nvidia.tensorrt import availability
+from ocr_deploy.backends.tensorrt.library import availability
 
 AVAILABLE, REASON = availability()
 pytestmark = [pytest.mark.gpu,
@@ -43,14 +43,14 @@ def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
 
 
 def test_timing_cache_is_reused(small_onnx, tmp_path):
-    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.backends.tensorrt.options import TensorRTOptions
     from ocr_deploy.builder.pipeline import BuildRequest, build
 
-    options = TensorRTOptions(timing_cache=tmp_path / "timing.cache")
+    options = {"tensorrt": TensorRTOptions(timing_cache=tmp_path / "timing.cache")}
     for name in ("a", "b"):
         build(BuildRequest(onnx=small_onnx, precision="fp32", backend="tensorrt",
                            output=tmp_path / f"{name}.engine", verify=False, quiet=True,
-                           tensorrt=options))
+                           backend_options=options))
     assert (tmp_path / "timing.cache").stat().st_size > 0
 
 
@@ -78,11 +78,11 @@ def test_int8_engine_from_tensorrt_placement(small_onnx, tmp_path):
 
 
 def test_fp32_on_dla_is_refused(small_onnx, tmp_path):
-    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.backends.tensorrt.options import TensorRTOptions
     from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.errors import BadInputError
 
     with pytest.raises(BadInputError, match="DLA"):
         build(BuildRequest(onnx=small_onnx, precision="fp32", backend="tensorrt",
                            output=tmp_path / "m.engine", verify=False, quiet=True,
-                           tensorrt=TensorRTOptions(dla_core=0)))
+                           backend_options={"tensorrt": TensorRTOptions(dla_core=0)}))

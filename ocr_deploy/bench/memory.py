@@ -47,7 +47,7 @@ def current_rss_mib() -> float | None:
 def gpu_used_mib(device_id: int = 0) -> float | None:
     """Memory in use on the GPU (all processes) in MiB, or None without cuda-python/GPU."""
     try:
-        from ocr_deploy.nvidia.cuda import memory_used_mib
+        from ocr_deploy.cuda import memory_used_mib
 
         return round(memory_used_mib(device_id), 1)
     except Exception:  # no cuda-python, no driver, no GPU: there is nothing to report

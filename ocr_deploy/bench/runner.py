@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.backends import KERAS_SUFFIXES, for_artifact
 from ocr_deploy.bench import memory
 from ocr_deploy.bench.report import SCHEMA
 from ocr_deploy.bench.stats import latency_stats, variability_warning
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.artifact import KERAS_SUFFIXES
 from ocr_deploy.runtime.segmenter import Segmenter
 
 MIN_RUNS = 3  # with --duration, at least this many timed runs
@@ -38,14 +38,17 @@ def open_artifact(path: Path, providers: Sequence | None = None,
     """A ``Segmenter`` over any artifact, Keras models included; and the artifact's kind."""
     path = Path(path)
     if is_keras(path):
-        from ocr_deploy.bench.keras_backend import KerasBackend
+        from ocr_deploy.bench.keras_runner import KerasRunner
 
         if not path.exists():
             raise BadInputError(path, "an existing model", "no such path", "check the path")
-        backend = KerasBackend(path)
-        return Segmenter(backend, backend.metadata(path), path), "keras"
-    segmenter = Segmenter.open(path, providers=providers, threads=threads)
-    return segmenter, "engine" if segmenter.backend.name == "tensorrt" else "onnx"
+        runner = KerasRunner(path)
+        return Segmenter(runner, runner.metadata(path), path), "keras"
+    backend = for_artifact(path)
+    options = {"providers": providers, "threads": threads}
+    segmenter = Segmenter.open(path, **{k: v for k, v in options.items()
+                                        if k in backend.runtime_options})
+    return segmenter, backend.kind
 
 
 def time_calls(function: Callable[[], object], warmup: int, iterations: int | None,
@@ -81,7 +84,7 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = (1,), warmup: int = 
     open_s = time.perf_counter() - start
     with segmenter:
         info = segmenter.describe()
-        gpu = segmenter.backend.device == "cuda"
+        gpu = segmenter.runner.device == "cuda"
         size = tuple(image_size) if image_size else segmenter.input_size
         if segmenter.max_batch and max(batches) > segmenter.max_batch:
             raise BadInputError(path, f"batch sizes up to the artifact's maximum "
@@ -114,7 +117,7 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = (1,), warmup: int = 
                 "outputs": outputs, "open_s": round(open_s, 3), "batches": runs,
                 "memory": {"peak_rss_mib": memory.peak_rss_mib(), "rss_before_mib": rss_before,
                            "rss_peak_scope": rss_method,
-                           "gpu_used_mib": memory.gpu_used_mib(segmenter.backend.device_id)
+                           "gpu_used_mib": memory.gpu_used_mib(segmenter.runner.device_id)
                            if gpu else None},
                 "warnings": warnings}
 

@@ -14,17 +14,6 @@ exit codes: 0 built (and verified); 2 bad input or usage; 3 accuracy budget miss
 4 the backend failed to build; 1 internal error."""
 
 
-def _batch(text: str) -> tuple[int, int, int]:
-    try:
-        values = tuple(int(v) for v in text.split(":"))
-        if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
-            raise ValueError
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, "
-                                         f"found '{text}'") from None
-    return values
-
-
 def _bounded(kind, low: float, high: float, what: str):
     """An argparse type: ``kind`` within ``[low, high]`` (finite)."""
     def parse(text: str):
@@ -39,15 +28,13 @@ def _bounded(kind, low: float, high: float, what: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ocr_deploy.builder.backends import CHOICES
-    from ocr_deploy.builder.backends.onnxruntime import LEVELS
-    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.backends import BACKENDS, CHOICES
+    from ocr_deploy.backends.options import add_arguments
     from ocr_deploy.builder.pipeline import BuildRequest
     from ocr_deploy.precision.calibrate import METHODS, CalibrationSettings
     from ocr_deploy.precision.evaluate import IGNORE_INDEX, Budget
 
-    request, calib, budget, trt = BuildRequest(onnx=Path()), CalibrationSettings(), Budget(), \
-        TensorRTOptions()
+    request, calib, budget = BuildRequest(onnx=Path()), CalibrationSettings(), Budget()
     parser = argparse.ArgumentParser(prog="ocr-build-engine", description=__doc__,
                                      epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -107,26 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--no-verify", action="store_true", help="skip verification")
     ver.add_argument("--no-sensitivity-search", action="store_true",
                      help="fail instead of searching for layers to keep when INT8 misses")
-    tensorrt = parser.add_argument_group("TensorRT")
-    tensorrt.add_argument("--batch", type=_batch, default=trt.batch, metavar="MIN:OPT:MAX",
-                          help="optimisation profile batch sizes (default: "
-                               f"{':'.join(map(str, trt.batch))})")
-    tensorrt.add_argument("--workspace-mib", type=_bounded(int, 1, 1 << 24, "MiB >= 1"),
-                          default=trt.workspace_mib, help="(default: %(default)s)")
-    tensorrt.add_argument("--timing-cache", type=Path, metavar="FILE",
-                          help="timing cache reused across builds (default: timing.cache "
-                               "beside the artifact)")
-    tensorrt.add_argument("--no-timing-cache", action="store_true",
-                          help="build without a timing cache")
-    tensorrt.add_argument("--dla-core", type=_bounded(int, 0, 15, "a DLA core number"),
-                          metavar="N", help="build for DLA core N (Jetson; FP16/INT8 only)")
-    tensorrt.add_argument("--trt-builder-flags", action="store_true",
-                          help="TensorRT 10.x: FP16/INT8 builder flags instead of strong typing")
-    ort_group = parser.add_argument_group("ONNX Runtime")
-    ort_group.add_argument("--ort-optimization", choices=LEVELS,
-                           default=request.ort_optimization,
-                           help="graph optimisation level saved in the artifact "
-                                "(default: %(default)s)")
+    for backend in BACKENDS:
+        add_arguments(parser, f"{backend.name} backend", backend.options_type, backend.name)
     out = parser.add_argument_group("reporting")
     out.add_argument("--json", action="store_true", help="print the sidecar as JSON")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -134,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+    from ocr_deploy.backends import BACKENDS
+    from ocr_deploy.backends.options import from_args
     from ocr_deploy.builder.pipeline import BuildRequest, build, latest_export
     from ocr_deploy.precision.calibrate import CalibrationSettings
     from ocr_deploy.precision.evaluate import Budget
@@ -156,11 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         budget=Budget(args.max_miou_drop, args.min_agreement),
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         sensitivity_search=not args.no_sensitivity_search,
-        ort_optimization=args.ort_optimization,
-        tensorrt=TensorRTOptions(batch=args.batch, workspace_mib=args.workspace_mib,
-                                 timing_cache=args.timing_cache,
-                                 use_timing_cache=not args.no_timing_cache,
-                                 dla_core=args.dla_core, builder_flags=args.trt_builder_flags),
+        backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
         quiet=args.quiet or args.json))
     if args.json:
         print_json(result.info)

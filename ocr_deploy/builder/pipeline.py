@@ -15,14 +15,14 @@ from pathlib import Path
 
 import onnx
 
-from ocr_deploy.builder.backends import BuildBackend, choose_backend
-from ocr_deploy.builder.backends.tensorrt import TensorRTOptions
+from ocr_deploy import backends
+from ocr_deploy.backends import Backend
+from ocr_deploy.backends.options import changed_flags
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.files import check_writable_output, latest_file
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibrate import MEMORY_MIB, CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import SampleSet, load_samples
-from ocr_deploy.precision.coverage import WARN_BELOW, integer_coverage
 from ocr_deploy.precision.evaluate import (
     IGNORE_INDEX,
     Accuracy,
@@ -68,9 +68,13 @@ class BuildRequest:
     budget: Budget = field(default_factory=Budget)
     ignore_index: int | None = IGNORE_INDEX
     sensitivity_search: bool = True
-    ort_optimization: str = "auto"
-    tensorrt: TensorRTOptions = field(default_factory=TensorRTOptions)
+    # backend name -> its options (``Backend.options_type``); missing: the defaults
+    backend_options: dict = field(default_factory=dict)
     quiet: bool = False
+
+    def options_for(self, backend: Backend):
+        """The build options given for ``backend`` (its defaults when none were)."""
+        return self.backend_options.get(backend.name) or backend.options_type()
 
 
 @dataclass
@@ -92,12 +96,12 @@ def latest_export(folder: Path = EXPORT_FOLDER) -> Path:
     return found
 
 
-def default_output(onnx_path: Path, precision: str, backend: BuildBackend) -> Path:
+def default_output(onnx_path: Path, precision: str, backend: Backend) -> Path:
     """``engines/<model>_<precision><suffix>``."""
     return ENGINE_FOLDER / f"{Path(onnx_path).stem}_{precision}{backend.suffix}"
 
 
-def resolve_output(request: BuildRequest, backend: BuildBackend) -> Path:
+def resolve_output(request: BuildRequest, backend: Backend) -> Path:
     """The artifact path: ``-o`` (a suffix-less name gets the backend's suffix) or the
     default; a folder, or a suffix of another backend's artifact, is an error."""
     if request.output is None:
@@ -129,9 +133,11 @@ def validate(request: BuildRequest) -> None:
             raise BadInputError(None, f"{name} >= 1", f"{value}", f"pass a positive {name}")
 
 
-def ignored_options(request: BuildRequest, backend: BuildBackend) -> list[str]:
-    """Options given that do nothing for this precision and backend (the CLI warns)."""
-    ignored = list(backend.unused_options(request))
+def ignored_options(request: BuildRequest, backend: Backend) -> list[str]:
+    """Options given that do nothing for this precision and backend (the CLI warns): those
+    of the other backends, and those this precision does not use."""
+    ignored = [flag for other in backends.BACKENDS if other is not backend
+               for flag in changed_flags(request.options_for(other))]
     defaults = BuildRequest(onnx=request.onnx)
     calib_validates = request.verify and request.precision != "fp32" and not request.val_dir
     if request.precision != "int8":
@@ -163,7 +169,7 @@ def build(request: BuildRequest) -> BuildResult:
     fp32_bytes, fp32_model = _read_source(source)
     meta = check_onnx(fp32_model, source)
     _check_node_names(source, fp32_model, request.keep_fp32)
-    backend, why = choose_backend(request.backend)
+    backend, why = backends.choose(request.backend)
     output = resolve_output(request, backend)
     check_writable_output(output, request.force)
     check_writable_output(sidecar_path(output), request.force)
@@ -173,11 +179,13 @@ def build(request: BuildRequest) -> BuildResult:
     for flag in ignored_options(request, backend):
         progress.warn(f"{flag} does nothing for a {request.precision} build with "
                       f"{backend.name}: ignored")
+    options = backend.resolve_options(request.options_for(backend), fp32_model, source,
+                                      progress.note)
 
     build_info: dict = {"precision": request.precision}
     placement = calibration = calib_data = None
     if request.precision == "int8":
-        placement = backend.placement()
+        placement = backend.placement(options)
         build_info["placement"] = placement.to_dict()
         progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
         calibration, calib_data = _calibrate(request, meta, fp32_bytes, output, progress)
@@ -199,11 +207,12 @@ def build(request: BuildRequest) -> BuildResult:
     with progress.stage(f"building with {backend.name}"), \
             sidecar_output(output, request.force) as write:
         backend_info = backend.build(model_bytes, write.artifact_tmp, output, meta,
-                                     request.precision, request, progress.note)
+                                     request.precision, options, progress.note)
         if request.precision == "int8":
             build_info["int8_coverage"] = _coverage(backend, fp32_model, model,
                                                     write.artifact_tmp, exclusions, progress)
-        info = {**backend_info, "backend_reason": why, "artifact": str(output),
+        info = {"backend": backend.name, **backend_info, "backend_reason": why,
+                "artifact": str(output),
                 "source_onnx": str(source),
                 "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
                 "artifact_bytes": write.artifact_tmp.stat().st_size, **build_info,
@@ -277,7 +286,7 @@ def _precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibra
     if request.precision == "fp16":
         return convert_fp16(_copy(fp32_model), keep_fp32=keep)
     if request.precision == "int8":
-        return quantize_int8(fp32_model, calibration, placement, keep)
+        return quantize_int8(fp32_model, calibration, placement, keep, request.keep_fp32)
     return _copy(fp32_model)
 
 
@@ -313,7 +322,8 @@ def _verify(request: BuildRequest, meta: ExportMetadata, data: SampleSet, fp32_b
                      if n.op_type in ("Conv", "MatMul") and n.name not in base]
 
         def evaluate(kept: list[str]) -> Accuracy:
-            return measure(quantize_int8(fp32_model, calibration, placement, base + kept))
+            return measure(quantize_int8(fp32_model, calibration, placement, base + kept,
+                                         request.keep_fp32))
 
         found = search(quantized, evaluate, request.budget, progress.note)
         verification["sensitivity_search"] = found.to_dict()
@@ -322,7 +332,8 @@ def _verify(request: BuildRequest, meta: ExportMetadata, data: SampleSet, fp32_b
             verification.update(accuracy=found.accuracy.to_dict(), met_budget=True)
             progress.note(f"kept {len(found.kept)} layer(s): {', '.join(found.kept)}; "
                           + _describe(found.accuracy))
-            return quantize_int8(fp32_model, calibration, placement, base + found.kept), \
+            return quantize_int8(fp32_model, calibration, placement, base + found.kept,
+                                 request.keep_fp32), \
                 verification
     raise BudgetError(request.onnx, f"{request.precision} within the budget (mIoU drop <= "
                       f"{request.budget.max_miou_drop} points, agreement >= "
@@ -331,18 +342,19 @@ def _verify(request: BuildRequest, meta: ExportMetadata, data: SampleSet, fp32_b
                       "keep layers with --keep-fp32")
 
 
-def _coverage(backend: BuildBackend, fp32_model: onnx.ModelProto, model: onnx.ModelProto,
+def _coverage(backend: Backend, fp32_model: onnx.ModelProto, model: onnx.ModelProto,
               artifact: Path, exclusions: dict, progress: Progress) -> dict:
-    report = integer_coverage(fp32_model, model, backend.runtime_graph(artifact), exclusions)
+    report = backend.coverage(fp32_model, model, artifact, exclusions)
     share = report["integer_mac_share"]
     progress.note(f"INT8 coverage: {share:.1%} of Conv/MatMul MACs in integer kernels "
                   f"({report['integer_layers']}/{report['layers']} layers)")
     for layer in report["not_integer"][:5]:
         progress.note(f"  not integer: {layer['name']} ({layer['mac_share']:.1%} of MACs): "
                       f"{layer['reason']}")
-    if backend.name == "onnxruntime" and share < WARN_BELOW:
+    floor = backend.coverage_warn_below
+    if floor is not None and share < floor:
         progress.warn(f"only {share:.1%} of the MACs run in integer kernels (under "
-                      f"{WARN_BELOW:.0%}): this INT8 artifact may be no faster than FP32")
+                      f"{floor:.0%}): this INT8 artifact may be no faster than FP32")
     return report
 
 

@@ -19,8 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, default=Path("."),
                         help="where export/, engines/ and demo_output/ are written")
-    parser.add_argument("--backend", choices=("auto", "tensorrt", "onnxruntime"),
-                        default="auto")
+    from ocr_deploy.backends import CHOICES
+
+    parser.add_argument("--backend", choices=CHOICES, default="auto",
+                        help="auto: TensorRT if it and a GPU exist, else ONNX Runtime "
+                             "(default: %(default)s)")
     parser.add_argument("--iterations", type=int, default=20,
                         help="timed runs per artifact and batch size")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

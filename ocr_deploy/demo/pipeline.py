@@ -41,10 +41,10 @@ class DemoResult:
 def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int = 20,
              quiet: bool = False) -> DemoResult:
     """Run the whole pipeline under ``workdir``; return what it made."""
+    from ocr_deploy.backends import choose
     from ocr_deploy.bench.plot import plot_report
     from ocr_deploy.bench.report import format_table
     from ocr_deploy.bench.runner import benchmark
-    from ocr_deploy.builder.backends import choose_backend
     from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
@@ -64,7 +64,7 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
         calib, val = out / "data" / "calib", out / "data" / "val"
         write_samples(calib, CALIB_SAMPLES, seed=TRAIN_SEED)
         write_samples(val, VAL_SAMPLES)
-    chosen, why = choose_backend(backend)
+    chosen, why = choose(backend)
     with progress.stage(f"building FP32, FP16 and INT8 with {chosen.name} ({why})"):
         for precision in PRECISIONS:
             data = {} if precision == "fp32" else {"val_dir": val}  # FP32 is the reference

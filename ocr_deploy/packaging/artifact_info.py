@@ -1,35 +1,26 @@
-"""What a deployment configuration needs to know about an artifact: its tensors (names,
-data types, shapes), batch limits, precision and metadata, from the ONNX graph or, for a
-TensorRT engine, from its sidecar (an engine cannot be inspected without TensorRT)."""
+"""What a deployment configuration needs to know about an artifact: its backend, tensors
+(names, data types, shapes), batch limits, precision and metadata, read through the
+artifact's backend (``ocr_deploy.backends``) with the same checks as the runtime and the
+build apply: the sidecar must belong to the artifact, the metadata must fit its schema,
+and the graph (or the engine's recorded tensors) must be the one the metadata describes.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import ExportMetadata, read_metadata
-from ocr_deploy.runtime.artifact import artifact_kind, engine_metadata
+from ocr_deploy.backends import Backend, for_artifact
+from ocr_deploy.backends.base import TensorSpec
+from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
-
-# ONNX TensorProto element types -> NumPy dtype names
-ONNX_DTYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16",
-               11: "float64", 16: "bfloat16"}
-
-
-@dataclass
-class TensorSpec:
-    """One model tensor: ``shape`` includes the batch dimension; -1 means dynamic."""
-
-    name: str
-    dtype: str
-    shape: list[int]
+from ocr_deploy.signature import Signature, Tensor, check_signature
 
 
 @dataclass
 class ArtifactInfo:
     path: Path
-    kind: str  # "onnx" or "engine"
+    backend: Backend
     metadata: ExportMetadata
     sidecar: dict | None
     inputs: list[TensorSpec]
@@ -51,57 +42,21 @@ class ArtifactInfo:
 
 
 def read_artifact(path: Path) -> ArtifactInfo:
-    """Inspect an ``.onnx`` (graph and metadata, weights not loaded) or an ``.engine``
-    (its sidecar); foreign or incomplete files are a ``BadInputError``."""
+    """Inspect an artifact (an ONNX's graph and metadata, weights not loaded; an engine's
+    sidecar); foreign, incomplete or inconsistent files are a ``BadInputError`` (exit 2)."""
     path = Path(path)
-    kind = artifact_kind(path)
-    sidecar = read_sidecar(path) if kind == "engine" or sidecar_path(path).is_file() else None
-    if kind == "engine":
-        meta = engine_metadata(path, sidecar)
-        profiles = sidecar.get("profiles") or []
-        if not profiles:
-            raise BadInputError(path, "a sidecar with the engine's optimisation profile",
-                                "none", "rebuild it with ocr-build-engine")
-        batches = tuple(int(profiles[0][key][0]) for key in ("min", "opt", "max"))
-        inputs, outputs = _engine_tensors(meta)
-        return ArtifactInfo(path, kind, meta, sidecar, inputs, outputs, batches)
-    import onnx
-
-    meta = read_metadata(path)
-    graph = onnx.load(str(path), load_external_data=False).graph
-    initializers = {init.name for init in graph.initializer}
-    inputs = [_onnx_tensor(path, v) for v in graph.input if v.name not in initializers]
-    outputs = [_onnx_tensor(path, v) for v in graph.output]
-    if [t.name for t in inputs] != [meta.input_name]:
-        raise BadInputError(path, f"one input '{meta.input_name}' as its metadata says",
-                            f"inputs {[t.name for t in inputs]}", "re-export the model")
-    return ArtifactInfo(path, kind, meta, sidecar, inputs, outputs, None)
+    backend = for_artifact(path)
+    has_sidecar = not backend.metadata_in_artifact or sidecar_path(path).is_file()
+    sidecar = read_sidecar(path) if has_sidecar else None
+    meta = backend.metadata(path, sidecar)
+    tensors = backend.tensors(path, meta, sidecar)
+    check_signature(path, meta, Signature(
+        tuple(_tensor(t) for t in tensors.inputs), tuple(_tensor(t) for t in tensors.outputs)))
+    return ArtifactInfo(path, backend, meta, sidecar, tensors.inputs, tensors.outputs,
+                        tensors.profile_batches)
 
 
-def _onnx_tensor(path: Path, value) -> TensorSpec:
-    kind = value.type.tensor_type
-    dtype = ONNX_DTYPES.get(kind.elem_type)
-    if dtype is None:
-        raise BadInputError(path, "tensors of numeric types", f"'{value.name}' of ONNX type "
-                            f"{kind.elem_type}", "re-export the model")
-    shape = [d.dim_value if d.HasField("dim_value") else -1 for d in kind.shape.dim]
-    return TensorSpec(value.name, dtype, shape)
+def _tensor(spec: TensorSpec) -> Tensor:
+    import numpy as np
 
-
-def _engine_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """Tensors of an engine built by ocr-build-engine (FP32 input and scores, int32 labels)."""
-    height, width, channels = meta.input_height, meta.input_width, meta.input_channels
-    nchw = meta.input_layout == "NCHW"
-    inputs = [TensorSpec(meta.input_name, "float32",
-                         [-1, channels, height, width] if nchw else [-1, height, width, channels])]
-    outputs = []
-    for name, spec in meta.outputs.items():
-        stride = int(spec.get("stride") or 1)
-        h, w, k = height // stride, width // stride, meta.num_classes
-        if spec.get("kind") == "labels":
-            outputs.append(TensorSpec(name, "int32", [-1, h, w]))
-        elif spec.get("kind") in ("logits", "probabilities"):
-            layout = spec.get("layout", meta.input_layout)
-            outputs.append(TensorSpec(name, "float32",
-                                      [-1, k, h, w] if layout == "NCHW" else [-1, h, w, k]))
-    return inputs, outputs
+    return Tensor(spec.name, tuple(spec.shape), np.dtype(spec.dtype))

@@ -39,7 +39,7 @@ def nvinfer_properties(info: ArtifactInfo, model_file: str, labels_file: str,
         raise BadInputError(info.path, "RGB, BGR or greyscale input", color,
                             "re-export the model")
     output_layout = meta.outputs.get(logits.name, {}).get("layout", meta.input_layout)
-    model_key = "model-engine-file" if info.kind == "engine" else "onnx-file"
+    model_key = info.backend.deepstream_model_key
     return {
         "gpu-id": "0",
         "gie-unique-id": "1",

@@ -32,6 +32,11 @@ def render(message: Message, indent: int = 0) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def parameter(key: str, value: str) -> Message:
+    """A ``parameters`` entry: ``{key: KEY, value: {string_value: VALUE}}``."""
+    return [("key", key), ("value", [("string_value", value)])]
+
+
 def _is_message(value) -> bool:
     return isinstance(value, list) and bool(value) and all(
         isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str) for v in value)

@@ -25,7 +25,7 @@ from ocr_deploy import serving
 from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec
-from ocr_deploy.packaging.pbtxt import Enum, Message, render
+from ocr_deploy.packaging.pbtxt import Enum, Message, parameter, render
 from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import sidecar_path
 
@@ -36,7 +36,6 @@ E2E_SUFFIX = "_e2e"
 # model.py of the end-to-end model (not imported here: it needs Triton's Python backend)
 E2E_MODEL_SOURCE = Path(serving.__file__).with_name("triton_model.py")
 LABELS_FILE = "labels.txt"
-TRT_CACHE_ROOT = "/tmp/trt-cache"
 
 
 @dataclass
@@ -76,9 +75,7 @@ def max_batch_size(info: ArtifactInfo, options: TritonOptions) -> int:
 def inference_config(info: ArtifactInfo, name: str, options: TritonOptions) -> Message:
     """The inference model's config (a ``pbtxt`` message)."""
     batch = max_batch_size(info, options)
-    engine = info.kind == "engine"
-    config: Message = [("name", name),
-                       ("platform", "tensorrt_plan" if engine else "onnxruntime_onnx"),
+    config: Message = [("name", name), ("platform", info.backend.triton_platform),
                        ("max_batch_size", batch)]
     layout = info.metadata.input_layout
     for tensor in info.inputs:
@@ -91,9 +88,7 @@ def inference_config(info: ArtifactInfo, name: str, options: TritonOptions) -> M
         config.append(("dynamic_batching", _batching(info, batch, options)))
     config.append(("instance_group", [("count", options.instances),
                                       ("kind", Enum("KIND_GPU"))]))
-    if not engine:
-        config += _onnxruntime_acceleration(info, name)
-    return config
+    return config + info.backend.triton_settings(info.sidecar, name)
 
 
 def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
@@ -116,8 +111,8 @@ def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
                                              options.max_queue_delay_us)]))
     config.append(("instance_group", [("count", options.e2e_instances),
                                       ("kind", Enum("KIND_CPU"))]))
-    config.append(("parameters", _parameter("artifact", info.path.name)))
-    config.append(("parameters", _parameter("threads", str(options.threads))))
+    config.append(("parameters", parameter("artifact", info.path.name)))
+    config.append(("parameters", parameter("threads", str(options.threads))))
     return config
 
 
@@ -138,7 +133,7 @@ def write_triton_repository(info: ArtifactInfo, repo: Path,
                                     "pass --force to replace it, or --name another")
     labels_dtype = "uint8" if info.metadata.num_classes <= 256 else "int32"
     version = str(options.version)
-    model_file = "model.plan" if info.kind == "engine" else "model.onnx"
+    model_file = info.backend.triton_model_file
     written = [
         _write_model(repo, name, inference_config(info, name, options), info,
                      {f"{version}/{model_file}": info.path}),
@@ -166,39 +161,6 @@ def _batching(info: ArtifactInfo, batch: int, options: TritonOptions) -> Message
         preferred.add(min(info.profile_batches[1], batch))
     return [("preferred_batch_size", sorted(preferred)),
             ("max_queue_delay_microseconds", options.max_queue_delay_us)]
-
-
-def _parameter(key: str, value: str) -> Message:
-    return [("key", key), ("value", [("string_value", value)])]
-
-
-def _onnxruntime_acceleration(info: ArtifactInfo, name: str) -> Message:
-    """What ``ocr-build-engine`` recorded for the GPU execution providers, in the ONNX
-    Runtime backend's terms (TensorRT accelerator, cuDNN convolution search)."""
-    providers = (info.sidecar or {}).get("provider_options") or {}
-    trt = providers.get("TensorrtExecutionProvider")
-    cuda = providers.get("CUDAExecutionProvider") or {}
-    config: Message = []
-    if trt:
-        mode = "INT8" if trt.get("trt_int8_enable") else \
-            "FP16" if trt.get("trt_fp16_enable") else "FP32"
-        accelerator: Message = [("name", "tensorrt"),
-                                ("parameters", [("key", "precision_mode"), ("value", mode)])]
-        if trt.get("trt_engine_cache_enable"):
-            cache = f"{TRT_CACHE_ROOT}/{name}"
-            accelerator += [("parameters", [("key", key), ("value", value)]) for key, value in
-                            (("trt_engine_cache_enable", "1"), ("trt_engine_cache_path", cache))]
-        if trt.get("trt_timing_cache_enable"):
-            accelerator += [("parameters", [("key", key), ("value", value)]) for key, value in
-                            (("trt_timing_cache_enable", "1"),
-                             ("trt_timing_cache_path", f"{TRT_CACHE_ROOT}/{name}"))]
-        config.append(("optimization", [("execution_accelerators",
-                                         [("gpu_execution_accelerator", accelerator)])]))
-    search = {"EXHAUSTIVE": "0", "HEURISTIC": "1", "DEFAULT": "2"}.get(
-        str(cuda.get("cudnn_conv_algo_search", "")).upper())
-    if search:
-        config.append(("parameters", _parameter("cudnn_conv_algo_search", search)))
-    return config
 
 
 def _write_model(repo: Path, name: str, config: Message, info: ArtifactInfo,

@@ -1,14 +1,15 @@
 """How much of an INT8 build really runs in integer kernels, by multiply-accumulates.
 
 Every Conv / MatMul / Gemm of the FP32 model is counted (MACs at batch 1, from ONNX shape
-inference) and followed into the graph that will run:
+inference) and followed into the graph that will run, as the backend says (its
+``Backend.coverage``):
 
-- ONNX Runtime: the optimised graph the build saved. A layer is integer when the node that
-  now produces its output (or the output of its Q node or fused activation) is an integer
-  kernel (QLinearConv, QLinearMatMul, MatMulIntegerToFloat, ...).
-- TensorRT: the Q/DQ graph. A layer whose activation and weight inputs all come from
-  DequantizeLinear runs in INT8 (TensorRT fuses Q/DQ into the layer); TensorRT's own layer
-  choices are not read here.
+- with the optimised graph that runs (ONNX Runtime saves it): a layer is integer when the
+  node that now produces its output (or the output of its Q node or of an activation folded
+  into it) is one of the backend's integer kernels (QLinearConv, ...);
+- without one (TensorRT, whose layer choices are not ONNX): a layer whose activation and
+  weight inputs all come from DequantizeLinear runs in INT8 (the backend fuses Q/DQ into
+  the layer).
 
 Layers that are not integer are listed with the reason: kept in higher precision (by
 default, by the accuracy budget, by request), no integer kernel for the pattern, or not
@@ -22,19 +23,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
-from ocr_deploy.precision.placement import FOLDED_ACTIVATIONS
 from ocr_deploy.precision.shapes import static_shapes
 
-INTEGER_KERNELS = ("QLinearConv", "QLinearMatMul", "MatMulInteger", "ConvInteger",
-                   "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "NhwcQLinearConv",
-                   "QGemm", "QLinearConvTranspose")
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
 KEPT_REASONS = {"attention": "kept in higher precision by default (attention core)",
                 "classifier": "kept in higher precision by default (classifier)",
                 "sensitivity_search": "kept in higher precision by the accuracy budget "
                                       "(sensitivity search)",
                 "requested": "kept in higher precision on request (--keep-fp32)"}
-WARN_BELOW = 0.90  # ONNX Runtime INT8 artifacts under this share get a warning
 
 
 @dataclass
@@ -72,12 +68,14 @@ def layer_macs(model: onnx.ModelProto) -> dict[str, tuple[str, int]]:
 
 
 def integer_coverage(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
-                     runtime_model: onnx.ModelProto | None,
-                     kept: dict[str, list[str]]) -> dict:
+                     kept: dict[str, list[str]], runtime_model: onnx.ModelProto | None = None,
+                     integer_kernels: tuple[str, ...] = (), folded: tuple[str, ...] = ()
+                     ) -> dict:
     """The coverage report: integer share of MACs and the layers that are not integer.
 
-    ``runtime_model`` is the optimised graph that will run (ONNX Runtime), or None to judge
-    from the Q/DQ graph (TensorRT). ``kept`` maps a reason key to node names.
+    ``kept`` maps a reason key to node names. ``runtime_model`` is the optimised graph
+    that will run, whose ``integer_kernels`` compute in integers (``folded``: activations
+    fused into the Q node after a layer), or None to judge from the Q/DQ graph.
     """
     costs = layer_macs(fp32_model)
     reasons = {name: KEPT_REASONS.get(key, f"kept in higher precision ({key})")
@@ -92,7 +90,8 @@ def integer_coverage(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
             kernel = "INT8 (Q/DQ inputs)" if quantized else op_type
             integer = quantized
         else:
-            kernel, integer = graph.runtime_kernel(name, runtime_producers)
+            kernel = graph.runtime_kernel(name, runtime_producers, folded)
+            integer = kernel in integer_kernels
         reason = None
         if not integer:
             reason = reasons.get(name) or (
@@ -108,8 +107,8 @@ def integer_coverage(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
         "integer_macs": integer_macs, "total_macs": total,
         "integer_layers": sum(layer.integer for layer in layers), "layers": len(layers),
         "judged_from": "the optimised graph that runs" if runtime_model is not None else
-                       "the Q/DQ graph (TensorRT fuses Q/DQ-wrapped layers; its own layer "
-                       "choices are not read here)",
+                       "the Q/DQ graph (the backend fuses Q/DQ-wrapped layers; its own "
+                       "layer choices are not read here)",
         "not_integer": [{**asdict(layer), "mac_share": round(layer.macs / total, 4)
                          if total else 0.0} for layer in not_integer],
     }
@@ -134,20 +133,20 @@ class _GraphIndex:
             getattr(self.producers.get(i), "op_type", "") == "DequantizeLinear"
             for i in data_inputs)
 
-    def runtime_kernel(self, name: str, runtime_producers: dict) -> tuple[str, bool]:
+    def runtime_kernel(self, name: str, runtime_producers: dict, folded: tuple[str, ...]
+                       ) -> str:
         """The kernel that now computes ``name``, found through its output tensors (its
         own, its Q node's, or a folded activation's)."""
         node = self.nodes.get(name)
         if node is None:
-            return "missing", False
+            return "missing"
         candidates = [node.output[0]]
         for consumer in self.consumers.get(node.output[0], []):
-            if consumer.op_type == "QuantizeLinear" or consumer.op_type in FOLDED_ACTIVATIONS:
+            if consumer.op_type == "QuantizeLinear" or consumer.op_type in folded:
                 candidates.append(consumer.output[0])
                 candidates += [c.output[0] for c in self.consumers.get(consumer.output[0], [])
                                if c.op_type == "QuantizeLinear"]
         for tensor in candidates:
             if tensor in runtime_producers:
-                kernel = runtime_producers[tensor].op_type
-                return kernel, kernel in INTEGER_KERNELS
-        return "fused away (unknown)", False
+                return runtime_producers[tensor].op_type
+        return "fused away (unknown)"

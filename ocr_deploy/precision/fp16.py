@@ -18,6 +18,10 @@ def convert_fp16(model: onnx.ModelProto, keep_fp32: list[str] | None = None,
     """An FP16 copy of ``model``; ``keep_fp32`` node names and ``block_ops`` stay FP32."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+    from ocr_deploy.graph.index import toposort
+
     blocked = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(block_ops or OVERFLOW_PRONE))
-    return convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked,
-                                    node_block_list=list(keep_fp32 or []))
+    converted = convert_float_to_float16(model, keep_io_types=True, op_block_list=blocked,
+                                         node_block_list=list(keep_fp32 or []))
+    toposort(converted)  # the converter may append the input Casts after their readers
+    return converted

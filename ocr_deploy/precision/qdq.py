@@ -1,5 +1,5 @@
-"""INT8 as explicit Q/DQ nodes, placed as the target backend wants them
-(``ocr_deploy.precision.placement``), from streamed calibration ranges.
+"""INT8 as explicit Q/DQ nodes, placed as the target backend wants them (its
+``precision.placement.Placement``), from streamed calibration ranges.
 
 Per-channel symmetric INT8 weights; activations from the calibrated ranges. Softmax is
 never quantised. By default the softmax-weighted products of the OCR head (spatial gather
@@ -16,7 +16,7 @@ import onnx
 
 from ocr_deploy.files import private_tempdir
 from ocr_deploy.precision.calibrate import CalibrationResult
-from ocr_deploy.precision.placement import FOLDED_ACTIVATIONS, Placement
+from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
 
 
@@ -72,9 +72,17 @@ def classifier_convs(model: onnx.ModelProto) -> list[str]:
     return found
 
 
+FP16_QDQ_OPSET = 19  # the first opset whose DequantizeLinear takes FP16 scales
+
+
 def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placement: Placement,
-                  exclude: list[str]) -> onnx.ModelProto:
-    """A Q/DQ INT8 copy of ``model`` with ``placement``; ``exclude`` is not quantised."""
+                  exclude: list[str], keep_fp32: list[str] | tuple = ()) -> onnx.ModelProto:
+    """A Q/DQ INT8 copy of ``model`` with ``placement``; ``exclude`` is not quantised.
+
+    With ``placement.float_type`` "fp16" the Q/DQ graph is then made FP16 outside the
+    integer layers (FP16 scales, so DequantizeLinear outputs FP16; opset raised to 19 for
+    them): what ``precision.fp16`` keeps in FP32 stays FP32, and so do ``keep_fp32``.
+    """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import TensorData, TensorsData, save_tensors_data
 
@@ -99,11 +107,24 @@ def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placem
                            "OpTypesToExcludeOutputQuantization": excluded_outputs})
         quantized = onnx.load(str(out))
     if placement.quantize_outputs:
-        _float_outputs(quantized, exclude)
+        _float_outputs(quantized, exclude, placement.folded_activations)
+    if placement.float_type == "fp16":
+        return _on_fp16(quantized, list(keep_fp32))
     return quantized
 
 
-def _float_outputs(model: onnx.ModelProto, exclude: list[str]) -> None:
+def _on_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:
+    from ocr_deploy.graph.forms import upgrade_opset
+    from ocr_deploy.precision.fp16 import convert_fp16
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < FP16_QDQ_OPSET:
+        model = upgrade_opset(model, FP16_QDQ_OPSET)
+    return convert_fp16(model, keep_fp32=keep_fp32)
+
+
+def _float_outputs(model: onnx.ModelProto, exclude: list[str],
+                   folded: tuple[str, ...]) -> None:
     """Make excluded nodes really run in float where outputs are quantised.
 
     Around a node the quantiser skipped, its neighbours' Q/DQ nodes can still wrap it
@@ -126,7 +147,7 @@ def _float_outputs(model: onnx.ModelProto, exclude: list[str]) -> None:
         while pending:
             tensor = pending.pop()
             for consumer in consumers.get(tensor, []):
-                if consumer.op_type in FOLDED_ACTIVATIONS:
+                if consumer.op_type in folded:
                     pending.append(consumer.output[0])
                 elif consumer.op_type == "QuantizeLinear" and not any(
                         dq.op_type != "DequantizeLinear" or dq.output[0] in graph_outputs

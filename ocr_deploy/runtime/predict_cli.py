@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.backends import CHOICES as BACKENDS
 from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.images import list_images, read_image
 from ocr_deploy.runtime.render import class_names_of, label_image, overlay, palette_of
-from ocr_deploy.runtime.segmenter import BACKENDS, Segmenter
+from ocr_deploy.runtime.segmenter import Segmenter
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,32 +9,33 @@ metadata, so the application never repeats it. Safe to call from several threads
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.runtime import postprocess
-from ocr_deploy.runtime.artifact import artifact_kind, check_contract, engine_metadata
-from ocr_deploy.runtime.backends.base import Backend
+from ocr_deploy.runtime.artifact import check_contract
 from ocr_deploy.runtime.preprocess import as_image_list, check_image, prepare_batch
 from ocr_deploy.runtime.tensors import tensor_ref
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-LOAD_ATTEMPTS = 3
+if TYPE_CHECKING:
+    from ocr_deploy.backends.runner import Runner
 
 
 class Segmenter:
     """Semantic segmentation with an exported OCRNet, whatever runs it."""
 
-    def __init__(self, backend: Backend, metadata: ExportMetadata, source: Path | str,
+    def __init__(self, runner: Runner, metadata: ExportMetadata, source: Path | str,
                  max_batch: int | None = None):
-        self.backend = backend
+        self.runner = runner
         self.metadata = metadata
         self.source = Path(source)
-        limits = [b for b in (backend.max_batch, max_batch) if b]
+        limits = [b for b in (runner.max_batch, max_batch) if b]
         self.max_batch = min(limits) if limits else None
         kinds = {spec.get("kind"): name for name, spec in metadata.outputs.items()}
         self.logits_output = kinds.get("logits") or kinds.get("probabilities")  # scores
@@ -47,28 +48,38 @@ class Segmenter:
     def open(cls, path: Path | str, backend: str = "auto", providers: Sequence | None = None,
              max_batch: int | None = None, threads: int | None = None, device_id: int = 0,
              cuda_graph: bool = False) -> Segmenter:
-        """Open an ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT) artifact.
+        """Open an artifact with the backend that runs it (``ocr_deploy.backends``: an
+        ``.onnx`` on ONNX Runtime, an ``.engine`` on TensorRT).
 
+        ``backend``: "auto", or the name of the backend the artifact must be for.
         ``providers``: ONNX Runtime execution providers (names, aliases "tensorrt", "cuda",
         "cpu", or ``(name, options)``); default the best available. ``max_batch`` caps how
         many images run at once. ``threads``: ONNX Runtime intra-op threads.
-        ``cuda_graph``: replay captured CUDA graphs (TensorRT). Bad or foreign files raise
+        ``cuda_graph``: replay captured CUDA graphs (TensorRT). An option the artifact's
+        backend does not take is ignored with a warning. Bad or foreign files raise
         ``BadInputError``.
         """
+        from ocr_deploy import backends
+
         path = Path(path)
-        if backend not in BACKENDS:
-            raise BadInputError(None, f"a backend among {', '.join(BACKENDS)}", repr(backend),
-                                "use backend='auto'")
-        kind = artifact_kind(path)
-        wanted = {"onnx": "onnxruntime", "engine": "tensorrt"}[kind]
-        if backend not in ("auto", wanted):
-            raise BadInputError(path, f"an artifact for the {backend} backend",
-                                f"a .{path.suffix.lstrip('.')} file, which runs on {wanted}",
-                                "build an engine with ocr-build-engine, or pass the .onnx "
-                                "(with providers=['tensorrt'] for ONNX Runtime's TensorRT EP)")
+        if backend not in backends.CHOICES:
+            raise BadInputError(None, f"a backend among {', '.join(backends.CHOICES)}",
+                                repr(backend), "use backend='auto'")
+        chosen = backends.for_artifact(path)
+        if backend not in ("auto", chosen.name):
+            wanted = backends.get(backend)
+            raise BadInputError(path, f"an artifact for the {backend} backend ({wanted.suffix})",
+                                f"a {path.suffix} file, which runs on {chosen.name}",
+                                "build one with ocr-build-engine --backend " + backend)
         if max_batch is not None and max_batch < 1:
             raise BadInputError(None, "max_batch >= 1", str(max_batch), "drop the option")
-        runner, metadata = _load(path, kind, providers, threads, device_id, cuda_graph)
+        given = {"providers": providers, "threads": threads, "cuda_graph": cuda_graph}
+        ignored = [k for k, v in given.items() if v and k not in chosen.runtime_options]
+        if ignored:
+            warnings.warn(f"{path}: {', '.join(ignored)} do(es) nothing for the "
+                          f"{chosen.name} backend: ignored", stacklevel=2)
+        runner, metadata = chosen.open(path, device_id, **{
+            k: v for k, v in given.items() if k in chosen.runtime_options})
         try:
             check_contract(path, metadata, runner)
         except BadInputError:
@@ -127,7 +138,7 @@ class Segmenter:
         """Images -> the model's input batch (resized, normalised, laid out per metadata)."""
         self._check_open()
         items, _ = as_image_list(images)
-        return prepare_batch(items, self.metadata, self.backend.input_dtype)
+        return prepare_batch(items, self.metadata, self.runner.input_dtype)
 
     def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None
             ) -> dict[str, np.ndarray]:
@@ -137,20 +148,20 @@ class Segmenter:
         self._check_open()
         outputs = list(outputs) if outputs else [n for n in (self.logits_output,
                                                              self.labels_output) if n]
-        unknown = [n for n in outputs if n not in self.backend.output_names]
+        unknown = [n for n in outputs if n not in self.runner.output_names]
         if unknown:
-            raise BadInputError(self.source, f"outputs among {list(self.backend.output_names)}",
+            raise BadInputError(self.source, f"outputs among {list(self.runner.output_names)}",
                                 f"{unknown}", "ask for an output the model has")
         if not isinstance(batch, np.ndarray) or batch.ndim != 4:
             raise BadInputError(None, "a prepared batch (a 4-D NumPy array from prepare())",
                                 _describe(batch), "call prepare(images) first")
         expected = self.input_shape(batch.shape[0])
-        if batch.shape != expected or batch.dtype != self.backend.input_dtype:
+        if batch.shape != expected or batch.dtype != self.runner.input_dtype:
             raise BadInputError(None, f"a batch shaped {list(expected)} of "
-                                f"{self.backend.input_dtype}", _describe(batch),
+                                f"{self.runner.input_dtype}", _describe(batch),
                                 "call prepare(images) first")
         self._check_batch(batch.shape[0])
-        return self.backend.run(np.ascontiguousarray(batch), outputs)
+        return self.runner.run(np.ascontiguousarray(batch), outputs)
 
     def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
                    stream: int | None = None, device: str | None = None) -> None:
@@ -178,20 +189,22 @@ class Segmenter:
                                     "pass the number of images")
             batch = int(shape[0])
         self._check_batch(batch)
-        where = device or self.backend.device
-        consumer = stream if stream is not None else self.backend.stream
+        where = device or self.runner.device
+        consumer = stream if stream is not None else self.runner.stream
+        alignment = self.runner.address_alignment
         in_ref = tensor_ref(input, "the input", self.input_shape(batch),
-                            self.backend.input_dtype, where, self.backend.device_id,
-                            stream=consumer)
+                            self.runner.input_dtype, where, self.runner.device_id,
+                            stream=consumer, alignment=alignment)
         out_refs = {}
         for name, value in outputs.items():
-            if name not in self.backend.output_names:
-                raise BadInputError(None, f"an output among {list(self.backend.output_names)}",
+            if name not in self.runner.output_names:
+                raise BadInputError(None, f"an output among {list(self.runner.output_names)}",
                                     repr(name), "use Segmenter.output_names")
             out_refs[name] = tensor_ref(value, f"output '{name}'", self.output_shape(name, batch),
-                                        self.backend.output_dtype(name), where,
-                                        self.backend.device_id, writable=True, stream=consumer)
-        self.backend.run_device(in_ref, out_refs, batch, stream)
+                                        self.runner.output_dtype(name), where,
+                                        self.runner.device_id, writable=True, stream=consumer,
+                                        alignment=alignment)
+        self.runner.run_device(in_ref, out_refs, batch, stream)
 
     # -- shapes and description ------------------------------------------------------------
 
@@ -202,37 +215,37 @@ class Segmenter:
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return self._open_backend().output_names
+        return self._open_runner().output_names
 
     @property
     def input_dtype(self) -> np.dtype:
-        return self._open_backend().input_dtype
+        return self._open_runner().input_dtype
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
         """The prepared input's shape for ``batch`` images."""
-        return self._open_backend().input_shape(batch)
+        return self._open_runner().input_shape(batch)
 
     def output_shape(self, name: str, batch: int) -> tuple[int, ...]:
         """An output's shape for ``batch`` images."""
-        return self._open_backend().output_shape(name, batch)
+        return self._open_runner().output_shape(name, batch)
 
     def output_dtype(self, name: str) -> np.dtype:
-        return self._open_backend().output_dtype(name)
+        return self._open_runner().output_dtype(name)
 
     def describe(self) -> dict:
         """The artifact, what runs it and its contract, for reports."""
         self._check_open()
         meta = self.metadata
-        return {"artifact": str(self.source), **self.backend.info(),
+        return {"artifact": str(self.source), **self.runner.info(),
                 "precision": meta.precision, "input_size": list(self.input_size),
                 "input_layout": meta.input_layout, "num_classes": meta.num_classes,
                 "outputs": list(self._hw), "max_batch": self.max_batch}
 
     def close(self) -> None:
         """Release the backend; the segmenter is unusable afterwards."""
-        if self.backend is not None:
-            self.backend.close()
-            self.backend = None
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
 
     def __enter__(self) -> Segmenter:
         return self
@@ -261,59 +274,22 @@ class Segmenter:
                                 "images", f"{batch}", "split the batch (predict() does)")
 
     def _check_open(self) -> None:
-        if self.backend is None:
+        if self.runner is None:
             raise BadInputError(self.source, "an open segmenter", "a closed one",
                                 "open it again with Segmenter.open()")
 
-    def _open_backend(self) -> Backend:
+    def _open_runner(self) -> Runner:
         self._check_open()
-        return self.backend
+        return self.runner
 
     def _layout(self, name: str) -> str:
         return self.metadata.outputs.get(name, {}).get("layout", self.metadata.input_layout)
 
     def _spatial(self, name: str) -> tuple[int, int]:
-        shape = self.backend.output_shape(name, 1)
+        shape = self.runner.output_shape(name, 1)
         if self._layout(name) == "NCHW":
             return shape[2], shape[3]
         return shape[1], shape[2]
-
-
-def _load(path: Path, kind: str, providers, threads, device_id: int, cuda_graph: bool):
-    """The backend and the metadata. An engine's preprocessing comes from its sidecar, and
-    a built ONNX's provider options: both are used only with the artifact whose SHA-256
-    the sidecar records (``ocr_deploy.pairs``)."""
-    from ocr_deploy.sidecar import read_sidecar_pair, sidecar_path
-
-    if kind == "engine":
-        from ocr_deploy.runtime.backends.tensorrt_backend import TensorRTBackend, import_tensorrt
-
-        import_tensorrt(path)  # first: without TensorRT nothing else matters
-        for _ in range(LOAD_ATTEMPTS):  # TensorRT loads by path: check it stayed in place
-            pair = read_sidecar_pair(path)
-            metadata = engine_metadata(path, pair.companion)
-            try:
-                runner = TensorRTBackend(pair.artifact, pair.companion, device_id, cuda_graph)
-            except BadInputError:
-                if pair.unchanged():
-                    raise
-                continue  # replaced by a concurrent build while loading: read the pair again
-            if pair.unchanged():
-                return runner, metadata
-            runner.close()
-        raise BadInputError(path, "an engine that stays in place while it loads",
-                            "one replaced on every attempt", "retry after the build ends")
-    from ocr_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-    pair = read_sidecar_pair(path, content=True) if sidecar_path(path).is_file() else None
-    runner = OnnxRuntimeBackend(path, providers, threads, device_id,
-                                pair.companion.get("provider_options") if pair else None,
-                                pair.content if pair else None)
-    try:
-        return runner, ExportMetadata.from_props(runner.custom_metadata, path)
-    except BadInputError:
-        runner.close()
-        raise
 
 
 def _describe(value) -> str:

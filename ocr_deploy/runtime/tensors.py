@@ -56,7 +56,7 @@ class _DLManagedTensor(ctypes.Structure):
 
 def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
                device_id: int = 0, writable: bool = False,
-               stream: int | None = None) -> TensorRef:
+               stream: int | None = None, alignment: int = 1) -> TensorRef:
     """Describe ``value`` as a ``TensorRef`` and check it against the expected shape/dtype.
 
     ``device``/``device_id`` say where a raw address points; array-like values carry their
@@ -65,6 +65,8 @@ def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
     will use the buffer on: a DLPack producer is asked to make its data ready on it
     (``__dlpack__(stream=...)``), and a ``__cuda_array_interface__`` producer's own
     ``"stream"`` is synchronised first, as both protocols require of a consumer.
+    ``alignment``: the byte alignment the backend needs (TensorRT: 256); a slice or offset
+    view that breaks it is refused.
     """
     dtype = np.dtype(dtype)
     shape = tuple(shape)
@@ -79,7 +81,8 @@ def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
             raise BadInputError(None, f"a buffer of at least {needed} bytes for {what} "
                                 f"({list(shape)} of {dtype})", f"{int(size)} bytes",
                                 "allocate it with Segmenter.input_shape()/output_shape()")
-        return TensorRef(int(address), shape, dtype, device, device_id)
+        return _aligned(TensorRef(int(address), shape, dtype, device, device_id), what,
+                        alignment)
     if isinstance(value, np.ndarray):
         ref = _from_numpy(value, what, writable)
     elif hasattr(value, "__cuda_array_interface__"):
@@ -94,6 +97,15 @@ def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
         raise BadInputError(None, f"{what} shaped {list(shape)} of {dtype}",
                             f"{list(ref.shape)} of {ref.dtype}",
                             "allocate it with Segmenter.input_shape()/output_shape()")
+    return _aligned(ref, what, alignment)
+
+
+def _aligned(ref: TensorRef, what: str, alignment: int) -> TensorRef:
+    if ref.ptr % alignment:
+        raise BadInputError(None, f"{what} at a {alignment}-byte aligned address (what the "
+                            "backend requires)", f"address 0x{ref.ptr:x} (offset "
+                            f"{ref.ptr % alignment})", "pass a fresh allocation, not a slice "
+                            "or an offset view of one")
     return ref
 
 
@@ -123,7 +135,7 @@ def _from_cuda_array_interface(value, what: str, device_id: int, writable: bool,
         raise _read_only(what)
     producer = interface.get("stream")  # v3: None means no synchronisation is needed
     if producer is not None and producer != stream:
-        from ocr_deploy.nvidia.cuda import synchronize_stream
+        from ocr_deploy.cuda import synchronize_stream
 
         synchronize_stream(int(producer))
     shape = tuple(int(d) for d in interface["shape"])

@@ -19,11 +19,11 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocr_deploy.backends import by_triton_platform
 from ocr_deploy.errors import BadInputError, OcrDeployError
 from ocr_deploy.serving.environment import ServingEnv
 
 EXIT_SERVER = 5  # ocr-serve: the server failed to start or stopped on its own
-PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt"}
 
 
 class ServerError(OcrDeployError):
@@ -65,7 +65,7 @@ def repository_models(repo: Path) -> dict[str, str]:
         found = re.search(r'^\s*backend:\s*"([^"]+)"', text, re.M)
         platform = re.search(r'^\s*platform:\s*"([^"]+)"', text, re.M)
         backend = found.group(1) if found else \
-            PLATFORM_BACKENDS.get(platform.group(1) if platform else "", "unknown")
+            by_triton_platform().get(platform.group(1) if platform else "", "unknown")
         models[config.parent.name] = backend
     if not models:
         raise BadInputError(repo, "model folders with a config.pbtxt", "none",

@@ -1,4 +1,4 @@
-"""Keras/TensorFlow as a backend, so that ``ocr-bench`` puts the original model beside its
+"""Keras/TensorFlow as a runner, so that ``ocr-bench`` puts the original model beside its
 exports. The only benchmark path that imports TensorFlow.
 
 The model runs as a ``tf.function`` on the same prepared batches as the exported models;
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.backends.runner import Runner
 from ocr_deploy.errors import BadInputError, UnsafeModelError
 from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.runtime.backends.base import Backend
 
 
-class KerasBackend(Backend):
+class KerasRunner(Runner):
     """A Keras model (``.h5``, ``.keras`` or a SavedModel folder) returning its logits."""
 
     name = "tensorflow"

@@ -1,5 +1,5 @@
-"""cuda-python helpers for the TensorRT backend: checked calls, owning buffers, streams,
-events and CUDA graphs.
+"""cuda-python helpers for the backends that run on NVIDIA GPUs: checked calls, owning
+buffers, streams, events and CUDA graphs.
 
 Every CUDA runtime call goes through ``cuda_call(name, *args)``, which turns an error code
 into a ``CudaError`` naming the call. cuda-python imports without a GPU, but nothing here
@@ -132,6 +132,10 @@ class Event:
     def wait_on(self, stream: int) -> None:
         """Make ``stream`` wait until the work recorded before this event is done."""
         cuda_call("cudaStreamWaitEvent", stream, self.handle, 0)
+
+    def synchronize(self) -> None:
+        """Wait on the host until the work recorded before this event is done."""
+        cuda_call("cudaEventSynchronize", self.handle)
 
     def destroy(self) -> None:
         if self.handle:

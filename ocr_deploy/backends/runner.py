@@ -1,5 +1,6 @@
-"""The interface every backend implements (ONNX Runtime, TensorRT, and TensorFlow for
-benchmarks): run a prepared batch, or run on memory the application already holds."""
+"""The interface of a loaded model (ONNX Runtime, TensorRT, and TensorFlow for benchmarks):
+run a prepared batch, or run on memory the application already holds. Each backend package
+(``ocr_deploy.backends.*``) has its runner; ``Segmenter`` drives one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ocr_deploy.errors import BadInputError
 from ocr_deploy.runtime.tensors import TensorRef
 
 
-class Backend(ABC):
+class Runner(ABC):
     """A loaded model that runs prepared input batches.
 
     Subclasses set ``name``, ``device`` ("cpu" or "cuda": where raw addresses given to
@@ -28,6 +29,7 @@ class Backend(ABC):
     output_names: tuple[str, ...]
     max_batch: int | None = None
     stream: int | None = None  # the CUDA stream it runs on when the caller gives none
+    address_alignment: int = 1  # bytes: caller memory given to run_device must be aligned
 
     @abstractmethod
     def input_shape(self, batch: int) -> tuple[int, ...]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.backends.runner import Runner
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.backends.base import Backend
 from ocr_deploy.runtime.tensors import TensorRef
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -58,7 +58,7 @@ def _warn_dropped(chosen: Sequence, active: Sequence[str]) -> None:
                       "this onnxruntime-gpu build", stacklevel=3)
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeRunner(Runner):
     """An ``onnxruntime.InferenceSession`` run through I/O binding."""
 
     name = "onnxruntime"
@@ -131,7 +131,7 @@ class OnnxRuntimeBackend(Backend):
                                     f"{self.providers[0]}", "CUDA device memory",
                                     "install onnxruntime-gpu, or pass host buffers")
         if stream is not None:  # ORT runs on its own stream: wait for the caller's work
-            from ocr_deploy.nvidia.cuda import synchronize_stream
+            from ocr_deploy.cuda import synchronize_stream
 
             synchronize_stream(stream)
         binding = self._binding()

@@ -1,12 +1,14 @@
-"""TensorRT helpers shared by the engine builder, the runtime and the GPU benchmarks.
+"""Building a TensorRT engine from an ONNX: parser, builder config, profile, timing cache,
+DLA (the TensorRT API calls of ``ocr-build-engine``, also used by the GPU benchmarks).
 
 Written against TensorRT 10.x (JetPack 6: 10.3) and 11.x's documented Python API. **Not run
 by this project yet**: the development machines have neither a GPU nor TensorRT.
 
 - 11.x: every network is strongly typed; precision comes from the ONNX (Cast nodes for
   FP16, Q/DQ for INT8); the precision builder flags no longer exist.
-- 10.x: the same strongly typed path by default; the deprecated weakly typed path with
-  ``BuilderFlag.FP16``/``INT8`` remains for DLA, which NVIDIA documents only that way.
+- 10.x: the same strongly typed path by default (``STRONGLY_TYPED``, a flag 11.x ignores);
+  the deprecated weakly typed path with ``BuilderFlag.FP16`` remains for DLA, which NVIDIA
+  documents only that way.
 """
 
 from __future__ import annotations
@@ -14,50 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ocr_deploy.errors import BadInputError, ConversionError, CudaError
-
-
-def import_tensorrt(path: object = None):
-    """Import TensorRT, or say clearly that this needs it."""
-    try:
-        import tensorrt
-    except ImportError as exc:
-        raise BadInputError(path, "TensorRT (the 'tensorrt' extra, on a machine with an "
-                            "NVIDIA GPU)", f"it is not installed ({exc})",
-                            "install it with: pip install 'ocr-deploy[tensorrt]', or use "
-                            "the ONNX Runtime backend instead") from exc
-    return tensorrt
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"10.13.0.35"`` -> ``(10, 13, 0, 35)`` (non-numeric parts dropped)."""
-    return tuple(int(part) for part in str(version).split(".") if part.isdigit())
-
-
-def release(version: str) -> tuple[str, ...]:
-    """``10.13.0.35`` -> ``("10", "13", "0")``: engines need the same release."""
-    return tuple(str(version).split(".")[:3])
-
-
-def availability() -> tuple[bool, str]:
-    """Whether TensorRT and a CUDA GPU are usable here, and why not."""
-    try:
-        import tensorrt
-    except ImportError:
-        return False, "the tensorrt Python package is not installed"
-    from ocr_deploy.nvidia import cuda
-
-    try:
-        device = cuda.device_info(0)
-    except BadInputError as exc:  # cuda-python missing
-        return False, exc.found
-    except CudaError as exc:
-        hint = ""
-        if "InsufficientDriver" in exc.found:
-            hint = ("; cuda-python is built for a newer CUDA than this driver: install "
-                    "cuda-python<13 for CUDA 12 drivers (JetPack 6), or update the driver")
-        return False, f"no usable CUDA GPU ({exc.found}{hint})"
-    return True, f"TensorRT {tensorrt.__version__} and {device['gpu_name']} are present"
+from ocr_deploy.backends.tensorrt.library import import_tensorrt, shared_logger, version_tuple
+from ocr_deploy.errors import BadInputError, ConversionError
 
 
 @dataclass
@@ -79,16 +39,22 @@ class BuiltEngine:
     plan: bytes
     timing_cache: bytes | None
     notes: list[str]
+    dla_layers: int | None = None  # network layers DLA accepted (DLA builds)
+    layers: int = 0  # network layers
 
 
-def build_engine(spec: EngineSpec, logger=None,
-                 progress: Callable[[str], None] = lambda _: None) -> BuiltEngine:
+def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: None
+                 ) -> BuiltEngine:
     """Parse, configure and build; raise ``ConversionError`` with TensorRT's reasons."""
     trt = import_tensorrt()
-    logger = logger or trt.Logger(trt.Logger.WARNING)
+    logger = shared_logger()
+    mark = logger.errors.mark()
     builder = trt.Builder(logger)
     strongly_typed = not spec.weakly_typed_flags
-    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+    flags = 0
+    if strongly_typed and version_tuple(trt.__version__)[0] < 11:
+        # 11.x: every network is strongly typed; the flag is deprecated there and ignored
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(spec.onnx_bytes):
@@ -104,18 +70,23 @@ def build_engine(spec: EngineSpec, logger=None,
     for name, shapes in spec.profiles.items():
         profile.set_shape(name, *shapes)
     config.add_optimization_profile(profile)
+    dla_layers = None
     if spec.dla_core is not None:
-        _use_dla(trt, builder, config, spec.dla_core)
+        dla_layers = _use_dla(trt, builder, network, config, spec.dla_core)
+        progress(f"DLA core {spec.dla_core}: {dla_layers} of {network.num_layers} layers can "
+                 "run on the DLA, the rest falls back to the GPU")
     notes = []
     if spec.timing_cache is not None:
         notes += _attach_timing_cache(config, spec.timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ConversionError(None, "TensorRT to build an engine", "the build failed",
+        reason = logger.errors.since(mark) or "no reason given"
+        raise ConversionError(None, "TensorRT to build an engine",
+                              f"the build failed ({reason[:300]})",
                               "rerun with --debug and read TensorRT's log above")
     cache = config.get_timing_cache() if spec.timing_cache is not None else None
     return BuiltEngine(bytes(serialized), None if cache is None else bytes(cache.serialize()),
-                       notes)
+                       notes, dla_layers, network.num_layers)
 
 
 def _attach_timing_cache(config, data: bytes) -> list[str]:
@@ -134,7 +105,10 @@ def _attach_timing_cache(config, data: bytes) -> list[str]:
             "started a fresh one"]
 
 
-def _use_dla(trt, builder, config, core: int) -> None:
+def _use_dla(trt, builder, network, config, core: int) -> int:
+    """Put the build on DLA core ``core`` with GPU fallback; the number of network layers
+    the DLA can run (``IBuilderConfig.can_run_on_DLA``). None is refused: such an engine
+    would run entirely on the GPU while its sidecar says DLA."""
     if builder.num_DLA_cores <= core:
         raise BadInputError(None, f"DLA core {core}",
                             f"{builder.num_DLA_cores} DLA core(s) on this device",
@@ -142,3 +116,11 @@ def _use_dla(trt, builder, config, core: int) -> None:
     config.default_device_type = trt.DeviceType.DLA
     config.DLA_core = core
     config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    accepted = sum(bool(config.can_run_on_DLA(network.get_layer(i)))
+                   for i in range(network.num_layers))
+    if accepted == 0:
+        raise BadInputError(None, "a network with layers the DLA can run",
+                            f"none of its {network.num_layers} layers (with this precision "
+                            "and shape profile)", "build for the GPU (drop --dla-core), or "
+                            "build --fp16 with a static batch")
+    return accepted

@@ -1,4 +1,5 @@
-"""TensorRT backend on cuda-python: one execution context, one stream, buffers kept per shape.
+"""The TensorRT runner on cuda-python: one execution context, one stream, buffers kept per
+shape.
 
 Written against TensorRT 10.x/11.x's documented Python API (``deserialize_cuda_engine``,
 ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``) and cuda-python's
@@ -17,6 +18,10 @@ both exist.
   enqueues, as trtexec does.
 - An engine built for a DLA core (the sidecar's ``dla_core``) is deserialised with
   ``Runtime.DLA_core`` set to that core, as trtexec does.
+- Caller memory given to ``run_device`` must be 256-byte aligned (TensorRT's rule for
+  tensor addresses, checked by ``tensor_ref``) and on this runner's GPU; an address
+  TensorRT refuses is an error, never silently left bound to the previous buffer.
+- ``close()`` first waits for work still queued on a caller's stream.
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy import cuda
+from ocr_deploy.backends.runner import Runner
+from ocr_deploy.backends.tensorrt.library import import_tensorrt, release, shared_logger
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.nvidia import cuda
-from ocr_deploy.nvidia.tensorrt import import_tensorrt, release
-from ocr_deploy.runtime.backends.base import Backend
 from ocr_deploy.runtime.tensors import TensorRef
+
+ADDRESS_ALIGNMENT = 256  # bytes: "The pointer must have at least 256-byte alignment"
 
 
 def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, device: dict) -> None:
@@ -61,11 +68,12 @@ def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, devi
                       "but rebuild it here for the best speed", stacklevel=3)
 
 
-class TensorRTBackend(Backend):
+class TensorRTRunner(Runner):
     """A deserialised TensorRT engine with one execution context and one CUDA stream."""
 
     name = "tensorrt"
     device = "cuda"
+    address_alignment = ADDRESS_ALIGNMENT
 
     def __init__(self, path: Path, sidecar: dict, device_id: int = 0, cuda_graph: bool = False):
         trt = import_tensorrt(path)
@@ -74,7 +82,7 @@ class TensorRTBackend(Backend):
         self.gpu = cuda.device_info(device_id)
         check_compatibility(path, sidecar, trt.__version__, self.gpu)
         self._trt = trt
-        self._logger = _recording_logger(trt)
+        self._logger = shared_logger()  # cudaSetDevice first: Runtime needs a device
         self._runtime = trt.Runtime(self._logger)
         if sidecar.get("dla_core") is not None:
             self._runtime.DLA_core = int(sidecar["dla_core"])
@@ -144,18 +152,25 @@ class TensorRTBackend(Backend):
                 raise BadInputError(None, "CUDA device memory for a TensorRT engine",
                                     "host memory", "copy the data to the GPU first, or use "
                                     "predict()/run() with NumPy arrays")
+            if ref.device_id != self.device_id:
+                raise BadInputError(None, f"memory on GPU {self.device_id} (the engine's)",
+                                    f"memory on GPU {ref.device_id}",
+                                    "copy it to that GPU, or open the Segmenter with "
+                                    f"device_id={ref.device_id}")
         handle = self._stream.handle if stream is None else int(stream)
         with self._lock:
             cuda.cuda_call("cudaSetDevice", self.device_id)
+            if self._graph is not None and batch != self._graph_batch:
+                self._drop_graph()  # the context's shape changes: the graph would be stale
             self._set_shape(batch)
-            self.context.set_tensor_address(self.input_name, input_ref.ptr)
+            self._bind(self.input_name, input_ref.ptr)
             for name in self.output_names:  # every output needs an address; unasked ones: ours
                 if name in output_refs:
-                    self.context.set_tensor_address(name, output_refs[name].ptr)
+                    self._bind(name, output_refs[name].ptr)
                 else:
                     shape = tuple(self.context.get_tensor_shape(name))
                     self._grow(name, int(np.prod(shape)) * self._dtypes[name].itemsize)
-                    self.context.set_tensor_address(name, self._device[name].ptr)
+                    self._bind(name, self._device[name].ptr)
             if self._event_pending:
                 self._event.wait_on(handle)
             self._execute(handle)
@@ -172,6 +187,9 @@ class TensorRTBackend(Backend):
 
     def close(self) -> None:
         with self._lock:
+            if self._event_pending:  # run_device work may still be queued on a caller's stream
+                self._event.synchronize()
+                self._event_pending = False
             self._drop_graph()
             for buffer in (*self._device.values(), *self._host.values()):
                 buffer.free()
@@ -180,13 +198,14 @@ class TensorRTBackend(Backend):
             self.context = self.engine = None
 
     def _deserialize(self, path: Path, sidecar: dict):
+        mark = self._logger.errors.mark()
         try:
             engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
         except Exception as exc:  # some TensorRT versions raise instead of returning None
-            self._logger.errors.append(str(exc))
+            self._logger.errors.record(str(exc))
             engine = None
         if engine is None:
-            reason = "; ".join(self._logger.errors[-2:]) or "no reason given"
+            reason = self._logger.errors.since(mark) or "no reason given"
             raise BadInputError(path, f"an engine that TensorRT {self._trt.__version__} can "
                                 f"load on {self.gpu['gpu_name']}",
                                 f"deserialisation failed (built with TensorRT "
@@ -214,8 +233,16 @@ class TensorRTBackend(Backend):
             nbytes = int(np.prod(shapes[name])) * self._dtypes[name].itemsize
             self._grow(name, nbytes)
             self._host[name].ensure(nbytes)
-            self.context.set_tensor_address(name, self._device[name].ptr)
+            self._bind(name, self._device[name].ptr)
         return shapes
+
+    def _bind(self, name: str, address: int) -> None:
+        """Bind ``name`` to ``address``; TensorRT's refusal (``False``) is an error, since
+        the previous address would otherwise stay bound."""
+        if not self.context.set_tensor_address(name, address):
+            raise BadInputError(None, f"an address TensorRT accepts for '{name}' (256-byte "
+                                "aligned device memory)", f"0x{address:x}, refused",
+                                "pass a fresh allocation (not a slice of one)")
 
     def _enqueue(self, batch: int, stream: int) -> None:
         if self._event_pending:
@@ -245,28 +272,12 @@ class TensorRTBackend(Backend):
         self._graph = None
 
     def _execute(self, stream: int) -> None:
+        mark = self._logger.errors.mark()
         if not self.context.execute_async_v3(stream):
-            reason = "; ".join(self._logger.errors[-2:]) or "no reason given"
+            reason = self._logger.errors.since(mark) or "no reason given"
             raise cuda.CudaError(None, "execute_async_v3 to succeed",
                                  f"a failure ({reason[:300]})", "rerun with a smaller batch, "
                                  "or check the engine with trtexec")
-
-
-def _recording_logger(trt):
-    """A TensorRT logger that keeps error messages for the exceptions raised here."""
-
-    class RecordingLogger(trt.ILogger):
-        def __init__(self):
-            trt.ILogger.__init__(self)
-            self.errors: list[str] = []
-
-        def log(self, severity, msg):
-            if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
-                self.errors.append(msg)
-            elif severity == trt.ILogger.Severity.WARNING:
-                warnings.warn(f"TensorRT: {msg}", stacklevel=2)
-
-    return RecordingLogger()
 
 
 def _capability(value) -> str | None:

@@ -1,1 +1,0 @@
-"""Backends: one module per way of running a model, each imported only when used."""
