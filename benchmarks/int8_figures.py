@@ -174,7 +174,7 @@ def run_accuracy(args, folder: Path) -> dict:
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.metadata import read_metadata
     from ocr_deploy.precision.calibration_data import load_samples
-    from ocr_deploy.precision.evaluate import accuracy, predict_labels, reference_labels
+    from ocr_deploy.precision.evaluate import proxy_accuracy, reference
 
     demo = export_demo(folder)
     calib, val = folder / "acc_calib", folder / "acc_val"
@@ -185,12 +185,11 @@ def run_accuracy(args, folder: Path) -> dict:
     qs = quantize_static_model(demo, calib, args.samples, folder / "acc_qs.onnx")
     meta = read_metadata(demo)
     data = load_samples(val, meta, with_masks=True)
-    reference = reference_labels(demo.read_bytes(), data, meta)
+    fp32 = reference(demo.read_bytes(), data, meta)
     rows = {}
     for label, path in (("int8 (ocr-build-engine)", Path(ours["artifact"])),
                         (QUANTIZE_STATIC, qs)):
-        result = accuracy(predict_labels(path.read_bytes(), data, meta), reference, data,
-                          meta.num_classes)
+        result = proxy_accuracy(path.read_bytes(), data, meta, fp32)
         rows[label] = {"miou": round(result.miou, 3), "miou_fp32": round(result.miou_fp32, 3),
                        "miou_drop": round(result.miou_drop, 3),
                        "agreement": round(result.agreement, 5),

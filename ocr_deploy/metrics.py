@@ -40,7 +40,13 @@ def mean_iou(pred: np.ndarray, target: np.ndarray, num_classes: int,
     absent from both ``pred`` and ``target`` has no IoU: its entry is NaN and it is left
     out of the mean (``miou`` is NaN only if every class is absent, i.e. no pixels).
     """
-    matrix = confusion_matrix(pred, target, num_classes, ignore_index).astype(np.float64)
+    return iou_from_confusion(confusion_matrix(pred, target, num_classes, ignore_index))
+
+
+def iou_from_confusion(matrix: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(miou, per_class_iou)`` of a confusion matrix (``confusion_matrix``; matrices of
+    several batches add up), with absent classes left out as ``mean_iou`` says."""
+    matrix = np.asarray(matrix, np.float64)
     true_positive = np.diag(matrix)
     union = matrix.sum(axis=0) + matrix.sum(axis=1) - true_positive
     with np.errstate(invalid="ignore", divide="ignore"):

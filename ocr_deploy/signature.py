@@ -51,8 +51,8 @@ def onnx_signature(model) -> Signature:
 
 
 def check_onnx(model_or_path, origin: object = None) -> ExportMetadata:
-    """The validated metadata of an ONNX model (path or ``ModelProto``) whose graph fits it;
-    else ``MetadataError`` (exit 2)."""
+    """The validated metadata of an ONNX model (path or ``ModelProto``) whose graph fits it
+    and computes its outputs; else ``MetadataError`` (exit 2)."""
     if isinstance(model_or_path, (str, Path)):
         import onnx
 
@@ -62,6 +62,12 @@ def check_onnx(model_or_path, origin: object = None) -> ExportMetadata:
     else:
         model, meta = model_or_path, read_metadata(model_or_path, origin)
     check_signature(origin, meta, onnx_signature(model))
+    produced = {name for node in model.graph.node for name in node.output}
+    missing = [o.name for o in model.graph.output if o.name not in produced]
+    if missing:
+        raise MetadataError(origin, "a graph whose nodes compute its outputs",
+                            f"{len(model.graph.node)} node(s), outputs {missing} computed by "
+                            "none", "re-export the model with ocr-export")
     return meta
 
 

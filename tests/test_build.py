@@ -257,9 +257,14 @@ def test_outputs_and_node_names_are_checked(demo_onnx, tmp_path, capsys):
 def test_flags_that_do_not_apply_are_warned_about(demo_onnx, tmp_path, calib_dir, capsys):
     assert main([str(demo_onnx), "--fp32", "--backend", "onnxruntime", "-o",
                  str(tmp_path / "w.onnx"), "--calib-dir", str(calib_dir), "--dla-core", "0",
-                 "-q"]) == 0
+                 "--recalibrate", "-q"]) == 0
     err = capsys.readouterr().err
-    assert "warning: --calib-dir does nothing" in err and "warning: --dla-core" in err
+    assert "warning: --recalibrate does nothing" in err and "warning: --dla-core" in err
+    assert "--calib-dir does nothing" not in err  # the calibration images verify FP32
+    assert main([str(demo_onnx), "--fp16", "--backend", "onnxruntime", "-o",
+                 str(tmp_path / "v.onnx"), "--calib-dir", str(calib_dir), "--no-verify",
+                 "-q"]) == 0
+    assert "warning: --calib-dir does nothing" in capsys.readouterr().err
 
 
 def test_low_integer_coverage_is_warned_about(demo_onnx, tmp_path, calib_dir, capsys):

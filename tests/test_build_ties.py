@@ -27,7 +27,7 @@ def _fp16_verification(tmp_path, tied: bool) -> dict:
 def test_near_ties_are_set_aside(tmp_path):
     verification = _fp16_verification(tmp_path, tied=True)
     accuracy = verification["accuracy"]
-    assert verification["met_budget"] and verification["tie_tolerance"] > 0
+    assert verification["met_budget"] and accuracy["tie_tolerance"] > 0
     assert accuracy["agreement_all_pixels"] < 0.9  # FP16 flips many near-tied argmaxes
     assert accuracy["tie_pixels"] > 0 and accuracy["agreement"] >= 0.97
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from ocr_deploy.export.parity import compare
+from ocr_deploy.comparison import compare
 
 
 def _logits(seed=0, shape=(2, 4, 4, 3)):
@@ -68,19 +69,58 @@ def test_report_serialises_and_prints():
 
 
 def test_ties_are_counted_the_same_in_any_layout():
-    from ocr_deploy.agreement import label_agreement, tie_mask
+    from ocr_deploy.comparison import Comparison, top2_gap
 
     scores = np.array([[[1.0, 1.00005, 0.0], [3.0, 1.0, 0.0]],
                        [[0.0, 2.0, 1.99], [5.0, 5.0, 5.0]]], np.float32)  # [2,2,K]
-    ties = tie_mask(scores, tol=1e-4)
-    np.testing.assert_array_equal(ties, [[True, False], [False, True]])
-    np.testing.assert_array_equal(tie_mask(np.moveaxis(scores, -1, 0), 1e-4, axis=0), ties)
+    gaps = top2_gap(scores)
+    np.testing.assert_array_equal(gaps <= 2e-4, [[True, False], [False, True]])
+    np.testing.assert_array_equal(top2_gap(np.moveaxis(scores, -1, 0), axis=0), gaps)
+    assert np.isinf(top2_gap(scores[..., :1])).all()  # one class: never a tie
     candidate = scores.argmax(-1)
     candidate[0, 0], candidate[1, 0] = 0, 2  # one tie flipped, one real disagreement
-    result = label_agreement(scores, candidate == scores.argmax(-1), tol=1e-4)
-    assert result.agreement == 0.5 and result.tie_pixels == 1
-    assert result.agreement_excl_ties == 0.5  # 1 of the 2 decided pixels agrees
-    assert not tie_mask(scores[..., :1], 1e-4).any()  # one class: never a tie
+    comparison = Comparison({"labels": "labels"}, atol=1e-4, rtol=0.0, min_agreement=0.5)
+    comparison.add_labels("labels", candidate == scores.argmax(-1), gaps)
+    (result,) = comparison.report().outputs
+    assert result.label_agreement == 0.5 and result.tie_pixels == 1
+    assert result.label_agreement_excl_ties == 0.5  # 1 of the 2 decided pixels agrees
+    assert result.passed
+
+
+def test_batches_accumulate_like_one_comparison():
+    from ocr_deploy.comparison import Comparison
+
+    ref = _logits(3, (6, 4, 4, 3))
+    cand = ref + np.random.default_rng(4).normal(0, 0.05, ref.shape).astype(np.float32)
+    labels = {"logits": "logits", "labels": "labels"}
+    whole = compare({"logits": ref, "labels": ref.argmax(-1)},
+                    {"logits": cand, "labels": cand.argmax(-1)}, labels, 0.5, 0.0, 0.9)
+    streamed = Comparison(labels, 0.5, 0.0, 0.9)
+    for begin in (0, 2, 5):
+        end = {0: 2, 2: 5, 5: 6}[begin]
+        streamed.add({"logits": ref[begin:end], "labels": ref[begin:end].argmax(-1)},
+                     {"logits": cand[begin:end], "labels": cand[begin:end].argmax(-1)})
+    a, b = whole.to_dict(), streamed.report().to_dict()
+    for x, y in zip(a.pop("outputs"), b.pop("outputs"), strict=True):
+        assert x == pytest.approx(y)
+    assert a == b
+
+
+def test_counted_mask_and_value_check_off():
+    from ocr_deploy.comparison import Comparison
+
+    ref = _logits(5)
+    cand = ref.copy()
+    cand[0, 0, 0] = ref[0, 0, 0][::-1] * 10  # a wild pixel
+    counted = np.ones(ref.shape[:3], bool)
+    counted[0, 0, 0] = False  # e.g. the ignore index of a validation mask
+    strict = Comparison({"logits": "logits"}, min_agreement=1.0)
+    strict.add({"logits": ref}, {"logits": cand}, counted)
+    (out,) = strict.report().outputs
+    assert not out.passed and "max abs" in out.reason and out.label_agreement == 1.0
+    loose = Comparison({"logits": "logits"}, min_agreement=1.0, check_values=False)
+    loose.add({"logits": ref}, {"logits": cand}, counted)
+    assert loose.report().passed
 
 
 def test_probabilities_are_judged_on_their_own_scale():
@@ -92,10 +132,10 @@ def test_probabilities_are_judged_on_their_own_scale():
     assert not compare({"p": probs}, {"p": probs + 1e-3}, {"p": "probabilities"}).passed
 
 
-def test_agreement_module_needs_no_tensorflow():
+def test_comparison_module_needs_no_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys, ocr_deploy.agreement, ocr_deploy.export.parity; "
+    code = ("import sys, ocr_deploy.comparison; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

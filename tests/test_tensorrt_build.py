@@ -28,10 +28,12 @@ def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
     from ocr_deploy.builder.pipeline import BuildRequest, build
 
     result = build(BuildRequest(onnx=small_onnx, precision=precision, backend="tensorrt",
-                                output=tmp_path / f"m_{precision}.engine", verify=False,
-                                quiet=True))
+                                output=tmp_path / f"m_{precision}.engine", quiet=True))
     info = result.info
     assert info["backend"] == "tensorrt" and info["tensorrt_version"] == trt.__version__
+    runner = info["verification"]["accuracy"]["runner"]  # the verdict ran the engine itself
+    assert runner["backend"] == "tensorrt" and runner["gpu_name"] == info["gpu_name"]
+    assert info["verification"]["met_budget"] and "synthetic" in info["verification"]["data"]
     assert info["gpu_name"] and info["compute_capability"]
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
         result.artifact.read_bytes())
@@ -67,13 +69,17 @@ def test_foreign_timing_cache_is_replaced_not_fatal(small_onnx, tmp_path):
 def test_int8_engine_from_tensorrt_placement(small_onnx, tmp_path):
     from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.demo.synthetic import write_samples
+    from ocr_deploy.precision.evaluate import Budget
 
     calib = tmp_path / "calib"
     write_samples(calib, 8)
     result = build(BuildRequest(onnx=small_onnx, precision="int8", backend="tensorrt",
                                 output=tmp_path / "m.engine", calib_dir=calib, calib_samples=8,
-                                verify=False, quiet=True))
+                                budget=Budget(max_miou_drop=100, min_agreement=0.5),
+                                quiet=True))
     assert result.info["placement"]["name"] == "tensorrt"
+    assert result.info["placement"]["float_type"] == "fp16"  # strongly typed: FP16 outside
+    assert result.info["verification"]["accuracy"]["runner"]["backend"] == "tensorrt"
     assert result.info["int8_coverage"]["integer_mac_share"] > 0.5
 
 

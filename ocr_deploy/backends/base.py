@@ -111,7 +111,8 @@ class Backend(ABC):
     @abstractmethod
     def tensors(self, path: Path, meta: ExportMetadata, sidecar: dict | None
                 ) -> ArtifactTensors:
-        """The artifact's tensors for servers (Triton dims and types)."""
+        """The artifact's tensors for servers (Triton dims and types), checked against its
+        metadata the way the runtime and the build check them (``MetadataError``, exit 2)."""
 
     @abstractmethod
     def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:

@@ -17,8 +17,9 @@ class Runner(ABC):
     """A loaded model that runs prepared input batches.
 
     Subclasses set ``name``, ``device`` ("cpu" or "cuda": where raw addresses given to
-    ``run_device`` point by default), ``input_name``, ``input_dtype``, ``output_names`` and
-    ``max_batch`` (None: unbounded), and must be safe to call from several threads.
+    ``run_device`` point by default), ``input_name``, ``input_dtype``, ``output_names``,
+    ``max_batch`` (None: unbounded) and ``min_batch``, and must be safe to call from several
+    threads.
     """
 
     name: str
@@ -28,6 +29,7 @@ class Runner(ABC):
     input_dtype: np.dtype
     output_names: tuple[str, ...]
     max_batch: int | None = None
+    min_batch: int = 1  # a fixed-batch model takes exactly max_batch = min_batch images
     stream: int | None = None  # the CUDA stream it runs on when the caller gives none
     address_alignment: int = 1  # bytes: caller memory given to run_device must be aligned
 

@@ -138,11 +138,17 @@ def _run(args: argparse.Namespace) -> int:
 def _summary(result, precision: str) -> str:
     info = result.info
     line = f"built {result.artifact} ({info['backend']}, {precision}"
-    verification = info.get("verification", {}).get("accuracy")
-    if verification:
-        line += f", agreement {verification['agreement']:.4%}"
-        if verification.get("miou_drop") is not None:
-            line += f", mIoU drop {verification['miou_drop']:.2f} points"
+    verification = info.get("verification", {})
+    accuracy = verification.get("accuracy")
+    if accuracy:
+        line += f", agreement {accuracy['agreement']:.4%}"
+        if accuracy.get("miou_drop") is not None:
+            line += f", mIoU drop {accuracy['miou_drop']:.2f} points"
+        runner = accuracy.get("runner", {})
+        where = ", ".join(runner.get("providers") or [runner.get("device", "")])
+        line += f" (verified by {runner.get('backend')} on {where}: {verification['data']})"
+    else:
+        line += ", not verified"
     coverage = info.get("int8_coverage")
     if coverage:
         line += f", {coverage['integer_mac_share']:.1%} of MACs in integer kernels"

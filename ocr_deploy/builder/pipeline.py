@@ -1,8 +1,13 @@
 """The build pipeline behind ``ocr-build-engine``:
 read and check metadata -> precision ONNX (FP16 casts, or INT8 Q/DQ placed for the chosen
-backend from streamed calibration) -> verify against FP32 within the budget (INT8:
-sensitivity search when it misses) -> backend build -> INT8 coverage report -> the artifact
-and its sidecar, written as one pair.
+backend from streamed calibration) -> backend build -> the verdict: the built artifact in
+its own backend's runner against FP32 within the budget (INT8 that misses: a sensitivity
+search on the ONNX Runtime CPU proxy, then a rebuild and a new verdict) -> INT8 coverage
+report -> the artifact and its sidecar, written as one pair (nothing when the verdict fails).
+
+Verification always runs unless ``--no-verify``: on the validation set (masks optional:
+agreement always, mIoU with masks), else on the calibration images, else on seeded
+synthetic images in the export's input range (agreement only, said in the summary).
 """
 
 from __future__ import annotations
@@ -22,26 +27,31 @@ from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.files import check_writable_output, latest_file
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibrate import MEMORY_MIB, CalibrationSettings, calibrate
-from ocr_deploy.precision.calibration_data import SampleSet, load_samples
+from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
 from ocr_deploy.precision.evaluate import (
     IGNORE_INDEX,
     Accuracy,
     Budget,
-    accuracy,
-    predict_labels,
-    reference_labels,
+    artifact_accuracy,
+    proxy_accuracy,
+    reference,
 )
 from ocr_deploy.precision.fp16 import convert_fp16
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
 from ocr_deploy.precision.sensitivity import search
 from ocr_deploy.progress import Progress
+from ocr_deploy.runtime.artifact import check_contract
 from ocr_deploy.sidecar import sidecar_output, sidecar_path
 from ocr_deploy.signature import check_onnx
 
 PRECISIONS = ("fp32", "fp16", "int8")
 EXPORT_FOLDER = Path("export")
 ENGINE_FOLDER = Path("engines")
+CALIB_SAMPLES = 100  # default: up to this many calibration samples
+RECOMMENDED_CALIB_SAMPLES = 100  # fewer get a warning
+RECOMMENDED_VAL_SAMPLES = 20
+SYNTHETIC_SAMPLES = 16  # verification images when no data is given
 
 
 @dataclass
@@ -54,7 +64,7 @@ class BuildRequest:
     output: Path | None = None  # default: engines/<onnx stem>_<precision><backend suffix>
     force: bool = False
     calib_dir: Path | None = None
-    calib_samples: int = 100
+    calib_samples: int | None = None  # None: up to CALIB_SAMPLES (fewer: all, with a warning)
     calib: CalibrationSettings = field(default_factory=CalibrationSettings)
     calib_memory_mib: int = MEMORY_MIB  # activations per inference while calibrating
     skip_unreadable: bool = False
@@ -63,8 +73,8 @@ class BuildRequest:
     quantize_attention: bool = False  # default keeps attention core + classifier in FP32
     keep_fp32: list[str] = field(default_factory=list)  # more nodes kept in higher precision
     verify: bool = True
-    val_dir: Path | None = None
-    val_samples: int | None = None
+    val_dir: Path | None = None  # images, with masks in val_dir/labels/ if there are any
+    val_samples: int | None = None  # None: all
     budget: Budget = field(default_factory=Budget)
     ignore_index: int | None = IGNORE_INDEX
     sensitivity_search: bool = True
@@ -139,25 +149,23 @@ def ignored_options(request: BuildRequest, backend: Backend) -> list[str]:
     ignored = [flag for other in backends.BACKENDS if other is not backend
                for flag in changed_flags(request.options_for(other))]
     defaults = BuildRequest(onnx=request.onnx)
-    calib_validates = request.verify and request.precision != "fp32" and not request.val_dir
+
+    def changed(*pairs: tuple[str, str]) -> list[str]:
+        return [flag for flag, name in pairs
+                if getattr(request, name) != getattr(defaults, name)]
+
+    calib_validates = request.verify and not request.val_dir
     if request.precision != "int8":
         if not calib_validates:  # without --val-dir the calibration images validate
-            ignored += [flag for flag, field_name in (
-                ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"))
-                if getattr(request, field_name) != getattr(defaults, field_name)]
-        ignored += [flag for flag, field_name in (
-            ("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
-            ("--quantize-attention", "quantize_attention"),
-            ("--no-sensitivity-search", "sensitivity_search"),
-            ("--calib-memory-mib", "calib_memory_mib"))
-            if getattr(request, field_name) != getattr(defaults, field_name)]
-        if request.calib != defaults.calib:
-            ignored.append("--calib-method/--percentile")
-    if request.precision == "fp32" or not request.verify:
-        ignored += [flag for flag, field_name in (
-            ("--val-dir", "val_dir"), ("--val-samples", "val_samples"),
-            ("--max-miou-drop/--min-agreement", "budget"))
-            if getattr(request, field_name) != getattr(defaults, field_name)]
+            ignored += changed(("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"))
+        ignored += changed(("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
+                           ("--quantize-attention", "quantize_attention"),
+                           ("--no-sensitivity-search", "sensitivity_search"),
+                           ("--calib-memory-mib", "calib_memory_mib"),
+                           ("--calib-method/--percentile", "calib"))
+    if not request.verify:
+        ignored += changed(("--val-dir", "val_dir"), ("--val-samples", "val_samples"),
+                           ("--max-miou-drop/--min-agreement", "budget"))
     return ignored
 
 
@@ -173,7 +181,7 @@ def build(request: BuildRequest) -> BuildResult:
     output = resolve_output(request, backend)
     check_writable_output(output, request.force)
     check_writable_output(sidecar_path(output), request.force)
-    stages = 2 + (request.precision == "int8") + (request.verify and request.precision != "fp32")
+    stages = 2 + (request.precision == "int8") + request.verify
     progress = Progress(stages, request.quiet)
     progress.note(f"backend: {backend.name} ({why})")
     for flag in ignored_options(request, backend):
@@ -181,44 +189,144 @@ def build(request: BuildRequest) -> BuildResult:
                       f"{backend.name}: ignored")
     options = backend.resolve_options(request.options_for(backend), fp32_model, source,
                                       progress.note)
-
-    build_info: dict = {"precision": request.precision}
-    placement = calibration = calib_data = None
+    job = _Job(request, backend, options, meta, fp32_bytes, fp32_model, output, progress)
     if request.precision == "int8":
-        placement = backend.placement(options)
-        build_info["placement"] = placement.to_dict()
-        progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
-        calibration, calib_data = _calibrate(request, meta, fp32_bytes, output, progress)
-        build_info["calibration"] = calibration.to_dict()
+        job.placement = backend.placement(options)
+        job.info["placement"] = job.placement.to_dict()
+        progress.note(f"INT8 placement: {job.placement.name} ({job.placement.reason})")
+        job.calibration, job.calib_data = _calibrate(request, meta, fp32_bytes, output,
+                                                     progress)
+        job.info["calibration"] = job.calibration.to_dict()
     with progress.stage(f"making the {request.precision} ONNX"):
-        exclusions = _exclusions(request, fp32_model, placement)
-        model = _precision_model(request, fp32_model, calibration, placement,
-                                 _flatten(exclusions))
-    if request.verify and request.precision != "fp32":
-        with progress.stage("verifying against FP32 (ONNX Runtime CPU)"):
-            data = _validation_data(request, meta, calib_data)
-            model, verification = _verify(request, meta, data, fp32_bytes, fp32_model, model,
-                                          calibration, placement, exclusions, progress)
-            build_info["verification"] = verification
-    build_info["kept_in_higher_precision"] = exclusions
-    meta = replace(meta, precision=request.precision, build=build_info)
-    write_metadata(model, meta)
-    model_bytes = model.SerializeToString()
-    with progress.stage(f"building with {backend.name}"), \
-            sidecar_output(output, request.force) as write:
-        backend_info = backend.build(model_bytes, write.artifact_tmp, output, meta,
-                                     request.precision, options, progress.note)
+        job.exclusions = _exclusions(request, fp32_model, job.placement)
+        model = _precision_model(request, fp32_model, job.calibration, job.placement,
+                                 _flatten(job.exclusions))
+    data = _validation_data(request, meta, job.calib_data, progress) if request.verify \
+        else None
+    with sidecar_output(output, request.force) as write:
+        model, backend_info = job.build_and_verify(model, data, write.artifact_tmp)
         if request.precision == "int8":
-            build_info["int8_coverage"] = _coverage(backend, fp32_model, model,
-                                                    write.artifact_tmp, exclusions, progress)
+            job.info["int8_coverage"] = _coverage(backend, fp32_model, model,
+                                                  write.artifact_tmp, job.exclusions, progress)
         info = {"backend": backend.name, **backend_info, "backend_reason": why,
-                "artifact": str(output),
-                "source_onnx": str(source),
+                "artifact": str(output), "source_onnx": str(source),
                 "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
-                "artifact_bytes": write.artifact_tmp.stat().st_size, **build_info,
-                "seconds": round(time.perf_counter() - start, 2), "metadata": meta.__dict__}
+                "artifact_bytes": write.artifact_tmp.stat().st_size, **job.info,
+                "seconds": round(time.perf_counter() - start, 2),
+                "metadata": job.meta.__dict__}
         write.companion = info
     return BuildResult(output, sidecar_path(output), info)
+
+
+@dataclass
+class _Job:
+    """One build's state: what it was asked, what it chose, what it found."""
+
+    request: BuildRequest
+    backend: Backend
+    options: object
+    source_meta: ExportMetadata
+    fp32_bytes: bytes
+    fp32_model: onnx.ModelProto
+    output: Path
+    progress: Progress
+    placement: Placement | None = None
+    calibration: object = None
+    calib_data: SampleSet | None = None
+    exclusions: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    meta: ExportMetadata | None = None
+
+    def __post_init__(self):
+        self.info["precision"] = self.request.precision
+
+    def build_and_verify(self, model: onnx.ModelProto, data: SampleSet | None, target: Path
+                         ) -> tuple[onnx.ModelProto, dict]:
+        """Build ``model`` into ``target`` and give the verdict on what was built; INT8 that
+        misses the budget is searched (proxy), rebuilt and judged again. Raises
+        ``BudgetError`` when the built artifact misses the budget."""
+        built = self._build(model, target)
+        if data is None:
+            return model, built
+        accuracy = self._verdict(target, built, data)
+        request = self.request
+        if not accuracy.meets(request.budget) and request.precision == "int8" \
+                and request.sensitivity_search:
+            model = self._search(data, accuracy)
+            built = self._build(model, target)
+            accuracy = self._verdict(target, built, data)
+        self.info["verification"].update(accuracy=accuracy.to_dict(),
+                                         met_budget=accuracy.meets(request.budget))
+        if not accuracy.meets(request.budget):
+            raise BudgetError(request.onnx, f"{request.precision} within the budget (mIoU "
+                              f"drop <= {request.budget.max_miou_drop} points, agreement >= "
+                              f"{request.budget.min_agreement:.2%})", _describe(accuracy),
+                              "loosen --max-miou-drop/--min-agreement, add calibration data, "
+                              "or keep layers with --keep-fp32")
+        return model, built
+
+    def _build(self, model: onnx.ModelProto, target: Path) -> dict:
+        self.info["kept_in_higher_precision"] = self.exclusions
+        self.meta = replace(self.source_meta, precision=self.request.precision,
+                            build={k: v for k, v in self.info.items() if k != "verification"})
+        write_metadata(model, self.meta)
+        with self.progress.stage(f"building with {self.backend.name}"):
+            return self.backend.build(model.SerializeToString(), target, self.output,
+                                      self.meta, self.request.precision, self.options,
+                                      self.progress.note)
+
+    def _verdict(self, target: Path, built: dict, data: SampleSet) -> Accuracy:
+        """The built artifact through its own backend's runner against FP32."""
+        backend = self.backend
+        with self.progress.stage(f"verifying the built artifact against FP32 ({backend.name} "
+                                 f"runner, {data.description})"):
+            runner = backend.open_runner(target, {"backend": backend.name, **built})
+            try:
+                check_contract(target, self.meta, runner)
+                accuracy = artifact_accuracy(runner, self.fp32_bytes, data, self.meta,
+                                             self.request.ignore_index)
+            finally:
+                runner.close()
+            self.info.setdefault("verification", {}).update({
+                "data": data.description, "samples": len(data),
+                "runner": accuracy.runner, "budget": self.request.budget.__dict__,
+                "ignore_index": self.request.ignore_index})
+            self.progress.note(_describe(accuracy))
+        return accuracy
+
+    def _search(self, data: SampleSet, missed: Accuracy) -> onnx.ModelProto:
+        """Layers to keep in higher precision, ranked and searched on the ONNX Runtime CPU
+        proxy; returns the INT8 model with them kept."""
+        request, progress = self.request, self.progress
+        progress.note("INT8 misses the budget: searching for layers to keep in higher "
+                      "precision (on the ONNX Runtime CPU proxy)")
+        ref = reference(self.fp32_bytes, data, self.source_meta)
+        base = _flatten(self.exclusions)
+        quantized = [n.name for n in self.fp32_model.graph.node
+                     if n.op_type in ("Conv", "MatMul") and n.name not in base]
+
+        def quantize(kept: list[str]) -> onnx.ModelProto:
+            return quantize_int8(self.fp32_model, self.calibration, self.placement,
+                                 base + kept, request.keep_fp32)
+
+        def evaluate(kept: list[str]) -> Accuracy:
+            return proxy_accuracy(quantize(kept).SerializeToString(), data, self.source_meta,
+                                  ref, request.ignore_index)
+
+        found = search(quantized, evaluate, request.budget, progress.note)
+        self.info.setdefault("verification", {})["sensitivity_search"] = {
+            **found.to_dict(), "first_verdict": missed.to_dict()}
+        if not found.met_budget:
+            raise BudgetError(request.onnx, f"INT8 within the budget with layers kept in "
+                              f"higher precision (mIoU drop <= {request.budget.max_miou_drop} "
+                              f"points, agreement >= {request.budget.min_agreement:.2%})",
+                              f"{_describe(found.accuracy)} even with all {len(quantized)} "
+                              "searched layers kept (proxy)", "loosen --max-miou-drop/"
+                              "--min-agreement, add calibration data, or build --fp16")
+        self.exclusions["sensitivity_search"] = found.kept
+        progress.note(f"keeping {len(found.kept)} layer(s): {', '.join(found.kept)}; proxy "
+                      + _describe(found.accuracy))
+        return quantize(found.kept)
 
 
 def _read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:
@@ -254,7 +362,12 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
                             "no calibration data", "point --calib-dir at ~100 typical images")
     with progress.stage(f"calibrating ({request.calib.method}, streamed)"):
         data = load_samples(request.calib_dir, meta, request.calib_samples,
-                            request.skip_unreadable)
+                            request.skip_unreadable, limit=None if request.calib_samples
+                            else CALIB_SAMPLES)
+        if request.calib_samples is None and len(data) < RECOMMENDED_CALIB_SAMPLES:
+            progress.warn(f"{len(data)} calibration samples in {request.calib_dir}: fewer "
+                          f"than the {RECOMMENDED_CALIB_SAMPLES} recommended; the ranges may "
+                          "not represent the data the model will see")
         cache_dir = request.calib_cache or output.parent / ".calibration-cache"
         result = calibrate(fp32_bytes, data, request.calib, cache_dir, request.recalibrate,
                            request.quiet, request.calib_memory_mib)
@@ -296,52 +409,6 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return copied
 
 
-def _verify(request: BuildRequest, meta: ExportMetadata, data: SampleSet, fp32_bytes: bytes,
-            fp32_model: onnx.ModelProto, model: onnx.ModelProto, calibration,
-            placement: Placement | None, exclusions: dict, progress: Progress):
-    reference = reference_labels(fp32_bytes, data, meta)
-
-    def measure(candidate: onnx.ModelProto) -> Accuracy:
-        return accuracy(predict_labels(candidate.SerializeToString(), data, meta), reference,
-                        data, meta.num_classes, request.ignore_index)
-
-    result = measure(model)
-    verification = {"data": "validation set" if request.val_dir else
-                    "calibration images (no --val-dir given: agreement only)",
-                    "budget": request.budget.__dict__, "ignore_index": request.ignore_index,
-                    "tie_tolerance": reference.tol, "accuracy": result.to_dict(),
-                    "met_budget": result.meets(request.budget)}
-    progress.note(_describe(result))
-    if result.meets(request.budget):
-        return model, verification
-    if request.precision == "int8" and request.sensitivity_search:
-        progress.note("INT8 misses the budget: searching for layers to keep in higher "
-                      "precision")
-        base = _flatten(exclusions)
-        quantized = [n.name for n in fp32_model.graph.node
-                     if n.op_type in ("Conv", "MatMul") and n.name not in base]
-
-        def evaluate(kept: list[str]) -> Accuracy:
-            return measure(quantize_int8(fp32_model, calibration, placement, base + kept,
-                                         request.keep_fp32))
-
-        found = search(quantized, evaluate, request.budget, progress.note)
-        verification["sensitivity_search"] = found.to_dict()
-        if found.met_budget:
-            exclusions["sensitivity_search"] = found.kept
-            verification.update(accuracy=found.accuracy.to_dict(), met_budget=True)
-            progress.note(f"kept {len(found.kept)} layer(s): {', '.join(found.kept)}; "
-                          + _describe(found.accuracy))
-            return quantize_int8(fp32_model, calibration, placement, base + found.kept,
-                                 request.keep_fp32), \
-                verification
-    raise BudgetError(request.onnx, f"{request.precision} within the budget (mIoU drop <= "
-                      f"{request.budget.max_miou_drop} points, agreement >= "
-                      f"{request.budget.min_agreement:.2%})", _describe(result),
-                      "loosen --max-miou-drop/--min-agreement, add calibration data, or "
-                      "keep layers with --keep-fp32")
-
-
 def _coverage(backend: Backend, fp32_model: onnx.ModelProto, model: onnx.ModelProto,
               artifact: Path, exclusions: dict, progress: Progress) -> dict:
     report = backend.coverage(fp32_model, model, artifact, exclusions)
@@ -359,18 +426,26 @@ def _coverage(backend: Backend, fp32_model: onnx.ModelProto, model: onnx.ModelPr
 
 
 def _validation_data(request: BuildRequest, meta: ExportMetadata,
-                     calib_data: SampleSet | None) -> SampleSet:
-    """The validation set, or the calibration images (already opened when INT8 was
-    calibrated on the same number of them)."""
+                     calib_data: SampleSet | None, progress: Progress) -> SampleSet:
+    """The validation set (masks if it has them), else the calibration images (already
+    opened when INT8 was calibrated on the same number of them), else seeded synthetic
+    images in the export's input range."""
     if request.val_dir:
-        return load_samples(request.val_dir, meta, request.val_samples, with_masks=True)
-    if calib_data is not None and request.val_samples in (None, len(calib_data)):
+        data = load_samples(request.val_dir, meta, request.val_samples, with_masks=None)
+    elif calib_data is not None and request.val_samples in (None, len(calib_data)):
         return calib_data
-    if request.calib_dir:
-        return load_samples(request.calib_dir, meta, request.val_samples or
-                            request.calib_samples, request.skip_unreadable)
-    raise BadInputError(None, "--val-dir (images + labels/) to verify the build",
-                        "no validation data", "pass --val-dir, or --no-verify to skip")
+    elif request.calib_dir:
+        data = load_samples(request.calib_dir, meta, request.val_samples,
+                            request.skip_unreadable,
+                            limit=None if request.val_samples else CALIB_SAMPLES)
+    else:
+        progress.note(f"no --val-dir or --calib-dir: verifying on {SYNTHETIC_SAMPLES} seeded "
+                      "synthetic images (label agreement with FP32 only)")
+        return SyntheticSamples(meta, request.val_samples or SYNTHETIC_SAMPLES)
+    if request.val_samples is None and len(data) < RECOMMENDED_VAL_SAMPLES:
+        progress.warn(f"verifying on {len(data)} samples: fewer than the "
+                      f"{RECOMMENDED_VAL_SAMPLES} recommended")
+    return data
 
 
 def _flatten(exclusions: dict[str, list[str]]) -> list[str]:

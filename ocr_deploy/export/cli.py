@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from ocr_deploy.cli_support import EXIT_OK, floats_arg, print_json, run_command, size_arg
+from ocr_deploy.comparison import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
 from ocr_deploy.export.convert import DEFAULT_OPSET, MAX_OPSET
-from ocr_deploy.export.parity import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
 from ocr_deploy.graph.attention import FORMS, TARGETS
 
 EPILOG = """exit codes: 0 exported and verified; 2 bad input or usage; 3 parity over tolerance

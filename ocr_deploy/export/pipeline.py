@@ -18,6 +18,13 @@ from pathlib import Path
 import numpy as np
 
 import ocr_deploy
+from ocr_deploy.comparison import (
+    DEFAULT_ATOL,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_RTOL,
+    Comparison,
+    ComparisonReport,
+)
 from ocr_deploy.errors import BadInputError, ConversionError, ParityError
 from ocr_deploy.export.convert import (
     DEFAULT_OPSET,
@@ -30,13 +37,6 @@ from ocr_deploy.export.convert import (
 from ocr_deploy.export.input_range import HOW_TO_SET, InputRange, parity_input_range
 from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_model
 from ocr_deploy.export.outputs import OutputChoice, choose_outputs
-from ocr_deploy.export.parity import (
-    DEFAULT_ATOL,
-    DEFAULT_MIN_AGREEMENT,
-    DEFAULT_RTOL,
-    ParityReport,
-    compare,
-)
 from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.images import list_images, read_image, resize_bilinear
@@ -87,7 +87,7 @@ class ExportResult:
 
     onnx_path: Path
     report_path: Path
-    parity: ParityReport
+    parity: ComparisonReport
     choice: OutputChoice
     metadata: ExportMetadata
     timings: dict = field(default_factory=dict)
@@ -305,39 +305,38 @@ def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarra
 
 
 def _verify(function, model, images: np.ndarray, options: ConvertOptions,
-            input_range: InputRange, request: ExportRequest) -> ParityReport:
+            input_range: InputRange, request: ExportRequest) -> ComparisonReport:
     import onnxruntime as ort
 
     feed = input_range.apply(images)
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
-    reference: dict[str, list] = {}
-    candidate: dict[str, list] = {}
+    comparison = None
     step = options.batch or PARITY_BATCH
     for begin in range(0, len(feed), step):
         batch = feed[begin:begin + step]
         count = len(batch)
         if options.batch and count < step:  # a fixed batch: fill it up, keep what was asked
             batch = np.concatenate([batch, np.repeat(batch[-1:], step - count, axis=0)])
-        for name, value in function(batch).items():
-            reference.setdefault(name, []).append(value.numpy()[:count])
+        reference = {name: value.numpy()[:count] for name, value in function(batch).items()}
         onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
         names = [o.name for o in session.get_outputs()]
+        candidate = {}
         for name, value in zip(names, session.run(names, {"image": onnx_in}), strict=True):
             if options.nchw and value.ndim == 4:
                 value = value.transpose(0, 2, 3, 1)
-            candidate.setdefault(name, []).append(value[:count])
-    reference = {k: np.concatenate(v) for k, v in reference.items()}
-    candidate = {k: np.concatenate(v) for k, v in candidate.items()}
-    kinds = {name: ("labels" if name == "labels" else
-                    "aux_logits" if name.startswith("aux") else options.main_output)
-             for name in reference}
-    return compare(reference, candidate, kinds, request.atol, request.rtol,
-                   request.min_agreement)
+            candidate[name] = value[:count]
+        if comparison is None:
+            kinds = {name: ("labels" if name == "labels" else
+                            "aux_logits" if name.startswith("aux") else options.main_output)
+                     for name in reference}
+            comparison = Comparison(kinds, request.atol, request.rtol, request.min_agreement)
+        comparison.add(reference, candidate)
+    return comparison.report()
 
 
 def _metadata(request, loaded: LoadedModel, choice: OutputChoice, options: ConvertOptions,
-              card: ModelCard, parity: ParityReport, attention: dict, conversion,
+              card: ModelCard, parity: ComparisonReport, attention: dict, conversion,
               input_range: InputRange) -> ExportMetadata:
     import onnx
     import onnxruntime

@@ -2,7 +2,7 @@
 (names, data types, shapes), batch limits, precision and metadata, read through the
 artifact's backend (``ocr_deploy.backends``) with the same checks as the runtime and the
 build apply: the sidecar must belong to the artifact, the metadata must fit its schema,
-and the graph (or the engine's recorded tensors) must be the one the metadata describes.
+and the graph must be the one the metadata describes.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from ocr_deploy.backends import Backend, for_artifact
 from ocr_deploy.backends.base import TensorSpec
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
-from ocr_deploy.signature import Signature, Tensor, check_signature
 
 
 @dataclass
@@ -50,13 +49,5 @@ def read_artifact(path: Path) -> ArtifactInfo:
     sidecar = read_sidecar(path) if has_sidecar else None
     meta = backend.metadata(path, sidecar)
     tensors = backend.tensors(path, meta, sidecar)
-    check_signature(path, meta, Signature(
-        tuple(_tensor(t) for t in tensors.inputs), tuple(_tensor(t) for t in tensors.outputs)))
     return ArtifactInfo(path, backend, meta, sidecar, tensors.inputs, tensors.outputs,
                         tensors.profile_batches)
-
-
-def _tensor(spec: TensorSpec) -> Tensor:
-    import numpy as np
-
-    return Tensor(spec.name, tuple(spec.shape), np.dtype(spec.dtype))

@@ -7,6 +7,8 @@ hash the preprocessed data; later passes read the files again.
 Sources are read in sorted (deterministic) order. Images (png/jpg/bmp) and uint8 arrays
 (``.npy``/``.npz``, ``[H,W,3]`` or ``[N,H,W,3]``) are resized and normalised from the
 model's metadata; float arrays already shaped like the model input are taken as they are.
+Masks (``DIR/labels/NAME.png``) are optional. With no data at all, ``synthetic_samples``
+makes seeded random images in the range the export's parity check fed the model.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ class SampleSet:
         if inputs:
             yield np.stack(inputs), np.stack(masks) if self.with_masks else None
 
+    @property
+    def description(self) -> str:
+        """What the samples are, for summaries and sidecars."""
+        masks = "with masks" if self.with_masks else "no masks: agreement only"
+        return f"{len(self)} samples from {self.folder} ({masks})"
+
     def _stream(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Each sample with its mask, reading every file once."""
         for path, group in itertools.groupby(self.items, key=lambda item: item[0]):
@@ -77,18 +85,24 @@ class SampleSet:
 
 
 def load_samples(folder: Path, meta: ExportMetadata, count: int | None = None,
-                 skip_unreadable: bool = False, with_masks: bool = False,
-                 minimum: int = 1) -> SampleSet:
-    """Open up to ``count`` samples of ``folder`` (all when None), validating each.
+                 skip_unreadable: bool = False, with_masks: bool | None = False,
+                 minimum: int = 1, limit: int | None = None) -> SampleSet:
+    """Open the samples of ``folder``, validating each: exactly ``count`` of them (fewer
+    usable ones is an error), else up to ``limit`` (all when both are None).
 
-    An unreadable file is an error naming it, or with ``skip_unreadable`` a warning and a
-    count. Non-finite values are always an error naming the file. Fewer than ``minimum``
-    usable samples (or fewer than ``count``) is an error.
+    ``with_masks``: True requires a mask per image, None uses masks when ``DIR/labels``
+    exists. An unreadable file is an error naming it, or with ``skip_unreadable`` a warning
+    and a count. Non-finite values are always an error naming the file. Fewer than
+    ``minimum`` usable samples is an error.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise BadInputError(folder, "a folder of images or .npy/.npz arrays", "no such folder",
                             "check the path")
+    if with_masks is None:
+        with_masks = (folder / LABEL_FOLDER).is_dir()
+    count = count if count is not None else limit
+    exact = count is not None and limit is None
     files = sorted(p for p in folder.iterdir()
                    if p.suffix.lower() in IMAGE_SUFFIXES + ARRAY_SUFFIXES
                    and not p.name.startswith("."))
@@ -115,7 +129,7 @@ def load_samples(folder: Path, meta: ExportMetadata, count: int | None = None,
             digest.update(str(sample.shape).encode())
             digest.update(np.ascontiguousarray(sample).tobytes())
             items.append((path, index))
-    needed = max(minimum, count or 0)
+    needed = max(minimum, count if exact else 0)
     if len(items) < needed:
         raise BadInputError(folder, f"at least {needed} usable samples",
                             f"{len(items)} ({len(skipped)} unreadable skipped)",
@@ -176,3 +190,44 @@ def _mask(folder: Path, path: Path, meta: ExportMetadata) -> np.ndarray:
         resized = mask.convert("L").resize((meta.input_width, meta.input_height),
                                            Image.NEAREST)
         return np.asarray(resized).astype(np.int32)
+
+
+class SyntheticSamples(SampleSet):
+    """Seeded random images in the export's parity input range (``metadata.parity``'s
+    ``inputs``, else the metadata's normalisation), generated on demand: for verifying a
+    build when the user has no data (agreement with FP32 only)."""
+
+    def __init__(self, meta: ExportMetadata, count: int, seed: int = 0):
+        self.seed = seed
+        super().__init__(Path("synthetic"), meta, [(Path("synthetic"), i) for i in range(count)],
+                         "", with_masks=False)
+        digest = hashlib.sha256(f"synthetic-{seed}".encode())
+        for sample, _ in self._stream():
+            digest.update(sample.tobytes())
+        self.sha256 = digest.hexdigest()
+
+    @property
+    def sources(self) -> list[str]:
+        return [f"synthetic[{i}]" for i in range(len(self))]
+
+    @property
+    def description(self) -> str:
+        return (f"{len(self)} seeded synthetic images (seed {self.seed}) in the export's "
+                "input range: no data given, agreement only")
+
+    def _stream(self) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        meta = self.meta
+        rng = np.random.default_rng(self.seed)
+        shape = (meta.input_height, meta.input_width, meta.input_channels)
+        inputs = meta.parity.get("inputs") or {}
+        norm = meta.normalization
+        for _ in self.items:
+            pixels = rng.integers(0, 256, shape).astype(np.float32)
+            if not norm.get("in_graph", False):
+                mean = inputs.get("mean") or norm.get("mean") or [0.0] * 3
+                std = inputs.get("std") or norm.get("std") or [1.0] * 3
+                channels = meta.input_channels
+                pixels = (pixels - np.float32(mean[:channels])) / np.float32(std[:channels])
+            if meta.input_layout == "NCHW":
+                pixels = np.ascontiguousarray(pixels.transpose(2, 0, 1))
+            yield pixels, None

@@ -1,27 +1,37 @@
-"""The accuracy budget: a reduced-precision model against the FP32 ONNX on validation data.
+"""The accuracy budget: a build against the FP32 ONNX on validation data.
 
-Label agreement is always measured; mIoU when masks are given. Pixels whose mask is the
-ignore index (255 by default, Cityscapes' "void") count in neither. Agreement sets ties
-aside the way export parity does (``ocr_deploy.agreement``): a pixel whose two best FP32
-scores are within ``2 * tol`` may go either way under any change of precision, so a
-disagreement there is not held against the build; ``tol`` is ``TIE_RTOL`` of the largest
-FP32 score magnitude. A model meets the budget when its mIoU is at most ``max_miou_drop``
-points below FP32's and its labels agree with FP32's on at least ``min_agreement`` of the
-pixels that are not ties.
+Label agreement with FP32 is always measured; mIoU and per-class IoU when masks are given.
+Pixels whose mask is the ignore index (255 by default, Cityscapes' "void") count in neither.
+Agreement sets ties aside as export parity does (``ocr_deploy.comparison``): a pixel whose
+two best FP32 scores are within ``2 * tol`` may go either way under any change of
+precision, so a disagreement there is not held against the build; ``tol`` is ``TIE_RTOL``
+of the largest FP32 score magnitude. A build meets the budget when its mIoU is at most
+``max_miou_drop`` points below FP32's and its labels agree with FP32's on at least
+``min_agreement`` of the pixels that are not ties.
+
+Two kinds of candidate are measured:
+
+- the verdict (``artifact_accuracy``): the built artifact through its own backend's
+  runner (a TensorRT engine on the GPU, an ONNX Runtime artifact in ONNX Runtime), with the
+  FP32 ONNX run beside it batch by batch; these are the figures the sidecar records, with
+  the runner that produced them and the scores' error statistics;
+- the proxy (``proxy_accuracy``): a candidate ONNX on ONNX Runtime CPU against FP32 labels
+  computed once (``Reference``), for the INT8 sensitivity search, which measures many
+  candidates. TensorRT's INT8 kernels do not compute what this simulation computes, so the
+  proxy only ranks; the verdict decides.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import onnxruntime as ort
 
-from ocr_deploy.agreement import top2_gap
+from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.metrics import mean_iou
+from ocr_deploy.metrics import confusion_matrix, iou_from_confusion
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.runtime.postprocess import labels_from_outputs, scores_output
 
@@ -48,16 +58,6 @@ class Budget:
 
 
 @dataclass
-class Reference:
-    """FP32's labels on the validation data, and where they are ties."""
-
-    labels: np.ndarray  # [N,h,w]
-    ties: np.ndarray  # [N,h,w] bool
-    tol: float
-    masks: np.ndarray | None = None  # [N,h,w] ground truth at the labels' size
-
-
-@dataclass
 class Accuracy:
     """One candidate's figures against the FP32 reference."""
 
@@ -67,6 +67,11 @@ class Accuracy:
     samples: int
     tie_pixels: int = 0  # disagreeing pixels that are ties
     agreement_all_pixels: float | None = None
+    tie_tolerance: float = 0.0  # two best FP32 scores within 2x this: a tie
+    per_class_iou: list | None = None  # percent per class (None: class absent), with masks
+    per_class_iou_fp32: list | None = None
+    runner: dict = field(default_factory=dict)  # what produced the candidate's outputs
+    scores: dict | None = None  # the scores' error statistics (verdict only)
 
     @property
     def miou_drop(self) -> float | None:
@@ -85,61 +90,173 @@ class Accuracy:
         return {**asdict(self), "miou_drop": self.miou_drop}
 
 
-def predict_labels(model_bytes: bytes, data: SampleSet, meta: ExportMetadata) -> np.ndarray:
-    """Class indices ``[N,h,w]`` of ``data`` under the model, on ONNX Runtime CPU."""
-    return _predict(model_bytes, data, meta, with_ties=False).labels
+@dataclass
+class Reference:
+    """FP32's labels, tie gaps and the masks on the data, batch by batch (for the proxy)."""
+
+    labels: list[np.ndarray]
+    gaps: list[np.ndarray | None]
+    masks: list[np.ndarray | None]
+    tol: float
 
 
-def reference_labels(model_bytes: bytes, data: SampleSet, meta: ExportMetadata) -> Reference:
-    """FP32's labels and tie map (ties judged on its per-class scores, if it has them)."""
-    return _predict(model_bytes, data, meta, with_ties=True)
+class _Tally:
+    """Agreement (through ``Comparison``) and confusion matrices, batch by batch."""
+
+    def __init__(self, comparison: Comparison, labels_name: str, data: SampleSet,
+                 num_classes: int, ignore_index: int | None):
+        self.comparison, self.labels_name = comparison, labels_name
+        self.data, self.num_classes, self.ignore_index = data, num_classes, ignore_index
+        self.confusion = self.confusion_fp32 = None
+
+    def counted(self, masks: np.ndarray | None) -> np.ndarray | None:
+        return None if masks is None or self.ignore_index is None else \
+            masks != self.ignore_index
+
+    def add_masks(self, candidate: np.ndarray, fp32: np.ndarray,
+                  masks: np.ndarray | None) -> None:
+        if masks is None:
+            return
+        try:
+            found = [confusion_matrix(labels, masks, self.num_classes, self.ignore_index)
+                     for labels in (candidate, fp32)]
+        except ValueError as exc:
+            raise BadInputError(self.data.folder, f"masks with class indices below "
+                                f"{self.num_classes} (or the ignore index {self.ignore_index})",
+                                str(exc), "fix the masks or pass --ignore-index") from exc
+        if self.confusion is None:
+            self.confusion, self.confusion_fp32 = found
+        else:
+            self.confusion += found[0]
+            self.confusion_fp32 += found[1]
+
+    def accuracy(self, runner: dict, scores_name: str | None = None) -> Accuracy:
+        report = self.comparison.report()
+        labels = report.output(self.labels_name)
+        result = Accuracy(labels.label_agreement_excl_ties, None, None, len(self.data),
+                          labels.tie_pixels, labels.label_agreement, report.tie_tolerance,
+                          runner=runner)
+        if scores_name is not None:
+            scores = report.output(scores_name)
+            result.scores = {k: getattr(scores, k) for k in ("max_abs_err", "max_rel_err",
+                                                             "scale", "cosine")}
+        if self.confusion is not None:
+            (miou, per_class), (miou_fp32, per_class_fp32) = (
+                iou_from_confusion(m) for m in (self.confusion, self.confusion_fp32))
+            result.miou, result.miou_fp32 = 100 * miou, 100 * miou_fp32
+            result.per_class_iou, result.per_class_iou_fp32 = _percent(per_class), \
+                _percent(per_class_fp32)
+        return result
 
 
-def _predict(model_bytes: bytes, data: SampleSet, meta: ExportMetadata,
-             with_ties: bool) -> Reference:
+def reference(fp32_bytes: bytes, data: SampleSet, meta: ExportMetadata) -> Reference:
+    """FP32's labels and tie gaps (judged on its per-class scores, if it has them)."""
+    run = _cpu_runner(fp32_bytes, meta)
+    scores_name = scores_output(meta)
+    labels, gaps, masks, scale = [], [], [], 0.0
+    for inputs, batch_masks in data.batches(BATCH):
+        outputs = run(inputs)
+        labels.append(labels_from_outputs(outputs, meta))
+        masks.append(None if batch_masks is None else _to_shape(batch_masks,
+                                                                labels[-1].shape[1:]))
+        if scores_name in outputs:
+            scores = _classes_last(outputs[scores_name], meta, scores_name)
+            gaps.append(top2_gap(scores).astype(np.float32))
+            scale = max(scale, float(np.abs(scores).max()))
+        else:
+            gaps.append(None)
+    return Reference(labels, gaps, masks, TIE_RTOL * scale)
+
+
+def proxy_accuracy(candidate_bytes: bytes, data: SampleSet, meta: ExportMetadata,
+                   ref: Reference, ignore_index: int | None = IGNORE_INDEX) -> Accuracy:
+    """A candidate ONNX on ONNX Runtime CPU against ``ref`` (the sensitivity search's
+    measure)."""
+    run = _cpu_runner(candidate_bytes, meta)
+    comparison = Comparison({"labels": "labels"}, check_values=False, tie_atol=ref.tol,
+                            tie_rtol=0.0)
+    tally = _Tally(comparison, "labels", data, meta.num_classes, ignore_index)
+    for index, (inputs, _) in enumerate(data.batches(BATCH)):
+        candidate = labels_from_outputs(run(inputs), meta)
+        masks = ref.masks[index]
+        comparison.add_labels("labels", candidate == ref.labels[index], ref.gaps[index],
+                              tally.counted(masks))
+        tally.add_masks(candidate, ref.labels[index], masks)
+    return tally.accuracy({"backend": "onnxruntime", "providers": ["CPUExecutionProvider"],
+                           "role": "proxy (ONNX Runtime CPU simulation of the candidate)"})
+
+
+def artifact_accuracy(runner, fp32_bytes: bytes, data: SampleSet, meta: ExportMetadata,
+                      ignore_index: int | None = IGNORE_INDEX) -> Accuracy:
+    """The built artifact through its own ``runner`` against the FP32 ONNX (ONNX Runtime
+    CPU) run beside it: the build's verdict."""
+    run = _cpu_runner(fp32_bytes, meta)
+    scores_name = scores_output(meta)
+    labels_name = meta.output_of_kind("labels") or scores_name
+    kinds = {name: meta.outputs[name]["kind"] for name in (scores_name, labels_name) if name}
+    comparison = Comparison(kinds, check_values=False, tie_atol=0.0, tie_rtol=TIE_RTOL)
+    tally = _Tally(comparison, labels_name, data, meta.num_classes, ignore_index)
+    for inputs, batch_masks in data.batches(BATCH):
+        fp32 = run(inputs)
+        built = _in_chunks(lambda chunk: runner.run(np.ascontiguousarray(
+            chunk, runner.input_dtype), list(kinds)), inputs, runner.max_batch,
+            runner.min_batch)
+        reference = {n: _classes_last(fp32[n], meta, n) for n in kinds}
+        candidate = {n: _classes_last(built[n], meta, n) for n in kinds}
+        candidate_labels = labels_from_outputs(built, meta)
+        fp32_labels = labels_from_outputs(fp32, meta)
+        masks = None if batch_masks is None else _to_shape(batch_masks,
+                                                           fp32_labels.shape[1:])
+        comparison.add(reference, candidate, tally.counted(masks))
+        tally.add_masks(candidate_labels, fp32_labels, masks)
+    return tally.accuracy({**runner.info(), "role": "the built artifact in its own runner"},
+                          scores_name)
+
+
+def _cpu_runner(model_bytes: bytes, meta: ExportMetadata):
+    """``inputs -> {output name: array}`` on ONNX Runtime CPU, in chunks that fit the
+    model's batch (a fixed-batch export takes exactly its batch: the last chunk is padded)."""
+    import onnxruntime as ort
+
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    scores_name = scores_output(meta) if with_ties else None
-    labels, gaps, masks = [], [], []
-    for inputs, batch_masks in data.batches(BATCH):
-        outputs = dict(zip(names, session.run(names, {meta.input_name: inputs}), strict=True))
-        labels.append(labels_from_outputs(outputs, meta))
-        if scores_name in outputs:
-            axis = 1 if meta.outputs[scores_name].get("layout") == "NCHW" else -1
-            scores = outputs[scores_name]
-            gaps.append((top2_gap(scores, axis), float(np.abs(scores).max())))
-        if with_ties and batch_masks is not None:
-            masks.append(_to_shape(batch_masks, labels[-1].shape[1:]))
-    labels = np.concatenate(labels)
-    stacked_masks = np.concatenate(masks) if masks else None
-    if not gaps:
-        return Reference(labels, np.zeros(labels.shape, bool), 0.0, stacked_masks)
-    tol = TIE_RTOL * max(float(scale) for _, scale in gaps)
-    ties = np.concatenate([gap <= 2 * tol for gap, _ in gaps])
-    return Reference(labels, ties, tol, stacked_masks)
+    batch = session.get_inputs()[0].shape[0]
+    fixed = batch if isinstance(batch, int) and batch > 0 else None
+
+    def run(inputs: np.ndarray) -> dict[str, np.ndarray]:
+        return _in_chunks(lambda chunk: dict(zip(names, session.run(
+            names, {meta.input_name: chunk}), strict=True)), inputs, fixed, fixed or 1)
+    return run
 
 
-def accuracy(candidate: np.ndarray, reference: Reference, data: SampleSet, num_classes: int,
-             ignore_index: int | None = IGNORE_INDEX) -> Accuracy:
-    """Compare candidate labels with FP32's (and with the masks, if any)."""
-    same = candidate == reference.labels
-    counted = ~reference.ties
-    masks = reference.masks
-    if masks is not None and ignore_index is not None:
-        counted &= masks != ignore_index
-    agreement = float(same[counted].mean()) if counted.any() else 1.0
-    tie_pixels = int((reference.ties & ~same).sum())
-    if masks is None:
-        return Accuracy(agreement, None, None, len(data), tie_pixels, float(same.mean()))
-    try:
-        miou = 100 * mean_iou(candidate, masks, num_classes, ignore_index)[0]
-        miou_fp32 = 100 * mean_iou(reference.labels, masks, num_classes, ignore_index)[0]
-    except ValueError as exc:
-        raise BadInputError(data.folder, f"masks with class indices below {num_classes} (or "
-                            f"the ignore index {ignore_index})", str(exc),
-                            "fix the masks or pass --ignore-index") from exc
-    return Accuracy(agreement, float(miou), float(miou_fp32), len(data), tie_pixels,
-                    float(same.mean()))
+def _in_chunks(run, inputs: np.ndarray, largest: int | None, smallest: int
+               ) -> dict[str, np.ndarray]:
+    """``run`` over ``inputs`` in chunks of at most ``largest`` images, each padded (by
+    repeating its last image) to at least ``smallest`` (a fixed batch takes exactly its
+    size); the outputs joined, padding dropped."""
+    if (largest is None or len(inputs) <= largest) and len(inputs) >= smallest:
+        return run(inputs)
+    parts: dict[str, list] = {}
+    for begin in range(0, len(inputs), largest or len(inputs)):
+        chunk = inputs[begin:begin + (largest or len(inputs))]
+        count = len(chunk)
+        if count < smallest:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], smallest - count, axis=0)])
+        for name, value in run(chunk).items():
+            parts.setdefault(name, []).append(value[:count])
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def _classes_last(value: np.ndarray, meta: ExportMetadata, name: str) -> np.ndarray:
+    """Scores with their classes on the last axis (labels as they are)."""
+    spec = meta.outputs.get(name, {})
+    if spec.get("kind") != "labels" and spec.get("layout", meta.input_layout) == "NCHW":
+        return np.moveaxis(value, 1, -1)
+    return value
+
+
+def _percent(per_class: np.ndarray) -> list:
+    return [None if math.isnan(v) else round(100 * float(v), 4) for v in per_class]
 
 
 def _to_shape(masks: np.ndarray, shape: tuple) -> np.ndarray:

@@ -97,14 +97,16 @@ class OnnxRuntime(Backend):
 
     def tensors(self, path: Path, meta: ExportMetadata, sidecar: dict | None
                 ) -> ArtifactTensors:
+        """From the graph, checked against the metadata (``signature.check_onnx``)."""
         import onnx
 
-        graph = onnx.load(str(path), load_external_data=False).graph
+        from ocr_deploy.signature import check_onnx
+
+        model = onnx.load(str(path), load_external_data=False)
+        check_onnx(model, path)
+        graph = model.graph
         initializers = {init.name for init in graph.initializer}
         inputs = [_tensor(path, v) for v in graph.input if v.name not in initializers]
-        if [t.name for t in inputs] != [meta.input_name]:
-            raise BadInputError(path, f"one input '{meta.input_name}' as its metadata says",
-                                f"inputs {[t.name for t in inputs]}", "re-export the model")
         return ArtifactTensors(inputs, [_tensor(path, v) for v in graph.output])
 
     def triton_settings(self, sidecar: dict | None, model_name: str) -> list:

@@ -97,6 +97,7 @@ class OnnxRuntimeRunner(Runner):
         self.output_names = tuple(self._outputs)
         batch_dim = self._input.shape[0] if self._input.shape else None
         self.max_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        self.min_batch = self.max_batch or 1
         self._local = threading.local()
 
     @property

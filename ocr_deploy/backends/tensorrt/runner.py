@@ -104,8 +104,11 @@ class TensorRTRunner(Runner):
         self._shapes = {n: tuple(self.engine.get_tensor_shape(n)) for n in names}
         self.input_dtype = self._dtypes[self.input_name]
         batch_dim = self._shapes[self.input_name][0]
-        self.max_batch = int(self.engine.get_tensor_profile_shape(self.input_name, 0)[2][0]) \
-            if batch_dim == -1 else int(batch_dim)
+        if batch_dim == -1:  # the profile's (min, opt, max) input shapes
+            profile = self.engine.get_tensor_profile_shape(self.input_name, 0)
+            self.min_batch, self.max_batch = int(profile[0][0]), int(profile[2][0])
+        else:
+            self.min_batch = self.max_batch = int(batch_dim)
         self._stream = cuda.Stream()
         self.stream = self._stream.handle
         self._event = cuda.Event()
