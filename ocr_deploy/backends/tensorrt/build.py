@@ -121,7 +121,8 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
             "profiles": [{"input": meta.input_name, "min": shapes[0], "opt": shapes[1],
                           "max": shapes[2]}],
             "workspace_mib": options.workspace_mib, "dla_core": options.dla_core,
-            "dla_layers": built.dla_layers, "network_layers": built.layers,
+            "dla_layers": built.dla_layers, "dla_subgraphs": built.dla_subgraphs,
+            "network_layers": built.layers,
             "timing_cache": str(cache_path) if cache_path else None}
 
 

@@ -41,6 +41,7 @@ class BuiltEngine:
     notes: list[str]
     dla_layers: int | None = None  # network layers DLA accepted (DLA builds)
     layers: int = 0  # network layers
+    dla_subgraphs: int | None = None  # the engine's DLA layers, per its engine inspector
 
 
 def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: None
@@ -85,8 +86,33 @@ def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: N
                               f"the build failed ({reason[:300]})",
                               "rerun with --debug and read TensorRT's log above")
     cache = config.get_timing_cache() if spec.timing_cache is not None else None
-    return BuiltEngine(bytes(serialized), None if cache is None else bytes(cache.serialize()),
-                       notes, dla_layers, network.num_layers)
+    plan = bytes(serialized)
+    dla_subgraphs = None
+    if spec.dla_core is not None:
+        dla_subgraphs = _dla_subgraphs(trt, plan, spec.dla_core)
+        progress(f"the engine runs {dla_subgraphs} DLA subgraph(s) (engine inspector)")
+        if dla_subgraphs == 0:
+            notes.append("the engine inspector lists no DLA layer: check that the DLA "
+                         "runs it (trtexec --loadEngine ... --useDLACore)")
+    return BuiltEngine(plan, None if cache is None else bytes(cache.serialize()), notes,
+                       dla_layers, network.num_layers, dla_subgraphs)
+
+
+def _dla_subgraphs(trt, plan: bytes, core: int) -> int:
+    """The layers the engine inspector lists as DLA subgraphs ("{ForeignNode[...]}", what
+    TensorRT names the layers it hands to the DLA)."""
+    import json
+
+    runtime = trt.Runtime(shared_logger())
+    runtime.DLA_core = core
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        return 0
+    info = json.loads(engine.create_engine_inspector().get_engine_information(
+        trt.LayerInformationFormat.JSON))
+    names = [layer if isinstance(layer, str) else layer.get("Name", "")
+             for layer in info.get("Layers", [])]
+    return sum("ForeignNode" in name for name in names)
 
 
 def _attach_timing_cache(config, data: bytes) -> list[str]:
