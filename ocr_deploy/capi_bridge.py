@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ocr_deploy.backends import CHOICES as BACKENDS
-from ocr_deploy.errors import BadInputError, OcrDeployError
+from ocr_deploy.errors import BadInputError, OcrDeployError, OptionError
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.render import class_names_of, palette_of
 
@@ -24,10 +24,6 @@ PIXEL_FORMATS = {1: (3, [0, 1, 2]), 2: (3, [2, 1, 0]), 3: (4, [0, 1, 2]), 4: (4,
 LABEL_TYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16)}  # ocr_label_type
 SCORES_HWC, SCORES_CHW = 1, 2  # ocr_score_layout
 MAX_CLASSES = 65536  # what OCR_LABEL_U16 holds
-
-
-class OptionError(BadInputError):
-    """An ``ocr_options`` value the runtime does not accept (OCR_E_INVALID_ARGUMENT)."""
 
 
 def open_segmenter(path: str, backend: str | None, providers: str | None, device_id: int,

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 from ocr_deploy.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, OcrDeployError
+from ocr_deploy.files import WRITE_ERRNOS, write_error
 
 
 def run_command(prog: str, body: Callable[[argparse.Namespace], int],
@@ -24,16 +25,26 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
     except OcrDeployError as exc:
         print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            return _internal(prog, exc, args.debug)
+        error = write_error(exc.filename or "?", WRITE_ERRNOS[exc.errno])
+        print(f"{prog}: error: {error.one_line()}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:
-        if args.debug:
-            raise
-        message = " ".join(str(exc).split())[:300]
-        print(f"{prog}: internal error: {type(exc).__name__}: {message} "
-              f"(rerun with --debug for the traceback and report it)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal(prog, exc, args.debug)
+
+
+def _internal(prog: str, exc: Exception, debug: bool) -> int:
+    if debug:
+        raise exc
+    message = " ".join(str(exc).split())[:300]
+    print(f"{prog}: internal error: {type(exc).__name__}: {message} "
+          f"(rerun with --debug for the traceback and report it)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def print_json(data: dict) -> None:

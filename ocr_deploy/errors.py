@@ -13,6 +13,8 @@ EXIT_INTERNAL = 1  # a bug or an unexpected failure; rerun with --debug for the 
 EXIT_BAD_INPUT = 2  # bad arguments, missing/corrupt/unsupported input, unwritable output
 EXIT_PARITY = 3  # the converted model does not match the reference within tolerance
 EXIT_CONVERSION = 4  # the converter failed on a model that loaded fine
+EXIT_SERVER = 5  # ocr-serve: the Triton server failed to start or stopped on its own
+EXIT_ENVIRONMENT = 6  # writing failed for the machine's reason: no space, permission, read-only
 
 
 class OcrDeployError(Exception):
@@ -75,6 +77,29 @@ class BudgetError(OcrDeployError):
     """A reduced-precision build misses its accuracy budget."""
 
     exit_code = EXIT_PARITY
+
+
+class OptionError(BadInputError):
+    """An ``ocr_options`` value of the C ABI that the runtime does not accept
+    (``OCR_E_INVALID_ARGUMENT``)."""
+
+
+class WriteError(OcrDeployError):
+    """An output could not be written for a reason of the machine: no space left, no
+    permission, a read-only filesystem. Nothing was replaced (outputs are atomic)."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class ServerError(OcrDeployError):
+    """Triton failed to start, or exited while it should be serving."""
+
+    exit_code = EXIT_SERVER
+
+
+class RequestError(ValueError):
+    """A Triton request the end-to-end model cannot answer; its message goes back to the
+    client (no exit code: the server stays up)."""
 
 
 class CudaError(OcrDeployError):

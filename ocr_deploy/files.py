@@ -10,6 +10,7 @@ later runs remove the leftovers of killed ones (``clean_stale_temps``).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -21,12 +22,56 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from ocr_deploy.errors import BadInputError, OutputExistsError
+from ocr_deploy.errors import BadInputError, OcrDeployError, OutputExistsError, WriteError
 
 PAUSE_ENV = "OCR_DEPLOY_TEST_PAUSE"  # tests only: "POINT:FLAGFILE" pauses at a write point
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 _TEMP_FILE = re.compile(r"^\..+\.tmp-([0-9a-f]{6})-(\d+)-[^.]+$")
 _CLEANED: set[str] = set()  # folders this process has cleaned of stale temporary files
+# errno values that say the machine, not the program, stopped a write
+WRITE_ERRNOS = {errno.ENOSPC: "no space left on its device", errno.EDQUOT: "the disk quota "
+                "used up", errno.EROFS: "a read-only filesystem", errno.EACCES: "no permission "
+                "to write there", errno.EPERM: "no permission to write there"}
+NEARLY_FULL = 1 << 20  # bytes free under which a writer's failure is taken for a full disk
+
+
+def write_error(path: Path, reason: str) -> WriteError:
+    """The one-line error for an output the machine would not let us write (exit 6)."""
+    return WriteError(path, "to write the output here", reason,
+                      "free space or fix the permissions, or write elsewhere (-o / --workdir); "
+                      "nothing was replaced")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failure to write ``path`` that the machine caused into ``WriteError`` (exit 6):
+    an ``OSError`` whose errno is in ``WRITE_ERRNOS``, or any failure of a writer that
+    reports none (ONNX Runtime and onnx write from C++ and raise their own errors) while the
+    disk holding ``path`` has less than ``NEARLY_FULL`` bytes free."""
+    try:
+        yield
+    except OcrDeployError:
+        raise
+    except OSError as exc:
+        if exc.errno in WRITE_ERRNOS:
+            raise write_error(Path(exc.filename or path), WRITE_ERRNOS[exc.errno]) from exc
+        raise
+    except Exception as exc:
+        free = _free_bytes(Path(path))
+        if free is not None and free < NEARLY_FULL:
+            raise write_error(path, f"a nearly full disk ({free} bytes free; the writer "
+                              f"said: {' '.join(str(exc).split())[:120]})") from exc
+        raise
+
+
+def _free_bytes(path: Path) -> int | None:
+    probe = path if path.is_dir() else path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free
+    except OSError:
+        return None
 
 
 def check_writable_output(path: Path, force: bool) -> None:
@@ -42,9 +87,12 @@ def check_writable_output(path: Path, force: bool) -> None:
     probe = parent
     while not probe.exists():  # the folder will be created: check its nearest existing parent
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise BadInputError(path, "a writable output folder", f"'{probe}' is not writable",
-                            "choose another -o or fix the folder's permissions")
+    if not probe.is_dir():
+        raise BadInputError(path, "a writable output folder", f"'{probe}' is not writable "
+                            "(a file, not a folder)", "choose another -o")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise WriteError(path, "a writable output folder", f"'{probe}' is not writable",
+                         "choose another -o or fix the folder's permissions")
 
 
 @contextlib.contextmanager
@@ -53,8 +101,9 @@ def atomic_output(path: Path) -> Iterator[Path]:
     path = Path(path)
     tmp = temp_file_for(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with writing(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -117,9 +166,9 @@ def private_tempdir(prefix: str) -> Iterator[Path]:
     try:
         folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{_HOST}-{os.getpid()}-", dir=root))
     except OSError as exc:
-        raise BadInputError(root, "a writable temporary folder",
-                            f"none could be made ({exc.strerror or exc})",
-                            "set TMPDIR to a writable folder with free space") from exc
+        raise WriteError(root, "a writable temporary folder",
+                         f"none could be made ({exc.strerror or exc})",
+                         "set TMPDIR to a writable folder with free space") from exc
     try:
         yield folder
     finally:

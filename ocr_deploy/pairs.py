@@ -36,6 +36,7 @@ from ocr_deploy.files import (
     fsync_folder,
     pause_point,
     temp_file_for,
+    writing,
 )
 
 HASH_KEY = "artifact_sha256"
@@ -91,15 +92,10 @@ def pair_output(artifact: Path, companion: Path, force: bool = False) -> Iterato
     companion_tmp = shadow = None
     committed = False
     try:
-        yield write
-        if write.companion is None:
-            raise TypeError("pair_output: set .companion before leaving the block")
-        digest = _sha256(write.artifact_tmp)
-        fsync_file(write.artifact_tmp)
-        companion_tmp = temp_file_for(companion)
-        text = json.dumps({**write.companion, HASH_KEY: digest}, indent=2, default=str)
-        companion_tmp.write_text(text + "\n")
-        fsync_file(companion_tmp)
+        with writing(artifact):
+            yield write
+        with writing(companion):
+            companion_tmp, digest = _write_companion(write, companion)
         pause_point("pair-written")
         with _folder_lock(artifact.parent):
             _complete_interrupted(artifact, companion)
@@ -129,6 +125,19 @@ def pair_output(artifact: Path, companion: Path, force: bool = False) -> Iterato
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+
+def _write_companion(write: PairWrite, companion: Path) -> tuple[Path, str]:
+    """The companion, with the artifact's hash, in a flushed temporary file; and the hash."""
+    if write.companion is None:
+        raise TypeError("pair_output: set .companion before leaving the block")
+    digest = _sha256(write.artifact_tmp)
+    fsync_file(write.artifact_tmp)
+    companion_tmp = temp_file_for(companion)
+    text = json.dumps({**write.companion, HASH_KEY: digest}, indent=2, default=str)
+    companion_tmp.write_text(text + "\n")
+    fsync_file(companion_tmp)
+    return companion_tmp, digest
 
 
 def write_pair(artifact: Path, data: bytes, companion: Path, companion_data: dict,

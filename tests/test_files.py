@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ocr_deploy.errors import EXIT_BAD_INPUT, BadInputError
+from ocr_deploy.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, BadInputError, WriteError
 from ocr_deploy.files import (
     PAUSE_ENV,
     atomic_output,
@@ -108,6 +108,7 @@ def test_unusable_temp_locations_are_bad_input(tmp_path, monkeypatch):
         pass
     assert info.value.exit_code == EXIT_BAD_INPUT
     monkeypatch.setattr(tempfile, "tempdir", str(blocker))
-    with pytest.raises(BadInputError, match="set TMPDIR to a writable folder"), \
+    with pytest.raises(WriteError, match="set TMPDIR to a writable folder") as info, \
             private_tempdir("ocr-test-"):
         pass
+    assert info.value.exit_code == EXIT_ENVIRONMENT  # the machine's setting, not the input

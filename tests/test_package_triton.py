@@ -16,13 +16,13 @@ from google.protobuf import text_format
 from PIL import Image
 from tritonclient.grpc import model_config_pb2
 
-from ocr_deploy.errors import BadInputError, OutputExistsError
+from ocr_deploy.errors import BadInputError, OutputExistsError, RequestError
 from ocr_deploy.metadata import read_metadata
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.serving.e2e import EndToEnd, RequestError, request_images
+from ocr_deploy.serving.e2e import EndToEnd, request_images
 from ocr_deploy.sidecar import write_sidecar
 
 Config = model_config_pb2.ModelConfig

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.errors import OcrDeployError
+from ocr_deploy.errors import OcrDeployError, RequestError
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.preprocess import check_image
 
@@ -25,10 +25,6 @@ INPUT_PIXELS = "IMAGE"
 INPUT_ENCODED = "IMAGE_BYTES"
 OUTPUT_LABELS = "LABELS"
 MAX_PIXELS = 64_000_000  # an encoded image larger than this is refused before decoding
-
-
-class RequestError(ValueError):
-    """A request the model cannot answer; its message goes back to the client."""
 
 
 def decode(data: bytes, channels: int, index: int = 0) -> np.ndarray:

@@ -17,9 +17,9 @@ import threading
 from pathlib import Path
 
 from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
-from ocr_deploy.errors import BadInputError
+from ocr_deploy.errors import BadInputError, ServerError
 from ocr_deploy.serving.environment import DEFAULT_ENV, ensure_env
-from ocr_deploy.serving.server import Ports, ServerError, TritonServer, repository_models
+from ocr_deploy.serving.server import Ports, TritonServer, repository_models
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,16 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocr_deploy.backends import by_triton_platform
-from ocr_deploy.errors import BadInputError, OcrDeployError
+from ocr_deploy.errors import BadInputError, ServerError
 from ocr_deploy.serving.environment import ServingEnv
-
-EXIT_SERVER = 5  # ocr-serve: the server failed to start or stopped on its own
-
-
-class ServerError(OcrDeployError):
-    """Triton failed to start, or exited while it should be serving."""
-
-    exit_code = EXIT_SERVER
 
 
 @dataclass(frozen=True)
@@ -194,5 +186,5 @@ class TritonServer:
         return f" (log: {' | '.join(lines[-3:])[-400:]})" if lines else ""
 
 
-__all__ = ["EXIT_SERVER", "Ports", "ServerError", "TritonServer",
+__all__ = ["Ports", "TritonServer",
            "free_ports", "repository_models"]
