@@ -1,4 +1,5 @@
-"""What every ocr-* command shares: error handling, exit codes, JSON output, parsers."""
+"""What every ocr-* command shares: error handling, exit codes, JSON output, the help
+format (every option with its default), the common flags and their argument types."""
 
 from __future__ import annotations
 
@@ -11,6 +12,60 @@ from ocr_deploy.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, OcrDeployE
 from ocr_deploy.files import WRITE_ERRNOS, write_error
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; every option that takes a value shows its default (unless
+    its help already says it); switches are off unless given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.nargs == 0 or "default" in text
+                or action.default in (None, argparse.SUPPRESS) or text == argparse.SUPPRESS):
+            return text
+        shown = ",".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) \
+            else "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+def parser_for(prog: str, doc: str | None, epilog: str | None = None
+               ) -> argparse.ArgumentParser:
+    """The argument parser of an ocr-* command, in the shared help format."""
+    return argparse.ArgumentParser(prog=prog, description=doc, epilog=epilog,
+                                   formatter_class=HelpFormatter)
+
+
+def add_reporting(parser: argparse.ArgumentParser, what: str = "the result") -> None:
+    """``--json`` (``what`` as JSON on stdout) and ``-q/--quiet``, in one group."""
+    group = parser.add_argument_group("reporting")
+    group.add_argument("--json", action="store_true",
+                       help=f"print {what} as JSON on stdout (progress stays on stderr)")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_force(parser, what: str = "an existing output") -> None:
+    """``--force``: replace ``what`` (atomically: the old one stays until the new is done)."""
+    parser.add_argument("--force", action="store_true", help=f"replace {what} (atomically)")
+
+
+class _Renamed(argparse.Action):
+    """An old spelling of a flag: stores into the new flag's destination and leaves a note
+    that ``run_command`` prints as a deprecation warning."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        notes = getattr(namespace, "_renamed", [])
+        namespace._renamed = [*notes, (option_string, self.new)]
+
+
+def add_renamed(parser, old: str, new: str, dest: str, **kwargs) -> None:
+    """Accept ``old`` (hidden from --help) for the flag now called ``new``, with a warning."""
+    parser.add_argument(old, dest=dest, action=_Renamed, new=new, help=argparse.SUPPRESS,
+                        **kwargs)
+
+
 def run_command(prog: str, body: Callable[[argparse.Namespace], int],
                 parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv``, run ``body`` and turn errors into one line and an exit code.
@@ -20,6 +75,8 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of unexpected errors")
     args = parser.parse_args(argv)
+    for old, new in getattr(args, "_renamed", []):
+        print(f"{prog}: warning: {old} is deprecated: use {new}", file=sys.stderr)
     try:
         return body(args)
     except OcrDeployError as exc:
@@ -74,4 +131,33 @@ def floats_arg(text: str) -> list[float]:
     return values
 
 
-__all__ = ["EXIT_OK", "floats_arg", "print_json", "run_command", "size_arg"]
+def positive_int(text: str) -> int:
+    """Parse an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found '{text}'")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``1,4,8`` (whole numbers >= 1), sorted, without repeats."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1,4,8, found '{text}'")
+    return sorted(set(values))
+
+
+def name_list(text: str) -> list[str]:
+    """Parse ``cuda,cpu``."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+__all__ = ["EXIT_OK", "HelpFormatter", "add_force", "add_renamed", "add_reporting",
+           "floats_arg", "int_list", "name_list", "parser_for", "positive_int", "print_json",
+           "run_command", "size_arg"]

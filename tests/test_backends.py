@@ -84,7 +84,7 @@ def test_the_build_cli_takes_each_backend_group_and_default_from_the_library():
     from ocr_deploy.builder.cli import build_parser
 
     parser = build_parser()
-    args = parser.parse_args(["m.onnx", "--fp16", "--batch", "1:2:4", "--ort-optimization",
+    args = parser.parse_args(["m.onnx", "--fp16", "--batch-profile", "1:2:4", "--ort-optimization",
                               "basic"])
     assert args.tensorrt_batch == (1, 2, 4) and args.onnxruntime_optimization == "basic"
     defaults = parser.parse_args(["m.onnx", "--fp16"])

@@ -67,7 +67,7 @@ def test_benchmark_artifact_schema(nhwc_onnx):
 
 def test_report_keras_beside_onnx_json_table_plot(nhwc_onnx, keras3_h5, tmp_path, capsys):
     plot = tmp_path / "latency.png"
-    assert main([str(nhwc_onnx), str(keras3_h5), "--batch", "2,1", "--warmup", "1",
+    assert main([str(nhwc_onnx), str(keras3_h5), "--batch-sizes", "2,1", "--warmup", "1",
                  "--iterations", "2", "--json", "--plot", str(plot)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"schema", "created", "machine", "settings", "results", "warnings"}
@@ -98,5 +98,5 @@ def test_bad_settings(nhwc_onnx, tmp_path, capsys):
     assert main([str(tmp_path / "missing.onnx"), "-q"]) == 2
     assert capsys.readouterr().err.startswith("ocr-bench: error: ")
     with pytest.raises(SystemExit):
-        main([str(nhwc_onnx), "--batch", "x"])
+        main([str(nhwc_onnx), "--batch-sizes", "x"])
     assert np.isfinite(latency_stats([0.001], 1)["cv"])

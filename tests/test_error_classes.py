@@ -49,7 +49,7 @@ def test_closed_segmenter_says_so_everywhere(nhwc_onnx):
 def test_ocr_bench_does_not_advise_a_flag_it_lacks(lambda_h5, capsys):
     from ocr_deploy.bench.cli import main
 
-    assert main([str(lambda_h5), "--batch", "1", "--iterations", "1"]) == EXIT_BAD_INPUT
+    assert main([str(lambda_h5), "--batch-sizes", "1", "--iterations", "1"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert "Lambda" in err and "pass --trust-model" not in err
     assert "export it with ocr-export --trust-model and benchmark the .onnx" in err

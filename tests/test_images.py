@@ -55,7 +55,7 @@ def test_decompression_bombs_are_refused_with_their_pixel_count(tmp_path, monkey
 
 def test_ocr_predict_exits_2_on_a_bomb(tmp_path, nhwc_onnx, capsys):
     _png_header_only(tmp_path / "bomb.png", 30000, 30000)
-    code = predict_main([str(tmp_path / "bomb.png"), "--model", str(nhwc_onnx),
+    code = predict_main([str(nhwc_onnx), str(tmp_path / "bomb.png"),
                          "-o", str(tmp_path / "out"), "-q"])
     assert code == EXIT_BAD_INPUT
     assert "found 900,000,000 pixels" in capsys.readouterr().err

@@ -139,6 +139,6 @@ def test_ocr_predict_exits_2_on_tampered_metadata(nhwc_onnx, tmp_path, capsys):
     from PIL import Image
 
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
-    assert predict_main([str(image), "--model", str(path), "-o", str(tmp_path / "out")]) == 2
+    assert predict_main([str(path), str(image), "-o", str(tmp_path / "out")]) == 2
     assert "ocr_deploy.num_classes as an integer" in capsys.readouterr().err
     shutil.rmtree(tmp_path / "out", ignore_errors=True)

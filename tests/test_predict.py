@@ -25,9 +25,8 @@ def samples(tmp_path_factory):
 
 def test_writes_labels_and_overlays(nhwc_onnx, samples, tmp_path, capsys):
     out = tmp_path / "out"
-    assert main([str(p) for p in samples[:2]] + [str(samples[2].parent), "--model",
-                                                 str(nhwc_onnx), "-o", str(out), "--json",
-                                                 "--batch", "2"]) == 0
+    assert main([str(nhwc_onnx)] + [str(p) for p in samples[:2]] + [
+        str(samples[2].parent), "-o", str(out), "--json", "--max-batch", "2"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["backend"] == "onnxruntime" and len(summary["images"]) == 3
     with Segmenter.open(nhwc_onnx) as seg:
@@ -47,7 +46,7 @@ def test_writes_labels_and_overlays(nhwc_onnx, samples, tmp_path, capsys):
 
 def test_full_colour_overlay_and_fallback_palette(nchw_onnx, samples, tmp_path):
     labels_only = nchw_onnx  # no card: no palette
-    assert main([str(samples[0]), "--model", str(labels_only), "-o", str(tmp_path), "-q",
+    assert main([str(labels_only), str(samples[0]), "-o", str(tmp_path), "-q",
                  "--alpha", "1", "--no-legend"]) == 0
     labels = np.asarray(Image.open(tmp_path / "sample_000.labels.png"))
     colours = np.asarray(Image.open(tmp_path / "sample_000.overlay.png"))
@@ -75,14 +74,25 @@ def test_errors_are_one_line(nhwc_onnx, samples, tmp_path, capsys):
     bad_image.write_bytes(b"\x89PNG not really")
     a_file = tmp_path / "file"
     a_file.write_text("x")
-    cases = [[str(tmp_path / "missing.png"), "--model", str(nhwc_onnx), "-o", str(tmp_path)],
-             [str(bad_image), "--model", str(nhwc_onnx), "-o", str(tmp_path / "o")],
-             [str(samples[0]), "--model", str(tmp_path / "none.onnx"), "-o", str(tmp_path)],
-             [str(samples[0]), "--model", str(nhwc_onnx), "-o", str(a_file)],
-             [str(samples[0]), str(samples[0]), "--model", str(nhwc_onnx), "-o", str(tmp_path)],
-             [str(samples[0]), "--model", str(nhwc_onnx), "-o", str(tmp_path), "--alpha", "2"]]
+    model = str(nhwc_onnx)
+    cases = [[model, str(tmp_path / "missing.png"), "-o", str(tmp_path)],
+             [model, str(bad_image), "-o", str(tmp_path / "o")],
+             [str(tmp_path / "none.onnx"), str(samples[0]), "-o", str(tmp_path)],
+             [model, str(samples[0]), "-o", str(a_file)],
+             [model, str(samples[0]), str(samples[0]), "-o", str(tmp_path)],
+             [model, str(samples[0]), "-o", str(tmp_path), "--alpha", "2"],
+             [model, "-o", str(tmp_path)],  # no image
+             [str(samples[0]), model, "-o", str(tmp_path)]]  # the artifact comes first
     for argv in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         errors = [line for line in err if line.startswith("ocr-predict:")]
         assert errors == [err[-1]] and errors[0].startswith("ocr-predict: error: "), err
+
+
+def test_the_old_model_flag_still_works_with_a_warning(nhwc_onnx, samples, tmp_path, capsys):
+    assert main([str(samples[0]), "--model", str(nhwc_onnx), "-o", str(tmp_path), "-q",
+                 "--batch", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "--model is deprecated" in err and "--batch is deprecated: use --max-batch" in err
+    assert (tmp_path / "sample_000.labels.png").is_file()

@@ -13,17 +13,21 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 
+from ocr_deploy.cli_support import add_renamed
+
 
 def option(default, flag: str, help: str, parse: Callable[[str], object] | None = None,
-           metavar: str | None = None, action: str | None = None, shown: str | None = None):
+           metavar: str | None = None, action: str | None = None, shown: str | None = None,
+           renamed_from: str | None = None):
     """A dataclass field that is also the flag ``flag``.
 
     ``action``: ``"store_true"`` / ``"store_false"`` for switches. ``shown``: how --help
-    writes the default (default: the value itself).
+    writes the default (default: the value itself). ``renamed_from``: the flag's old
+    spelling, still accepted with a deprecation warning.
     """
     return dataclasses.field(default=default, metadata={
         "flag": flag, "help": help, "parse": parse, "metavar": metavar, "action": action,
-        "shown": shown})
+        "shown": shown, "renamed_from": renamed_from})
 
 
 def _flags(options_type) -> list[dataclasses.Field]:
@@ -48,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser, title: str, options_type,
         group.add_argument(meta["flag"], dest=_dest(prefix, field), type=meta["parse"],
                            default=field.default, metavar=meta["metavar"],
                            help=f"{meta['help']} (default: {shown})")
+        if meta["renamed_from"]:
+            add_renamed(group, meta["renamed_from"], meta["flag"], _dest(prefix, field),
+                        type=meta["parse"], metavar=meta["metavar"])
 
 
 def from_args(options_type, args: argparse.Namespace, prefix: str):

@@ -15,45 +15,47 @@ from pathlib import Path
 
 from ocr_deploy.bench.plot import plot_report
 from ocr_deploy.bench.report import format_table
-from ocr_deploy.bench.runner import benchmark
-from ocr_deploy.cli_support import EXIT_OK, print_json, run_command, size_arg
-
-
-def _batches(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,4,8, found '{text}'")
-    return sorted(set(values))
+from ocr_deploy.bench.runner import BATCHES, ITERATIONS, WARMUP, benchmark
+from ocr_deploy.cli_support import (
+    EXIT_OK,
+    add_renamed,
+    add_reporting,
+    int_list,
+    name_list,
+    parser_for,
+    positive_int,
+    print_json,
+    run_command,
+    size_arg,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for("ocr-bench", __doc__)
     parser.add_argument("artifacts", nargs="+", type=Path, metavar="ARTIFACT",
                         help=".onnx, .engine, or a Keras .h5/.keras (runs TensorFlow)")
-    parser.add_argument("--batch", type=_batches, default=[1], metavar="B1,B2,...",
-                        help="batch sizes (default 1)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--batch-sizes", type=int_list, default=list(BATCHES),
+                        metavar="B1,B2,...", help="batch sizes to measure")
+    add_renamed(parser, "--batch", "--batch-sizes", "batch_sizes", type=int_list)
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="untimed runs first")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--iterations", type=int, default=20,
-                        help="timed runs per batch size and mode (default 20)")
+    length.add_argument("--iterations", type=positive_int, default=ITERATIONS,
+                        help="timed runs per batch size and mode")
     length.add_argument("--duration", type=float, metavar="S",
-                        help="time each batch size and mode for S seconds instead")
+                        help="time each batch size and mode for S seconds instead (default: "
+                             "--iterations)")
     parser.add_argument("--image-size", type=size_arg, metavar="HxW",
                         help="end-to-end image size (default: each model's input size)")
     parser.add_argument("--compute-only", action="store_true",
                         help="skip the end-to-end measurement")
-    parser.add_argument("--providers", type=lambda s: [p for p in s.split(",") if p],
-                        help="ONNX Runtime execution providers, e.g. cuda,cpu")
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--providers", type=name_list,
+                        help="ONNX Runtime execution providers, e.g. cuda,cpu (default: the "
+                             "best available)")
+    parser.add_argument("--threads", type=positive_int,
+                        help="ONNX Runtime intra-op threads (default: ONNX Runtime's choice)")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
-                        help="draw latency against batch size per artifact")
-    parser.add_argument("--json", action="store_true",
-                        help="print the report as JSON on stdout (progress stays on stderr)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+                        help="draw latency against batch size per artifact (default: none)")
+    add_reporting(parser, "the report")
     return parser
 
 
@@ -64,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         if not quiet:
             print(message, file=sys.stderr, flush=True)
 
-    report = benchmark(args.artifacts, args.batch, args.warmup,
+    report = benchmark(args.artifacts, args.batch_sizes, args.warmup,
                        None if args.duration else args.iterations, args.duration,
                        args.image_size, not args.compute_only, args.providers, args.threads,
                        progress=progress)

@@ -25,6 +25,7 @@ from ocr_deploy.errors import BadInputError
 from ocr_deploy.runtime.segmenter import Segmenter
 
 MIN_RUNS = 3  # with --duration, at least this many timed runs
+BATCHES, WARMUP, ITERATIONS = (1,), 3, 20  # the defaults of benchmark() and ocr-bench
 
 
 def is_keras(path: Path) -> bool:
@@ -69,8 +70,8 @@ def time_calls(function: Callable[[], object], warmup: int, iterations: int | No
             return times
 
 
-def benchmark_artifact(path: Path, batches: Sequence[int] = (1,), warmup: int = 3,
-                       iterations: int | None = 20, duration: float | None = None,
+def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int = WARMUP,
+                       iterations: int | None = ITERATIONS, duration: float | None = None,
                        image_size: tuple[int, int] | None = None, end_to_end: bool = True,
                        providers: Sequence | None = None, threads: int | None = None,
                        seed: int = 0) -> dict:
@@ -89,7 +90,7 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = (1,), warmup: int = 
         if segmenter.max_batch and max(batches) > segmenter.max_batch:
             raise BadInputError(path, f"batch sizes up to the artifact's maximum "
                                 f"{segmenter.max_batch}", f"{max(batches)}",
-                                "choose smaller --batch values")
+                                "choose smaller --batch-sizes")
         rng = np.random.default_rng(seed)
         images = rng.integers(0, 256, (max(batches), *size, segmenter.metadata.input_channels),
                               dtype=np.uint8)
@@ -122,8 +123,8 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = (1,), warmup: int = 
                 "warnings": warnings}
 
 
-def benchmark(paths: Sequence[Path], batches: Sequence[int] = (1,), warmup: int = 3,
-              iterations: int | None = 20, duration: float | None = None,
+def benchmark(paths: Sequence[Path], batches: Sequence[int] = BATCHES, warmup: int = WARMUP,
+              iterations: int | None = ITERATIONS, duration: float | None = None,
               image_size: tuple[int, int] | None = None, end_to_end: bool = True,
               providers: Sequence | None = None, threads: int | None = None, seed: int = 0,
               progress: Callable[[str], None] | None = None) -> dict:
@@ -152,7 +153,8 @@ def benchmark(paths: Sequence[Path], batches: Sequence[int] = (1,), warmup: int 
 
 def _check_settings(batches, warmup, iterations, duration) -> None:
     if not batches or min(batches) < 1:
-        raise BadInputError(None, "batch sizes >= 1", f"{list(batches)}", "e.g. --batch 1,4,8")
+        raise BadInputError(None, "batch sizes >= 1", f"{list(batches)}",
+                            "e.g. --batch-sizes 1,4,8")
     if warmup < 0 or (duration is None and (iterations is None or iterations < 1)) \
             or (duration is not None and duration <= 0):
         raise BadInputError(None, "--warmup >= 0 and --iterations >= 1 or --duration > 0",

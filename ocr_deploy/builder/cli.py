@@ -7,11 +7,18 @@ import argparse
 import math
 from pathlib import Path
 
-from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.cli_support import (
+    EXIT_OK,
+    add_force,
+    add_reporting,
+    parser_for,
+    print_json,
+    run_command,
+)
 
 EPILOG = """Without MODEL, the most recent export in export/ is used.
 exit codes: 0 built (and verified); 2 bad input or usage; 3 accuracy budget missed;
-4 the backend failed to build; 1 internal error."""
+4 the backend failed to build; 6 no space or no permission to write; 1 internal error."""
 
 
 def _bounded(kind, low: float, high: float, what: str):
@@ -30,14 +37,12 @@ def _bounded(kind, low: float, high: float, what: str):
 def build_parser() -> argparse.ArgumentParser:
     from ocr_deploy.backends import BACKENDS, CHOICES
     from ocr_deploy.backends.options import add_arguments
-    from ocr_deploy.builder.pipeline import BuildRequest
+    from ocr_deploy.builder.pipeline import CALIB_SAMPLES, SYNTHETIC_SAMPLES, BuildRequest
     from ocr_deploy.precision.calibrate import METHODS, CalibrationSettings
     from ocr_deploy.precision.evaluate import IGNORE_INDEX, Budget
 
     request, calib, budget = BuildRequest(onnx=Path()), CalibrationSettings(), Budget()
-    parser = argparse.ArgumentParser(prog="ocr-build-engine", description=__doc__,
-                                     epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = parser_for("ocr-build-engine", __doc__, EPILOG)
     parser.add_argument("model", type=Path, nargs="?",
                         help="exported ONNX (default: the most recent one in export/)")
     precision = parser.add_mutually_exclusive_group(required=True)
@@ -49,14 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: %(default)s)")
     parser.add_argument("-o", "--output", type=Path,
                         help="artifact path (default engines/<model>_<precision>.engine|.onnx)")
-    parser.add_argument("--force", action="store_true", help="replace existing outputs")
+    add_force(parser, "an existing artifact and its sidecar")
     cal = parser.add_argument_group("INT8 calibration (streamed: memory does not grow with "
                                     "the number of samples)")
     cal.add_argument("--calib-dir", type=Path, metavar="DIR",
-                     help="images (png/jpg) or .npy/.npz arrays (required for --int8)")
+                     help="images (png/jpg) or .npy/.npz arrays (required for --int8); they "
+                          "also verify the build when there is no --val-dir (default: none)")
     cal.add_argument("--calib-samples", type=_bounded(int, 1, 1 << 30, "a count >= 1"),
                      default=request.calib_samples, metavar="N",
-                     help="samples to calibrate on (default: %(default)s)")
+                     help=f"exactly N samples to calibrate on (default: up to {CALIB_SAMPLES}, "
+                          "all there are when fewer)")
     cal.add_argument("--calib-method", choices=METHODS, default=calib.method,
                      help="range method (default: %(default)s)")
     cal.add_argument("--percentile", type=_bounded(float, 1e-9, 100, "a percentile in (0, 100]"),
@@ -74,10 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--quantize-attention", action="store_true",
                      help="also quantise the attention core and the classifier")
     cal.add_argument("--keep-fp32", nargs="+", default=[], metavar="NODE",
-                     help="ONNX node names to keep in higher precision")
-    ver = parser.add_argument_group("accuracy budget")
+                     help="ONNX node names to keep in higher precision (default: none beyond "
+                          "the placement's own)")
+    ver = parser.add_argument_group("verification: the built artifact in its own runner "
+                                    "against FP32, within an accuracy budget")
     ver.add_argument("--val-dir", type=Path, metavar="DIR",
-                     help="validation images with masks in DIR/labels/ (same file names)")
+                     help="validation images; masks in DIR/labels/ (same file names) add mIoU "
+                          "(default: the calibration images, else "
+                          f"{SYNTHETIC_SAMPLES} seeded synthetic images, agreement only)")
     ver.add_argument("--val-samples", type=_bounded(int, 1, 1 << 30, "a count >= 1"),
                      metavar="N", help="validation samples (default: all)")
     ver.add_argument("--max-miou-drop", type=_bounded(float, 0, 100, "mIoU points in [0, 100]"),
@@ -96,9 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fail instead of searching for layers to keep when INT8 misses")
     for backend in BACKENDS:
         add_arguments(parser, f"{backend.name} backend", backend.options_type, backend.name)
-    out = parser.add_argument_group("reporting")
-    out.add_argument("--json", action="store_true", help="print the sidecar as JSON")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    add_reporting(parser, "the sidecar")
     return parser
 
 

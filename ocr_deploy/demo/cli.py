@@ -11,23 +11,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.cli_support import (
+    EXIT_OK,
+    add_reporting,
+    parser_for,
+    positive_int,
+    print_json,
+    run_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ocr_deploy.backends import CHOICES
+    from ocr_deploy.bench.runner import ITERATIONS
+
+    parser = parser_for("ocr-demo", __doc__)
     parser.add_argument("--workdir", type=Path, default=Path("."),
                         help="where export/, engines/ and demo_output/ are written")
-    from ocr_deploy.backends import CHOICES
-
     parser.add_argument("--backend", choices=CHOICES, default="auto",
-                        help="auto: TensorRT if it and a GPU exist, else ONNX Runtime "
-                             "(default: %(default)s)")
-    parser.add_argument("--iterations", type=int, default=20,
+                        help="auto: TensorRT if it and a GPU exist, else ONNX Runtime")
+    parser.add_argument("--iterations", type=positive_int, default=ITERATIONS,
                         help="timed runs per artifact and batch size")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_reporting(parser, "the summary")
     return parser
 
 

@@ -5,29 +5,39 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ocr_deploy.cli_support import EXIT_OK, floats_arg, print_json, run_command, size_arg
-from ocr_deploy.comparison import DEFAULT_ATOL, DEFAULT_MIN_AGREEMENT, DEFAULT_RTOL
-from ocr_deploy.export.convert import DEFAULT_OPSET, MAX_OPSET
+from ocr_deploy.cli_support import (
+    EXIT_OK,
+    add_force,
+    add_reporting,
+    floats_arg,
+    parser_for,
+    positive_int,
+    print_json,
+    run_command,
+    size_arg,
+)
+from ocr_deploy.export.convert import MAX_OPSET
 from ocr_deploy.graph.attention import FORMS, TARGETS
 
 EPILOG = """exit codes: 0 exported and verified; 2 bad input or usage; 3 parity over tolerance
-(the model is kept as NAME.parity-failed.onnx); 4 the converter failed; 1 internal error."""
+(the model is kept as NAME.parity-failed.onnx); 4 the converter failed; 6 no space or no
+permission to write; 1 internal error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ocr-export", description=__doc__, epilog=EPILOG,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from ocr_deploy.export.pipeline import ExportRequest
+
+    request = ExportRequest(model=Path())
+    parser = parser_for("ocr-export", __doc__, EPILOG)
     parser.add_argument("model", type=Path, help=".h5, .keras or SavedModel directory")
     parser.add_argument("-o", "--output", type=Path,
                         help="output .onnx (default: export/<model name>.onnx)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace an existing output (atomically)")
+    add_force(parser)
     load = parser.add_argument_group("loading")
     load.add_argument("--custom-objects", type=Path, metavar="FILE.py|MODULE",
                       help="Python file defining or importing the model's custom layers, or "
                       "an importable module name (e.g. keras_hub, mylib.layers); every class "
-                      "and function in its namespace is used")
+                      "and function in its namespace is used (default: none)")
     load.add_argument("--trust-model", action="store_true",
                       help="allow Lambda layers: loading them RUNS CODE stored in the file")
     load.add_argument("--card", type=Path,
@@ -43,18 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="export only 'labels' (implies --argmax)")
     graph.add_argument("--nchw", action="store_true",
                        help="NCHW input (and logits) layout instead of NHWC")
-    graph.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+    graph.add_argument("--opset", type=int, default=request.opset,
                        help=f"ONNX opset (tf2onnx supports up to {MAX_OPSET})")
-    graph.add_argument("--attention", choices=FORMS, default="auto",
+    graph.add_argument("--attention", choices=FORMS, default=request.attention,
                        help="attention-core form: decomposed (MatMul-Softmax-MatMul, scale on "
                        "Q, fusable by TensorRT), attention (ONNX Attention op, opset 23, "
                        "TensorRT >= 10.14), keep (as converted), auto (measured best for "
                        "--attention-target; rewrites the cores it understands, leaves the "
                        "rest and never fails the export)")
-    graph.add_argument("--attention-target", choices=TARGETS, default="onnxruntime",
+    graph.add_argument("--attention-target", choices=TARGETS, default=request.attention_target,
                        help="backend that --attention auto chooses for")
     graph.add_argument("--input-size", type=size_arg, metavar="HxW",
-                       help="input size, required when the model's is dynamic")
+                       help="input size, required when the model's is dynamic (default: the "
+                       "model's own)")
     graph.add_argument("--normalize-in-graph", action="store_true",
                        help="put (pixel - mean) / std in the graph: the ONNX takes 0..255 pixels")
     graph.add_argument("--mean", type=floats_arg, metavar="R,G,B",
@@ -65,18 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="normalisation std in pixel units (default: from the card, else 1)")
     check = parser.add_argument_group("parity check")
     check.add_argument("--samples", type=Path, metavar="DIR",
-                       help="also compare on these images (png/jpg, resized to the input)")
-    check.add_argument("--parity-samples", type=int, default=4, metavar="N",
-                       help="seeded random images to compare on")
-    check.add_argument("--seed", type=int, default=0)
-    check.add_argument("--atol", type=float, default=DEFAULT_ATOL)
-    check.add_argument("--rtol", type=float, default=DEFAULT_RTOL,
+                       help="also compare on these images (png/jpg, resized to the input; "
+                       "default: none)")
+    check.add_argument("--parity-samples", type=positive_int, default=request.random_samples,
+                       metavar="N", help="seeded random images to compare on")
+    check.add_argument("--seed", type=int, default=request.seed,
+                       help="seed of the random parity images")
+    check.add_argument("--atol", type=float, default=request.atol,
+                       help="absolute tolerance of the scores")
+    check.add_argument("--rtol", type=float, default=request.rtol,
                        help="relative to the logit scale (max |reference|)")
-    check.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+    check.add_argument("--min-agreement", type=float, default=request.min_agreement,
                        help="minimum fraction of pixels with equal labels, ties aside")
-    out = parser.add_argument_group("reporting")
-    out.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    out.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_reporting(parser, "the summary")
     return parser
 
 

@@ -15,7 +15,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.cli_support import (
+    EXIT_OK,
+    add_force,
+    add_renamed,
+    add_reporting,
+    parser_for,
+    positive_int,
+    print_json,
+    run_command,
+)
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.deepstream import write_deepstream
@@ -23,36 +32,35 @@ from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_reposit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-package", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = TritonOptions()
+    parser = parser_for("ocr-package", __doc__)
     parser.add_argument("artifact", type=Path, metavar="ARTIFACT",
                         help="an exported or built .onnx, or a TensorRT .engine (with sidecar)")
     parser.add_argument("--triton", type=Path, metavar="REPO",
-                        help="write a Triton model repository here (created or added to)")
+                        help="write a Triton model repository here, created or added to "
+                             "(default: none)")
     parser.add_argument("--deepstream", type=Path, metavar="DIR",
-                        help="write a DeepStream nvinfer configuration here")
+                        help="write a DeepStream nvinfer configuration here (default: none)")
     parser.add_argument("--name", help="model name (default: the artifact's file name)")
-    parser.add_argument("--version", type=int, default=1,
-                        help="Triton version folder (default 1)")
-    parser.add_argument("--max-batch", type=int, default=None,
+    parser.add_argument("--model-version", type=positive_int, default=defaults.version,
+                        metavar="N", help="Triton model version folder")
+    add_renamed(parser, "--version", "--model-version", "model_version", type=positive_int)
+    parser.add_argument("--max-batch", type=positive_int, default=None, metavar="N",
                         help="Triton max_batch_size (default: the engine profile's max, else 8); "
                         "nvinfer batch-size (default: the profile's opt, else 1)")
     parser.add_argument("--no-dynamic-batching", action="store_true",
-                        help="leave Triton's dynamic batcher off (default: on)")
-    parser.add_argument("--max-queue-delay-us", type=int, default=2000,
-                        help="dynamic batcher's wait for more requests, µs (default 2000)")
-    parser.add_argument("--instances", type=int, default=1,
-                        help="GPU instances of the inference model (default 1)")
-    parser.add_argument("--e2e-instances", type=int, default=1,
-                        help="CPU instances of the end-to-end model (default 1)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="ONNX Runtime threads per end-to-end instance (default 0: "
-                        "ONNX Runtime's choice)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace existing models or files of the same name")
-    parser.add_argument("--json", action="store_true",
-                        help="print what was written as JSON on stdout")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no summary on stderr")
+                        help="leave Triton's dynamic batcher off (it is on by default)")
+    parser.add_argument("--max-queue-delay-us", type=int, default=defaults.max_queue_delay_us,
+                        metavar="US", help="dynamic batcher's wait for more requests, µs")
+    parser.add_argument("--instances", type=positive_int, default=defaults.instances,
+                        metavar="N", help="GPU instances of the inference model")
+    parser.add_argument("--e2e-instances", type=positive_int, default=defaults.e2e_instances,
+                        metavar="N", help="CPU instances of the end-to-end model")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="ONNX Runtime threads per end-to-end instance (0: ONNX Runtime's "
+                             "choice)")
+    add_force(parser, "existing models or files of the same name")
+    add_reporting(parser, "what was written")
     return parser
 
 
@@ -60,17 +68,14 @@ def package(args: argparse.Namespace) -> int:
     if not args.triton and not args.deepstream:
         raise BadInputError(None, "--triton REPO and/or --deepstream DIR", "neither",
                             "say what to write")
-    for option in ("version", "instances", "e2e_instances"):
-        if getattr(args, option) < 1:
-            raise BadInputError(None, f"--{option.replace('_', '-')} >= 1",
-                                str(getattr(args, option)), "drop the option")
     if args.threads < 0 or args.max_queue_delay_us < 0:
         raise BadInputError(None, "--threads and --max-queue-delay-us >= 0",
                             f"{args.threads} and {args.max_queue_delay_us}", "fix the value")
     info = read_artifact(args.artifact)
     written: dict[str, list[str]] = {}
     if args.triton:
-        options = TritonOptions(name=args.name, version=args.version, max_batch=args.max_batch,
+        options = TritonOptions(name=args.name, version=args.model_version,
+                                max_batch=args.max_batch,
                                 dynamic_batching=not args.no_dynamic_batching,
                                 max_queue_delay_us=args.max_queue_delay_us,
                                 instances=args.instances, e2e_instances=args.e2e_instances,

@@ -1,4 +1,4 @@
-"""``ocr-predict IMAGE... --model ARTIFACT -o OUTDIR``: segment images with an exported model.
+"""``ocr-predict ARTIFACT IMAGE... -o OUTDIR``: segment images with an exported model.
 
 For each image it writes ``OUTDIR/NAME.labels.png`` (one class index per pixel, 8-bit
 greyscale; 16-bit beyond 256 classes) and ``OUTDIR/NAME.overlay.png`` (the image blended
@@ -18,37 +18,60 @@ from pathlib import Path
 import numpy as np
 
 from ocr_deploy.backends import CHOICES as BACKENDS
-from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.cli_support import (
+    EXIT_OK,
+    add_renamed,
+    add_reporting,
+    name_list,
+    parser_for,
+    positive_int,
+    print_json,
+    run_command,
+)
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.images import list_images, read_image
-from ocr_deploy.runtime.render import class_names_of, label_image, overlay, palette_of
+from ocr_deploy.runtime.render import ALPHA, class_names_of, label_image, overlay, palette_of
 from ocr_deploy.runtime.segmenter import Segmenter
+
+MAX_BATCH = 4  # images run together by default
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("images", nargs="+", type=Path, metavar="IMAGE",
-                        help="image files (png, jpg, bmp) or folders of them")
-    parser.add_argument("--model", "-m", type=Path, required=True,
-                        help="the artifact: an exported .onnx or a TensorRT .engine")
+    parser = parser_for("ocr-predict", __doc__)
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="ARTIFACT IMAGE",
+                        help="the artifact (an exported .onnx or a TensorRT .engine), then "
+                             "image files (png, jpg, bmp) or folders of them")
+    parser.add_argument("--model", "-m", type=Path,
+                        help="deprecated: the artifact; all positional arguments are then "
+                             "images (default: the first positional argument)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR",
                         help="folder for the label and overlay PNGs (created if missing)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="check which backend runs the artifact (default: by file type)")
-    parser.add_argument("--providers", type=lambda s: [p for p in s.split(",") if p],
+                        help="check which backend runs the artifact (auto: by file type)")
+    parser.add_argument("--providers", type=name_list,
                         help="ONNX Runtime execution providers, e.g. cuda,cpu "
                         "(default: the best available)")
-    parser.add_argument("--batch", type=int, default=4,
-                        help="images run together (default 4)")
-    parser.add_argument("--alpha", type=float, default=0.5,
-                        help="weight of the class colours in the overlay, 0..1 (default 0.5)")
+    parser.add_argument("--max-batch", type=positive_int, default=MAX_BATCH, metavar="N",
+                        help="images run together")
+    add_renamed(parser, "--batch", "--max-batch", "max_batch", type=positive_int)
+    parser.add_argument("--alpha", type=float, default=ALPHA,
+                        help="weight of the class colours in the overlay, 0..1")
     parser.add_argument("--no-legend", action="store_true", help="no legend on the overlays")
-    parser.add_argument("--json", action="store_true",
-                        help="print a JSON summary on stdout (progress stays on stderr)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_reporting(parser, "a summary")
     return parser
+
+
+def _artifact_and_images(args: argparse.Namespace) -> tuple[Path, list[Path]]:
+    if args.model is not None:
+        print("ocr-predict: warning: --model is deprecated: give the artifact first, "
+              "ocr-predict ARTIFACT IMAGE...", file=sys.stderr)
+        return args.model, list(args.inputs)
+    if len(args.inputs) < 2:
+        raise BadInputError(None, "ARTIFACT IMAGE... (an artifact, then images)",
+                            f"{len(args.inputs)} argument(s)",
+                            "e.g. ocr-predict model.onnx photo.png -o out/")
+    return args.inputs[0], list(args.inputs[1:])
 
 
 def _inputs(paths: list[Path]) -> list[Path]:
@@ -81,26 +104,28 @@ def _png(image) -> bytes:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.batch < 1 or not 0.0 <= args.alpha <= 1.0:
-        raise BadInputError(None, "--batch >= 1 and --alpha in 0..1",
-                            f"--batch {args.batch} --alpha {args.alpha}", "fix the options")
-    files = _inputs(args.images)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise BadInputError(None, "--alpha in 0..1", f"--alpha {args.alpha}",
+                            "fix the option")
+    artifact, images = _artifact_and_images(args)
+    files = _inputs(images)
     if args.output.exists() and not args.output.is_dir():
         raise BadInputError(args.output, "a folder for the outputs", "a file",
                             "choose another -o")
     quiet = args.quiet or args.json
     start = time.perf_counter()
     written = []
-    with Segmenter.open(args.model, args.backend, args.providers, max_batch=args.batch) as seg:
+    with Segmenter.open(artifact, args.backend, args.providers,
+                        max_batch=args.max_batch) as seg:
         meta = seg.metadata
         palette = palette_of(meta)
         names = class_names_of(meta, len(palette))
         if not quiet:
             info = seg.describe()
-            print(f"model: {args.model} ({info['backend']}, {info['device']}, "
+            print(f"model: {artifact} ({info['backend']}, {info['device']}, "
                   f"{meta.num_classes} classes)", file=sys.stderr)
-        for begin in range(0, len(files), args.batch):
-            chunk = files[begin:begin + args.batch]
+        for begin in range(0, len(files), args.max_batch):
+            chunk = files[begin:begin + args.max_batch]
             images = [read_image(f) for f in chunk]
             for offset, (path, image, labels) in enumerate(
                     zip(chunk, images, seg.predict(images), strict=True)):
@@ -108,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
                 if not quiet:
                     print(f"[{begin + offset + 1}/{len(files)}] {path} -> "
                           f"{written[-1]['overlay']}", file=sys.stderr)
-        summary = {"model": str(args.model), **{k: v for k, v in seg.describe().items()
+        summary = {"model": str(artifact), **{k: v for k, v in seg.describe().items()
                                                 if k in ("backend", "device", "providers")},
                    "images": written, "seconds": round(time.perf_counter() - start, 3)}
     if args.json:

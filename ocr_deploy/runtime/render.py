@@ -46,7 +46,10 @@ def label_image(labels: np.ndarray) -> Image.Image:
     return Image.fromarray(labels.astype(np.uint16), "I;16")
 
 
-def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = 0.5,
+ALPHA = 0.5  # colour weight of overlays
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, palette: np.ndarray, alpha: float = ALPHA,
             names: list[str] | None = None) -> Image.Image:
     """The image blended with the class colours (``alpha`` = colour weight), with a legend
     of the classes present when ``names`` are given and the image is large enough."""

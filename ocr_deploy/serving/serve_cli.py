@@ -16,34 +16,33 @@ import sys
 import threading
 from pathlib import Path
 
-from ocr_deploy.cli_support import EXIT_OK, print_json, run_command
+from ocr_deploy.cli_support import EXIT_OK, add_reporting, parser_for, print_json, run_command
 from ocr_deploy.errors import BadInputError, ServerError
 from ocr_deploy.serving.environment import DEFAULT_ENV, ensure_env
-from ocr_deploy.serving.server import Ports, TritonServer, repository_models
+from ocr_deploy.serving.server import STARTUP_TIMEOUT, Ports, TritonServer, repository_models
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    ports = Ports()
+    parser = parser_for("ocr-serve", __doc__)
     parser.add_argument("repo", type=Path, nargs="?", metavar="REPO",
-                        help="the model repository (from ocr-package ARTIFACT --triton REPO)")
-    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000)")
-    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (default 8001)")
-    parser.add_argument("--metrics-port", type=int, default=8002,
-                        help="Prometheus metrics port (default 8002)")
+                        help="the model repository (from ocr-package ARTIFACT --triton REPO; "
+                             "optional with --setup-only)")
+    parser.add_argument("--http-port", type=int, default=ports.http, help="HTTP port")
+    parser.add_argument("--grpc-port", type=int, default=ports.grpc, help="gRPC port")
+    parser.add_argument("--metrics-port", type=int, default=ports.metrics,
+                        help="Prometheus metrics port")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1, this machine only)")
+                        help="address to listen on (127.0.0.1: this machine only)")
     parser.add_argument("--env", type=Path, default=DEFAULT_ENV,
-                        help=f"the serving environment, made on first use (default {DEFAULT_ENV})")
-    parser.add_argument("--startup-timeout", type=float, default=120.0,
-                        help="seconds to wait for the models to load (default 120)")
+                        help="the serving environment, made on first use")
+    parser.add_argument("--startup-timeout", type=float, default=STARTUP_TIMEOUT, metavar="S",
+                        help="seconds to wait for the models to load")
     parser.add_argument("--log", type=Path, default=None,
                         help="write the server's log to this file (default: to stderr)")
     parser.add_argument("--setup-only", action="store_true",
                         help="make or update the serving environment, then exit")
-    parser.add_argument("--json", action="store_true",
-                        help="print the endpoints as JSON on stdout")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no notes on stderr")
+    add_reporting(parser, "the endpoints")
     return parser
 
 

@@ -23,6 +23,8 @@ from ocr_deploy.backends import by_triton_platform
 from ocr_deploy.errors import BadInputError, ServerError
 from ocr_deploy.serving.environment import ServingEnv
 
+STARTUP_TIMEOUT = 120.0  # seconds for tritonserver to load its models
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -92,7 +94,7 @@ class TritonServer:
             command += [f"--load-model={name}" for name in self.models]
         return command
 
-    def start(self, timeout: float = 120.0) -> TritonServer:
+    def start(self, timeout: float = STARTUP_TIMEOUT) -> TritonServer:
         """Start the server and wait until it and its models are ready."""
         self._check_ports_free()
         env = dict(os.environ, PATH=f"{self.env.root / 'bin'}{os.pathsep}"
@@ -186,5 +188,5 @@ class TritonServer:
         return f" (log: {' | '.join(lines[-3:])[-400:]})" if lines else ""
 
 
-__all__ = ["Ports", "TritonServer",
+__all__ = ["STARTUP_TIMEOUT", "Ports", "TritonServer",
            "free_ports", "repository_models"]

@@ -6,7 +6,7 @@ GPU or TensorRT on the development machines): see README, "What has and has not 
 - Strongly typed by default: the precision is the ONNX's (Cast nodes, Q/DQ).
 - ``builder_flags`` (10.x only): weakly typed with ``BuilderFlag.FP16``/``INT8``.
 - The profile: the ONNX's static batch b as b:b:b (TensorRT refuses any other profile for
-  a static input), else ``--batch`` or 1:1:8.
+  a static input), else ``--batch-profile`` or 1:1:8.
 - DLA (``dla_core``): FP16 only, on a static profile (DLA takes no dynamic shapes; with a
   dynamic one every layer silently falls back to the GPU), through the weakly typed FP16
   path NVIDIA documents for 10.x, with GPU fallback; an engine none of whose layers can run
@@ -43,17 +43,17 @@ def static_batch(model: onnx.ModelProto) -> int | None:
 
 def resolve_options(options: TensorRTOptions, model: onnx.ModelProto, source: Path,
                     note: Callable[[str], None]) -> TensorRTOptions:
-    """The profile this ONNX can take: its static batch, else ``--batch`` or 1:1:8 (1:1:1
+    """The profile this ONNX can take: its static batch, else ``--batch-profile`` or 1:1:8 (1:1:1
     for DLA). A profile that contradicts a static batch, or a dynamic one for DLA, is
     refused (exit 2)."""
     fixed = static_batch(model)
     profile = options.batch
     if fixed is not None:
         if profile is not None and profile != (fixed,) * 3:
-            raise BadInputError(source, f"--batch {fixed}:{fixed}:{fixed} (the ONNX's input "
-                                f"has a static batch of {fixed})",
-                                f"--batch {':'.join(map(str, profile))}",
-                                "drop --batch, or re-export with a dynamic batch")
+            raise BadInputError(source, f"--batch-profile {fixed}:{fixed}:{fixed} (the ONNX's "
+                                f"input has a static batch of {fixed})",
+                                f"--batch-profile {':'.join(map(str, profile))}",
+                                "drop --batch-profile, or re-export with a dynamic batch")
         profile = (fixed,) * 3
         if options.batch is None:
             note(f"static batch {fixed} in the ONNX: profile {fixed}:{fixed}:{fixed}")
@@ -62,8 +62,8 @@ def resolve_options(options: TensorRTOptions, model: onnx.ModelProto, source: Pa
     if options.dla_core is not None and len(set(profile)) != 1:
         raise BadInputError(source, "a static profile N:N:N for DLA (it takes no dynamic "
                             "shapes; layers would silently fall back to the GPU)",
-                            f"--batch {':'.join(map(str, profile))}",
-                            "pass e.g. --batch 1:1:1 with --dla-core")
+                            f"--batch-profile {':'.join(map(str, profile))}",
+                            "pass e.g. --batch-profile 1:1:1 with --dla-core")
     return replace(options, batch=profile)
 
 

@@ -43,9 +43,10 @@ class TensorRTOptions:
     b:b:b, else 1:1:8; 1:1:1 for DLA, which takes no dynamic shapes)."""
 
     batch: tuple[int, int, int] | None = option(
-        None, "--batch", parse=batch_profile, metavar="MIN:OPT:MAX",
+        None, "--batch-profile", parse=batch_profile, metavar="MIN:OPT:MAX",
         help="optimisation profile batch sizes", shown="the ONNX's static batch, else "
-        f"{':'.join(map(str, DYNAMIC_PROFILE))}; 1:1:1 with --dla-core")
+        f"{':'.join(map(str, DYNAMIC_PROFILE))}; 1:1:1 with --dla-core",
+        renamed_from="--batch")
     workspace_mib: int = option(2048, "--workspace-mib", parse=_bounded_int(1, 1 << 24,
                                                                             "MiB >= 1"),
                                 metavar="MIB", help="builder workspace limit")
