@@ -264,6 +264,29 @@ def test_simulated_close_waits_for_the_pending_event_before_freeing(sim, engine)
     _same({"logits": arrays.download(outs["logits"])}, batch)
 
 
+def test_simulated_growth_waits_for_the_pending_event_before_freeing(sim, engine):
+    """A larger run() re-allocates the runner's labels buffer that queued run_device work
+    still writes: it must wait for that work first."""
+    with Segmenter.open(engine) as seg:
+        arrays, caller, outs, batch = _pending_run_device(sim, seg)
+        bigger = _batch(4, 7)
+        _same(seg.run(bigger), bigger)
+        assert sim.pending(caller) == 0
+        _same({"logits": arrays.download(outs["logits"])}, batch)
+
+
+def test_simulation_catches_freeing_before_the_pending_event(sim, engine, monkeypatch):
+    from ocr_deploy.backends.tensorrt.runner import TensorRTRunner
+
+    monkeypatch.setattr(TensorRTRunner, "_wait_pending", lambda self: None)
+    seg = Segmenter.open(engine)
+    _, caller, _, _ = _pending_run_device(sim, seg)
+    seg.close()
+    sim.cudaStreamSynchronize(caller)
+    assert any("was freed" in fault for fault in sim.faults)
+    sim.faults.clear()
+
+
 def test_error_log_keeps_the_errors_of_each_call_apart():
     log = ErrorLog()
     first = log.mark()
