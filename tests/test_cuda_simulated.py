@@ -122,6 +122,16 @@ def test_simulated_capture_failure_falls_back_with_one_warning(sim, failing_engi
     seg.close()
 
 
+def test_simulated_graph_instantiation_failure_leaks_no_graph(sim, engine):
+    seg = Segmenter.open(engine, cuda_graph=True)
+    sim.fail_next("cudaGraphInstantiate", cuda_sim.cudaError_t.cudaErrorMemoryAllocation)
+    with pytest.warns(UserWarning, match="cudaErrorMemoryAllocation"):
+        batch = _batch(2)
+        _same(seg.run(batch), batch)
+    assert sim.live_graphs() == 0  # the captured graph was destroyed with the failure
+    seg.close()
+
+
 def test_simulated_threads_share_one_runner(sim, engine):
     failures = []
     with Segmenter.open(engine, cuda_graph=True) as seg:
