@@ -7,8 +7,13 @@ buffers, streams, events, graphs, caller memory, refusals — not CUDA and not T
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import threading
 import warnings
+from pathlib import Path
 
 import cuda_sim
 import numpy as np
@@ -21,6 +26,7 @@ from ocr_deploy.errors import BadInputError, CudaError
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.tensors import TensorRef
 
+ROOT = Path(__file__).resolve().parents[1]
 H = W = 8
 DEVICE = {"gpu_name": "Simulated GPU (host memory)", "compute_capability": "9.0"}
 
@@ -331,3 +337,20 @@ def test_simulated_runtime_is_as_strict_as_cuda_python_about_enums(sim):
     with pytest.raises(TypeError, match="mode"):
         sim.cudaStreamBeginCapture(sim.cudaStreamCreate()[1], 1)
     sim.cudaFree(pointer)
+
+
+def test_simulated_gpu_check_script_runs_end_to_end(tmp_path):
+    report = tmp_path / "report.json"
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"),
+                          "--simulate", "--json", str(report)], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path)
+    lines = run.stdout.strip().splitlines()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert lines[0].startswith("TensorRT itself did NOT run") and lines[-2] == lines[0]
+    assert "simulated runtime" in lines[0]
+    counts = re.fullmatch(r"(\d+) passed, 0 failed, (\d+) skipped", lines[-1])
+    assert counts and int(counts[1]) >= 14, lines[-1]
+    data = json.loads(report.read_text())
+    assert data["tensorrt_ran"] is False and data["simulated"] is True
+    assert [c["name"] for c in data["checks"] if c["status"] == "failed"] == []
+    assert not any("PASS" in line and ("PyTorch" in line or "CuPy" in line) for line in lines)
