@@ -35,6 +35,8 @@ import threading
 import numpy as np
 from array_views import CudaArrayInterfaceOnly
 
+from ocr_deploy.runtime.tensors import _DLDataType, _DLDevice, _DLManagedTensor
+
 ALIGNMENT = 256
 LEGACY = (0, 1, 2)  # the NULL stream, cudaStreamLegacy, cudaStreamPerThread: one stream here
 
@@ -617,19 +619,18 @@ class SimulatedRuntime:
             return ()
         return self._call("cudaGraphLaunch", body)
 
-    def cudaGraphExecDestroy(self, graph_exec):
+    def _destroy(self, name: str, table: dict, handle):
         def body():
-            if self._execs.pop(int(graph_exec), None) is None:
+            if table.pop(int(handle), None) is None:
                 raise SimulatedCudaError(cudaError_t.cudaErrorInvalidValue)
             return ()
-        return self._call("cudaGraphExecDestroy", body)
+        return self._call(name, body)
+
+    def cudaGraphExecDestroy(self, graph_exec):
+        return self._destroy("cudaGraphExecDestroy", self._execs, graph_exec)
 
     def cudaGraphDestroy(self, graph):
-        def body():
-            if self._graphs.pop(int(graph), None) is None:
-                raise SimulatedCudaError(cudaError_t.cudaErrorInvalidValue)
-            return ()
-        return self._call("cudaGraphDestroy", body)
+        return self._destroy("cudaGraphDestroy", self._graphs, graph)
 
 
 @contextlib.contextmanager
@@ -647,25 +648,6 @@ def simulated(runtime: SimulatedRuntime | None = None):
 
 
 # ------------------------------------------------------------------ an array library on it
-
-class _DLDevice(ctypes.Structure):
-    _fields_ = (("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32))
-
-
-class _DLDataType(ctypes.Structure):
-    _fields_ = (("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16))
-
-
-class _DLTensor(ctypes.Structure):
-    _fields_ = (("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
-                ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
-                ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64))
-
-
-class _DLManagedTensor(ctypes.Structure):
-    _fields_ = (("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p),
-                ("deleter", ctypes.c_void_p))
-
 
 _capsule_new = ctypes.pythonapi.PyCapsule_New
 _capsule_new.restype = ctypes.py_object
