@@ -188,7 +188,6 @@ class Env:
         self.device: dict | None = None
         self.gpu_error = ""
         self.libraries: dict[str, object] = {}  # name -> adapter, or the reason it is missing
-        self.modules: dict[str, object] = {}
         self.floors: dict = {}
         # work queued ahead of a producer's write, so that a consumer that does not wait
         # for the producer reads stale data: ~50 ms of copies on an H200
@@ -226,7 +225,7 @@ class Env:
             cuda.cuda_call("cudaMemcpyAsync", dst.ptr, src.ptr, self.busy_bytes, kind, stream)
 
     def library(self, name: str):
-        adapter = self.libraries.get(name)
+        adapter = self.libraries.get(name, f"{name} is not loaded in this mode")
         if isinstance(adapter, str):
             raise Skip(adapter)
         return adapter
@@ -594,11 +593,11 @@ def check_device_id(env: Env) -> str:
 def check_close(env: Env) -> str:
     env.need_gpu()
     seg = env.open()
-    batch = batch_of(BATCH, 70)
-    same(seg.run(batch), batch, "warm-up")
     buffers = {n: cuda.DeviceBuffer() for n in ("image", "logits")}
     stream = cuda.Stream()
     try:
+        batch = batch_of(BATCH, 70)
+        same(seg.run(batch), batch, "warm-up")
         for buffer in buffers.values():
             buffer.ensure(batch.nbytes)
         cuda.copy_async(buffers["image"].ptr, batch.ctypes.data, batch.nbytes, True,
