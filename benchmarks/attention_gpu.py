@@ -476,7 +476,9 @@ def sizes(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",") if item]
 
 
-def main() -> int:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``argv``, default ``sys.argv[1:]``), checked; ``gpu_check.py``
+    calls ``bench_torch``/``bench_cupy`` with these."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--feature-maps", type=sizes, default=sizes("128x256,256x512"))
@@ -486,11 +488,15 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=20, help="runs per timed sample")
     parser.add_argument("--repeats", type=int, default=10, help="timed samples (median)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     unknown = set(args.dtypes) - set(DTYPES)
     if unknown:
         parser.error(f"--dtypes: unknown {sorted(unknown)}; use fp16 and/or fp32")
+    return args
 
+
+def main() -> int:
+    args = arguments()
     from ocr_deploy.backends.tensorrt.library import availability
 
     trt_ready, trt_reason = availability()

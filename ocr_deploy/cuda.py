@@ -160,8 +160,13 @@ class CudaGraph:
                 cuda_call("cudaGraphDestroy", cuda_call("cudaStreamEndCapture", stream))
             raise
         graph = cuda_call("cudaStreamEndCapture", stream)
+        try:
+            self._exec = cuda_call("cudaGraphInstantiate", graph, 0)
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the instantiation error
+                cuda_call("cudaGraphDestroy", graph)
+            raise
         self._graph = graph
-        self._exec = cuda_call("cudaGraphInstantiate", graph, 0)
 
     def launch(self, stream: int) -> None:
         cuda_call("cudaGraphLaunch", self._exec, stream)

@@ -87,14 +87,15 @@ def test_raw_addresses_with_a_size_are_checked(segmenter):
 
 
 class _CudaProducer:
-    """A DLPack / CUDA-array-interface producer that records what the consumer asked for.
-    Its data is host memory (no GPU here): this checks the protocol handling only."""
+    """A CUDA producer over DLPack, with a CUDA array interface too when ``cai_stream`` is
+    given (as PyTorch and CuPy have both), that records what the consumer asked for. Its
+    data is host memory (no GPU here): this checks the protocol handling only."""
 
-    def __init__(self, array, cai_stream=None):
-        self.array, self.asked = array, []
+    def __init__(self, array, cai_stream=None, read_only=False, refuse=None):
+        self.array, self.asked, self.refuse = array, [], refuse
         if cai_stream is not None:
             self.__cuda_array_interface__ = {
-                "data": (array.ctypes.data, False), "shape": array.shape,
+                "data": (array.ctypes.data, read_only), "shape": array.shape,
                 "typestr": array.dtype.str, "strides": None, "version": 3,
                 "stream": cai_stream}
 
@@ -103,6 +104,8 @@ class _CudaProducer:
 
     def __dlpack__(self, stream=None):
         self.asked.append(stream)
+        if self.refuse:
+            raise self.refuse
         return self.array.__dlpack__()
 
 
@@ -112,7 +115,46 @@ def test_dlpack_producer_is_given_the_consumer_stream():
     producer = _CudaProducer(np.zeros((1, 4), np.float32))
     tensor_ref(producer, "x", (1, 4), np.float32, "cuda", stream=7)
     tensor_ref(producer, "x", (1, 4), np.float32, "cuda")
-    assert producer.asked == [7, None]
+    tensor_ref(producer, "x", (1, 4), np.float32, "cuda", stream=0)
+    assert producer.asked == [7, None, 1]  # 0, the legacy default stream, is DLPack's 1
+
+
+def test_cuda_memory_with_both_protocols_goes_through_dlpack(monkeypatch):
+    """PyTorch's array interface (v2) carries no stream: DLPack's handshake orders the
+    producer's work before ours, so it is preferred; the interface's read-only flag still
+    counts for outputs."""
+    from ocr_deploy import cuda
+    from ocr_deploy.runtime.tensors import tensor_ref
+
+    waited = []
+    monkeypatch.setattr(cuda, "synchronize_stream", waited.append)
+    array = np.zeros((1, 4), np.float32)
+    producer = _CudaProducer(array, cai_stream=5)
+    tensor_ref(producer, "x", (1, 4), np.float32, "cuda", stream=9)
+    assert producer.asked == [9] and waited == []
+    frozen = _CudaProducer(array, cai_stream=5, read_only=True)
+    with pytest.raises(BadInputError, match="writable memory"):
+        tensor_ref(frozen, "out", (1, 4), np.float32, "cuda", writable=True, stream=9)
+
+
+def test_a_producer_refusing_dlpack_export_is_a_clear_error():
+    from ocr_deploy.runtime.tensors import tensor_ref
+
+    refusing = _CudaProducer(np.zeros((1, 4), np.float32), refuse=BufferError(
+        "Can't export tensors that require gradient, use tensor.detach()"))
+    with pytest.raises(BadInputError, match=r"expected the input that its producer exports "
+                       r"over DLPack, found a refusal \(BufferError: Can't export tensors "
+                       r"that require gradient"):
+        tensor_ref(refusing, "the input", (1, 4), np.float32, "cuda", stream=9)
+
+
+class _ArrayInterfaceOnly:
+    """A producer with only ``__cuda_array_interface__`` v3 (host memory, see above)."""
+
+    def __init__(self, array, stream):
+        self.__cuda_array_interface__ = {"data": (array.ctypes.data, False),
+                                         "shape": array.shape, "typestr": array.dtype.str,
+                                         "strides": None, "version": 3, "stream": stream}
 
 
 def test_cuda_array_interface_stream_is_synchronised_first(monkeypatch):
@@ -122,6 +164,6 @@ def test_cuda_array_interface_stream_is_synchronised_first(monkeypatch):
     waited = []
     monkeypatch.setattr(cuda, "synchronize_stream", waited.append)
     array = np.zeros((1, 4), np.float32)
-    tensor_ref(_CudaProducer(array, cai_stream=5), "x", (1, 4), np.float32, "cuda", stream=9)
-    tensor_ref(_CudaProducer(array, cai_stream=9), "x", (1, 4), np.float32, "cuda", stream=9)
+    tensor_ref(_ArrayInterfaceOnly(array, stream=5), "x", (1, 4), np.float32, "cuda", stream=9)
+    tensor_ref(_ArrayInterfaceOnly(array, stream=9), "x", (1, 4), np.float32, "cuda", stream=9)
     assert waited == [5]  # the producer's stream, and only when it is not ours

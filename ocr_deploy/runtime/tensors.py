@@ -4,8 +4,10 @@
 tuple, e.g. from a C/C++ host; the size is checked), a bare address (an ``int``: **trusted
 as given** — nothing can check what it points to, so a too-small buffer is written past its
 end), a NumPy array, any object with ``__cuda_array_interface__`` (CuPy, PyTorch CUDA
-tensors, Numba) or with ``__dlpack__`` (PyTorch, JAX, CuPy, NumPy ...). Buffers that will
-be written (outputs) must be writable: read-only arrays are refused. The returned
+tensors, Numba) or with ``__dlpack__`` (PyTorch, JAX, CuPy, NumPy ...); CUDA memory that
+offers both goes through DLPack, whose stream handshake orders the producer's work before
+the backend's without blocking (PyTorch's array interface carries no stream at all). Buffers
+that will be written (outputs) must be writable: read-only arrays are refused. The returned
 ``TensorRef`` keeps the owner alive while the backend uses the pointer.
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 from ocr_deploy.errors import BadInputError
 
 _DLPACK_DEVICES = {1: "cpu", 2: "cuda", 3: "cpu", 13: "cuda"}  # CPU, CUDA, pinned, managed
-_DLPACK_CUDA = 2
+_DLPACK_STREAMED = (2, 13)  # CUDA and managed memory: the producer takes a consumer stream
 _DLPACK_KINDS = {0: "i", 1: "u", 2: "f"}
 
 
@@ -64,7 +66,8 @@ def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
     (an output), so read-only arrays are refused. ``stream``: the CUDA stream the backend
     will use the buffer on: a DLPack producer is asked to make its data ready on it
     (``__dlpack__(stream=...)``), and a ``__cuda_array_interface__`` producer's own
-    ``"stream"`` is synchronised first, as both protocols require of a consumer.
+    ``"stream"`` is synchronised first, as both protocols require of a consumer (handle 0,
+    the legacy default stream, is DLPack's 1: DLPack disallows 0).
     ``alignment``: the byte alignment the backend needs (TensorRT: 256); a slice or offset
     view that breaks it is refused.
     """
@@ -85,6 +88,10 @@ def tensor_ref(value, what: str, shape: tuple[int, ...], dtype, device: str,
                         alignment)
     if isinstance(value, np.ndarray):
         ref = _from_numpy(value, what, writable)
+    elif hasattr(value, "__dlpack__") and _dlpack_device(value)[0] in _DLPACK_STREAMED:
+        if writable and _cuda_interface_read_only(value):
+            raise _read_only(what)
+        ref = _from_dlpack(value, what, stream)
     elif hasattr(value, "__cuda_array_interface__"):
         ref = _from_cuda_array_interface(value, what, device_id, writable, stream)
     elif hasattr(value, "__dlpack__"):
@@ -147,11 +154,27 @@ def _from_cuda_array_interface(value, what: str, device_id: int, writable: bool,
     return TensorRef(int(interface["data"][0]), shape, dtype, "cuda", device_id, value)
 
 
+def _dlpack_device(value) -> tuple:
+    return getattr(value, "__dlpack_device__", lambda: (None, 0))()
+
+
+def _cuda_interface_read_only(value) -> bool:
+    """Whether an object that also has ``__cuda_array_interface__`` says it is read-only."""
+    try:
+        return bool(value.__cuda_array_interface__["data"][1])
+    except Exception:  # no interface, or one that refuses (a tensor that requires grad)
+        return False
+
+
 def _from_dlpack(value, what: str, stream: int | None) -> TensorRef:
-    device = getattr(value, "__dlpack_device__", lambda: (None, 0))()
-    on_cuda = device[0] == _DLPACK_CUDA
-    capsule = value.__dlpack__(stream=stream) if on_cuda and stream is not None \
-        else value.__dlpack__()
+    on_cuda = _dlpack_device(value)[0] in _DLPACK_STREAMED
+    try:
+        capsule = value.__dlpack__(stream=1 if stream == 0 else int(stream)) \
+            if on_cuda and stream is not None else value.__dlpack__()
+    except Exception as exc:  # BufferError by the protocol; PyTorch also asserts
+        raise BadInputError(None, f"{what} that its producer exports over DLPack",
+                            f"a refusal ({type(exc).__name__}: {exc})",
+                            "pass a detached, contiguous tensor on the engine's GPU") from exc
     get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
     get_pointer.restype = ctypes.c_void_p
     get_pointer.argtypes = (ctypes.py_object, ctypes.c_char_p)

@@ -21,7 +21,9 @@ both exist.
 - Caller memory given to ``run_device`` must be 256-byte aligned (TensorRT's rule for
   tensor addresses, checked by ``tensor_ref``) and on this runner's GPU; an address
   TensorRT refuses is an error, never silently left bound to the previous buffer.
-- ``close()`` first waits for work still queued on a caller's stream.
+- ``close()``, and any re-allocation of the runner's own buffers (which ``run_device`` binds
+  to the outputs the caller did not ask for), first wait for work still queued on a caller's
+  stream.
 """
 
 from __future__ import annotations
@@ -190,9 +192,7 @@ class TensorRTRunner(Runner):
 
     def close(self) -> None:
         with self._lock:
-            if self._event_pending:  # run_device work may still be queued on a caller's stream
-                self._event.synchronize()
-                self._event_pending = False
+            self._wait_pending()
             self._drop_graph()
             for buffer in (*self._device.values(), *self._host.values()):
                 buffer.free()
@@ -225,8 +225,16 @@ class TensorRTRunner(Runner):
                                 "split the batch, or rebuild the engine with a larger profile")
 
     def _grow(self, name: str, nbytes: int) -> None:
+        if nbytes > self._device[name].nbytes:
+            self._wait_pending()  # queued run_device work may still write the old buffer
         if self._device[name].ensure(nbytes):  # moved: a captured graph points at old memory
             self._drop_graph()
+
+    def _wait_pending(self) -> None:
+        """Wait on the host for ``run_device`` work still queued on a caller's stream."""
+        if self._event_pending:
+            self._event.synchronize()
+            self._event_pending = False
 
     def _bind_own_buffers(self, batch: int) -> dict[str, tuple[int, ...]]:
         self._set_shape(batch)
