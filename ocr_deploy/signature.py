@@ -3,9 +3,9 @@ carrying copied ``ocr_deploy.*`` metadata, or metadata edited to lie about the g
 refused before anything runs: one image input with the metadata's name, layout, size and
 channels; every output the metadata names, with the right rank, type, class count and
 resolution; no other outputs. An end-to-end graph is checked against its ``end_to_end``
-contract instead: a uint8 image input ``[batch, H|-1, W|-1, C]``, labels of the recorded
-dtype ``[batch, H|-1, W|-1]``, float scores ``[batch, H|-1, W|-1, K]`` when it has them
-(-1 where the size is dynamic). Used by the runtime (from the loaded backend) and the build
+contract instead: a uint8 image input ``[batch, H, W, C]``, labels of the recorded dtype
+``[batch, H, W]``, float scores ``[batch, H, W, K]`` when it has them (H, W: the fixed
+size, or -1 for a side that varies). Used by the runtime (from the loaded backend) and the build
 (``check_onnx``). Pure Python and ONNX: no TensorFlow.
 """
 
@@ -121,13 +121,13 @@ def _check_output(tensor: Tensor, spec: dict, meta: ExportMetadata, refuse) -> N
 def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> None:
     e2e = meta.end_to_end
     (low_h, low_w), (high_h, high_w) = meta.image_sizes()
-    # a fixed side is that size (or -1); a dynamic side is -1
+    # a fixed side is that size; a dynamic side is -1
     sides = tuple(low if low == high else -1 for low, high in ((low_h, high_h),
                                                                (low_w, high_w)))
-    where = "x".join("H" if s == -1 else str(s) for s in sides)
+    where = ", ".join(str(s) if s != -1 else name for s, name in zip(sides, "HW", strict=True))
     (image,) = signature.inputs
     if image.name != e2e["input"] or image.dtype != np.uint8 or len(image.shape) != 4 \
-            or not _sides(image.shape[1:3], sides) \
+            or tuple(image.shape[1:3]) != sides \
             or image.shape[3] not in (-1, meta.input_channels):
         refuse(f"the end-to-end input '{e2e['input']}' as uint8 [batch, {where}, "
                f"{meta.input_channels}]", f"'{image.name}' {list(image.shape)} of {image.dtype}")
@@ -137,21 +137,16 @@ def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> Non
         refuse(f"the end-to-end outputs {sorted(wanted)}", f"outputs {sorted(outputs)}")
     labels = outputs[e2e["labels"]]
     if labels.dtype != np.dtype(e2e["label_dtype"]) or len(labels.shape) != 3 \
-            or not _sides(labels.shape[1:3], sides):
+            or tuple(labels.shape[1:3]) != sides:
         refuse(f"output '{labels.name}' as {e2e['label_dtype']} labels [batch, {where}]",
                f"{list(labels.shape)} of {labels.dtype}")
     if e2e.get("scores"):
         scores = outputs[e2e["scores"]]
         if scores.dtype.kind != "f" or len(scores.shape) != 4 \
-                or not _sides(scores.shape[1:3], sides) \
+                or tuple(scores.shape[1:3]) != sides \
                 or scores.shape[3] not in (-1, meta.num_classes):
             refuse(f"output '{scores.name}' as float scores [batch, {where}, "
                    f"{meta.num_classes}]", f"{list(scores.shape)} of {scores.dtype}")
-
-
-def _sides(found: tuple[int, ...], sides: tuple[int, ...]) -> bool:
-    """Spatial dims against the contract: a fixed side may read -1, a dynamic one must."""
-    return all(f == s or (f == -1) for f, s in zip(found, sides, strict=True))
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:

@@ -327,3 +327,12 @@ def _free_public_names(model, meta: ExportMetadata) -> dict[str, str]:
 
 def _dim(dim) -> int | str:
     return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
+
+
+def record_parity(model: onnx.ModelProto, meta: ExportMetadata, report: dict
+                  ) -> ExportMetadata:
+    """Store a parity report (``end_to_end_parity``) in an end-to-end graph's metadata
+    (``end_to_end.parity``); returns the new metadata."""
+    meta = replace(meta, end_to_end={**meta.end_to_end, "parity": report})
+    write_metadata(model, meta)
+    return meta

@@ -12,8 +12,11 @@ is resized nearest. Two forms compute the scores' labels:
   each output pixel's top-left source pixel), ``NonZero`` of the mixed cells, ``GatherND``
   of their four corner score vectors, the blend of every pixel of those cells with the
   runtime's weights in the runtime's order (rows, then columns), the argmax and one
-  ``ScatterND``. The result equals the runtime's labels bit for bit. The blocks of pixels
-  per cell are padded by repeating a cell's last pixel, which writes the same value twice.
+  ``ScatterND``. For a fixed size (constant tables) the result equals the runtime's labels
+  bit for bit wherever the runtime also blends boundary pixels only; on maps with
+  boundaries everywhere the runtime blends every pixel, and a pixel of a one-class cell
+  can then come out otherwise at an exact tie. The blocks of pixels per cell are padded by
+  repeating a cell's last pixel, which writes the same value twice.
 
 Argmax forms: ``argmax`` (ONNX ``ArgMax``, int64, then a cast) and ``compare``: a chain of
 ``Greater``/``Where``/``Max`` over the K class planes (the first maximum wins, as numpy's
