@@ -6,8 +6,8 @@ runtime does around it (``runtime.preprocess``, ``runtime.postprocess``):
 
 1. input ``image``: uint8 ``[N,H,W,C]`` (RGB or BGR) at a fixed size or any size in a range;
 2. Pillow's BILINEAR resize to the model input, bit for bit (``graph.image_resize``);
-3. the colour order and the normalisation, folded into the first convolution where that is
-   exact (``graph.input_fold``), else explicit ``Gather``/``Sub``/``Mul``; the layout;
+3. the colour order (a channel ``Gather``) and the normalisation, folded into the first
+   convolution where that is exact (``graph.input_fold``), else ``Sub``/``Mul``; the layout;
 4. the model;
 5. back to the image size (``graph.label_maps``): scores resized bilinearly then the argmax
    (form ``dense`` or ``boundary``), or a labels-only model's map resized nearest;
@@ -152,10 +152,12 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
                              axis=0) for axis in (1, 2))
     else:
         size = sizes.minimum
+    swap = meta.input_channels == 3 and color_order != meta.color_order
+    channels = [2, 1, 0] if swap else list(range(meta.input_channels))
     planar = resize_image(emit, INPUT, size, (meta.input_height, meta.input_width),
-                          sizes.maximum, table_dtype, uint8_gathers=target == "onnxruntime")
-    x, normalization = _normalise(emit, wrapped, planar, names[meta.input_name], meta,
-                                  color_order)
+                          sizes.maximum, channels, table_dtype,
+                          uint8_layout=target == "onnxruntime")
+    x, normalization = _normalise(emit, wrapped, planar, names[meta.input_name], meta)
     if meta.input_layout == "NHWC":
         x = emit.op("Transpose", [x], "model_layout", perm=[0, 2, 3, 1])
     elem = core_input.type.tensor_type.elem_type
@@ -239,12 +241,11 @@ def _forms(labels_form: str, argmax_form: str, target: str, scores: bool,
     return chosen
 
 
-def _normalise(emit: Emitter, model, planar: str, core_input: str, meta: ExportMetadata,
-               color_order: str) -> tuple[str, dict]:
-    """Planar resized pixels in ``color_order`` -> float32 NCHW model input (normalised
-    unless the graph does it); folds what it can into the first convolution."""
+def _normalise(emit: Emitter, model, planar: str, core_input: str, meta: ExportMetadata
+               ) -> tuple[str, dict]:
+    """Planar resized pixels in the model's colour order -> float32 NCHW model input
+    (normalised unless the graph does it); folds what it can into the first convolution."""
     channels = meta.input_channels
-    swap = channels == 3 and color_order != meta.color_order
     norm = meta.normalization
     mean = np.asarray(norm.get("mean", [0.0] * 3)[:channels], np.float32)
     scale = (1.0 / np.asarray(norm.get("std", [1.0] * 3)[:channels], np.float32))
@@ -254,27 +255,23 @@ def _normalise(emit: Emitter, model, planar: str, core_input: str, meta: ExportM
     else:
         mean = None if not mean.any() else mean
         scale = None if np.all(scale == 1) else scale
-    fold = fold_input(model, core_input, 3 if meta.input_layout == "NHWC" else 1, swap, mean,
-                      scale)
-    order = [2, 1, 0] if swap and "colour order" in fold.folded else [0, 1, 2]
-    if "colour order" in fold.explicit:
-        planar = emit.op("Gather", [planar, emit.const([2, 1, 0], np.int64)], "model_order",
-                         axis=1)
+    fold = fold_input(model, core_input, 3 if meta.input_layout == "NHWC" else 1, mean, scale)
     x = emit.op("Cast", [planar], "pixels_float", to=TensorProto.FLOAT)
     shape = (1, channels, 1, 1)
     if "mean" in fold.explicit:
-        x = emit.op("Sub", [x, emit.const(mean[order[:channels]].reshape(shape), np.float32,
-                                          "mean")], "centred")
+        x = emit.op("Sub", [x, emit.const(mean.reshape(shape), np.float32, "mean")],
+                    "centred")
     if "scale" in fold.explicit:
-        x = emit.op("Mul", [x, emit.const(scale[order[:channels]].reshape(shape), np.float32,
-                                          "inverse_std")], "normalised")
+        x = emit.op("Mul", [x, emit.const(scale.reshape(shape), np.float32, "inverse_std")],
+                    "normalised")
     return x, fold.to_dict()
 
 
 def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple,
             sizes: ImageSizes, forms: dict, label_type: int, want_scores: bool, table_dtype,
             target: str) -> tuple[str, str | None]:
-    """The labels (and resized NHWC scores) at the image size from the core's outputs."""
+    """The labels (and resized NHWC scores) at the image size from the core's outputs;
+    ``forms`` says which labels form ran when the images need no resize."""
     outputs = {o.name: o for o in model.graph.output}
     scores_name = scores_output(meta)
     name = scores_name or meta.output_of_kind("labels")
@@ -291,12 +288,18 @@ def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple
     classes = meta.num_classes
     axis = 1 if layout == "NCHW" else 3
     if sizes.is_fixed and tuple(sizes.minimum) == coarse:  # nothing to resize
+        forms.update(labels="argmax", labels_reason="the images have the model's output size")
         labels = argmax(emit, value, axis, classes, forms["argmax"], label_type)
         if not want_scores:
             return labels, None
         return labels, value if layout == "NHWC" else emit.op(
             "Transpose", [value], "scores_nhwc", perm=[0, 2, 3, 1])
     if forms["labels"] == "boundary":
+        if any(n.op_type == "DequantizeLinear" for n in model.graph.node):
+            # the form reads the scores several times; ONNX Runtime would move a Q/DQ core's
+            # last DequantizeLinear past the layout ops and give each reader its own full-size
+            # copy. One float op it cannot remove or see through keeps it to one.
+            value = emit.op("Max", [value, emit.const(-np.inf, np.float32)], "scores_float")
         if layout == "NCHW":
             value = emit.op("Transpose", [value], "scores_nhwc", perm=[0, 2, 3, 1])
         return boundary_labels(emit, value, coarse, size, sizes.maximum, classes,

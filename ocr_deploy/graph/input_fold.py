@@ -1,15 +1,14 @@
-"""Fold the input's colour order and normalisation into the model's first convolution,
-where that is exact.
+"""Fold the input's normalisation into the model's first convolution, where that is exact.
 
 ``(pixel - mean) / std`` per channel, then a convolution ``W``, equals a convolution with
-``W / std`` (per input channel) and bias ``b - sum(W / std * mean)``, and reversing the
-colour order equals reversing ``W``'s input channels. The permutation and the scale also
-hold at the border: zero padding pads zeros either way. The mean does not: the first
+``W / std`` (per input channel) and bias ``b - sum(W / std * mean)``. The scale also holds
+at the border: zero padding pads zeros either way. The mean does not: the first
 convolution pads the *normalised* image with zeros (pixel value ``mean``), the folded one
 would pad raw zeros (black), so the mean is folded only into a convolution without padding.
 Folding needs the input to reach exactly one ``Conv`` (group 1, FP32 constant weights)
 through layout ops alone (``Transpose``, ``Identity``); a quantised (Q/DQ) or FP16 (Cast)
-model keeps its first convolution as it is and gets explicit ``Gather``/``Sub``/``Mul``.
+model keeps its first convolution as it is and gets explicit ``Sub``/``Mul``. (The colour
+order needs no folding: the resize's channel ``Gather`` puts the channels in order.)
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ class InputFold:
     """What was folded into the first convolution and what the graph still does."""
 
     conv: str | None = None
-    folded: list[str] = field(default_factory=list)  # of "colour order", "scale", "mean"
+    folded: list[str] = field(default_factory=list)  # of "scale", "mean"
     explicit: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # step -> why it stayed explicit
 
@@ -38,12 +37,12 @@ class InputFold:
                 "not_folded_because": self.reasons}
 
 
-def fold_input(model, tensor: str, channel_axis: int, swap: bool, mean: np.ndarray | None,
+def fold_input(model, tensor: str, channel_axis: int, mean: np.ndarray | None,
                scale: np.ndarray | None) -> InputFold:
-    """Fold into the first convolution reading ``tensor`` (channels on ``channel_axis``):
-    a reversal of the channels (``swap``), ``- mean`` and ``* scale`` (None: not needed).
-    Edits ``model`` in place; returns what was folded and what is left to do."""
-    steps = [name for name, needed in (("colour order", swap), ("mean", mean is not None),
+    """Fold ``- mean`` and ``* scale`` (None: not needed) into the first convolution reading
+    ``tensor`` (channels on ``channel_axis``). Edits ``model`` in place; returns what was
+    folded and what is left to do."""
+    steps = [name for name, needed in (("mean", mean is not None),
                                        ("scale", scale is not None)) if needed]
     result = InputFold()
     if not steps:
@@ -74,9 +73,6 @@ def fold_input(model, tensor: str, channel_axis: int, swap: bool, mean: np.ndarr
             start = np.zeros(weight.shape[0]) if bias is None else bias.astype(np.float64)
             bias = (start - shift).astype(np.float32)
             result.folded.append("mean")
-    if swap:
-        weight = weight[:, ::-1]
-        result.folded.insert(0, "colour order")
     weight_name = add_constant(model, f"{conv.input[1]}_input_folded",
                                np.ascontiguousarray(weight))
     if "mean" in result.folded:

@@ -9,10 +9,11 @@ is resized nearest. Two forms compute the scores' labels:
   pixel blends share one class, the blend has that class too, so only the output pixels of
   *mixed cells* (source pixels ``(r, c)`` whose 2x2 neighbourhood ``r..r+1, c..c+1`` holds
   more than one class) are blended: the coarse argmax, its nearest upsampling (through
-  each output pixel's top-left source pixel), ``NonZero`` of the mixed cells, ``GatherND``
+  each output pixel's top-left source pixel), ``NonZero`` of the mixed cells, a ``Gather``
   of their four corner score vectors, the blend of every pixel of those cells with the
   runtime's weights in the runtime's order (rows, then columns), the argmax and one
-  ``ScatterND``. For a fixed size (constant tables) the result equals the runtime's labels
+  ``ScatterND``; the scores are read as rows ``[N*h*w, K]``, gathered by flat index.
+  For a fixed size (constant tables) the result equals the runtime's labels
   bit for bit wherever the runtime also blends boundary pixels only; on maps with
   boundaries everywhere the runtime blends every pixel, and a pixel of a one-class cell
   can then come out otherwise at an exact tie. The blocks of pixels per cell are padded by
@@ -89,7 +90,11 @@ def boundary_labels(emit: Emitter, scores: str, coarse_size: tuple[int, int], ou
     (size_h, size_w), (out_h, out_w) = coarse_size, out
     code_type = TensorProto.UINT8 if classes <= 255 else TensorProto.INT32
     code_np = np.uint8 if classes <= 255 else np.int32
-    coarse = argmax(emit, scores, 3, classes, argmax_form, code_type)  # [N,h,w]
+    rows_of = emit.op("Reshape", [scores, emit.const([-1, classes], np.int64)], "score_rows")
+    coarse = argmax(emit, rows_of, 1, classes, argmax_form, code_type)  # [N*h*w]
+    grid = emit.op("Slice", [emit.op("Shape", [scores], "scores_shape"),
+                             emit.const([0], np.int64), emit.const([3], np.int64)], "grid")
+    coarse = emit.op("Reshape", [coarse, grid], "coarse")  # [N,h,w]
     below = emit.const(np.minimum(np.arange(size_h) + 1, size_h - 1), np.int64, "below")
     beside = emit.const(np.minimum(np.arange(size_w) + 1, size_w - 1), np.int64, "beside")
     down = emit.op("Gather", [coarse, below], "down", axis=1)
@@ -103,8 +108,9 @@ def boundary_labels(emit: Emitter, scores: str, coarse_size: tuple[int, int], ou
                    "cell_code")
     rows = bilinear_table(emit, size_h, out_h, table_dtype)
     cols = bilinear_table(emit, size_w, out_w, table_dtype)
-    labels = emit.op("Gather", [emit.op("Gather", [code, rows.low], "code_rows", axis=1),
-                                cols.low], "code_pixels", axis=2)  # [N,H,W]
+    # columns first: gathering single elements is slow, whole rows are fast
+    labels = emit.op("Gather", [emit.op("Gather", [code, cols.low], "code_columns", axis=2),
+                                rows.low], "code_pixels", axis=1)  # [N,H,W]
     row_cells = cell_table(emit, rows, size_h, out_h, largest[0])
     col_cells = cell_table(emit, cols, size_w, out_w, largest[1])
     covered = emit.op("And", [emit.op("Unsqueeze", [row_cells.covered,
@@ -120,9 +126,11 @@ def boundary_labels(emit: Emitter, scores: str, coarse_size: tuple[int, int], ou
     row2 = emit.op("Unsqueeze", [emit.op("Gather", [below, row_vec]), axis1], "cell_below")
     col2 = emit.op("Unsqueeze", [emit.op("Gather", [beside, col_vec]), axis1], "cell_beside")
 
-    def corner(r: str, c: str) -> str:  # [M,1,K]
-        index = emit.op("Concat", [image, r, c], "corner_index", axis=1)
-        return emit.op("Unsqueeze", [emit.op("GatherND", [scores, index], "corner"), axis1])
+    def corner(r: str, c: str) -> str:  # [M,1,K]: row (image * h + r) * w + c of the scores
+        index = emit.op("Add", [emit.op("Mul", [emit.op("Add", [emit.op(
+            "Mul", [image, emit.const(size_h, np.int64)]), r]), emit.const(size_w, np.int64)]),
+            c], "corner_index")
+        return emit.op("Gather", [rows_of, index], "corner", axis=0)
 
     pixel_rows = emit.op("Gather", [row_cells.pixels, row_vec], "pixel_rows")  # [M,BY]
     pixel_cols = emit.op("Gather", [col_cells.pixels, col_vec], "pixel_cols")  # [M,BX]
@@ -162,8 +170,8 @@ def nearest_labels(emit: Emitter, labels: str, coarse_size: tuple[int, int], out
     labels = emit.op("Cast", [labels], "labels_cast", to=dtype)
     rows = nearest_table(emit, coarse_size[0], out[0])
     cols = nearest_table(emit, coarse_size[1], out[1])
-    return emit.op("Gather", [emit.op("Gather", [labels, rows], "label_rows", axis=1), cols],
-                   "labels_nearest", axis=2)
+    return emit.op("Gather", [emit.op("Gather", [labels, cols], "label_columns", axis=2),
+                              rows], "labels_nearest", axis=1)
 
 
 def _vector(emit: Emitter, side) -> str:

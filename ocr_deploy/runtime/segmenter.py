@@ -309,7 +309,7 @@ class Segmenter:
             if not (low_h <= height <= high_h and low_w <= width <= high_w):
                 built = f"{low_h}x{low_w}" if (low_h, low_w) == (high_h, high_w) else \
                     f"{low_h}x{low_w} to {high_h}x{high_w}"
-                raise BadInputError(self.source, f"images of {built} (the size this "
+                raise BadInputError(self.source, f"images of {built} (what this "
                                     "end-to-end artifact was built for)",
                                     f"an image of {height}x{width}"
                                     + (f" (image {i})" if len(sizes) > 1 else ""),
