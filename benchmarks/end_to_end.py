@@ -2,7 +2,7 @@
 Runtime CPU: the figures of issue #16.
 
     python benchmarks/end_to_end.py [--models demo,cityscapes] [--rounds 10]
-                                    [--scratch DIR] [--fresh] [--json]
+                                    [--images scenes|noise] [--scratch DIR] [--fresh] [--json]
 
 For the demo model and the Cityscapes configuration (``OCRNetConfig.cityscapes()``, random
 weights, 512x1024): the export and the plain INT8 artifact as ``ocr-build-engine --int8``
@@ -10,8 +10,10 @@ builds it today (ONNX Runtime placement, entropy calibration, no verification), 
 end-to-end artifacts made from the same Q/DQ graph (the calibration is reused from the
 build's cache): wrapped for fixed 1024x2048 images, once per labels form, then optimised as
 the ONNX Runtime build backend saves a build. All are cached in ``--scratch`` (outside the
-repository). Then on 1024x2048 uint8 camera-size images (the demo's synthetic scenes), 2
-threads, batch 1, in interleaved rounds (medians):
+repository). Then on 1024x2048 uint8 camera-size images (``scenes``: the demo's synthetic
+scenes, few class boundaries; ``noise``: uniform random pixels, class boundaries
+everywhere for the random-weight model), 2 threads, batch 1, in interleaved rounds
+(medians):
 
 - the end-to-end artifact (``Segmenter.predict``), in each labels form;
 - ``Segmenter.predict`` on the plain artifact;
@@ -113,8 +115,11 @@ def end_to_end_artifact(name: str, paths: dict, form: str, folder: Path, fresh: 
     return out
 
 
-def camera_images(count: int) -> list[np.ndarray]:
-    """Camera-size frames: the demo's synthetic scenes at 1024x2048."""
+def camera_images(kind: str, count: int) -> list[np.ndarray]:
+    """Camera-size frames: the demo's synthetic scenes or uniform noise at 1024x2048."""
+    if kind == "noise":
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, (*IMAGE, 3), np.uint8) for _ in range(count)]
     from ocr_deploy.demo.synthetic import VALIDATION_SEED, make_sample
 
     return [make_sample(VALIDATION_SEED, i, *IMAGE)[0] for i in range(count)]
@@ -132,11 +137,11 @@ def interleaved(calls: dict, rounds: int) -> dict[str, float]:
     return {label: round(1000 * float(np.median(t)), 1) for label, t in times.items()}
 
 
-def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int) -> dict:
+def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int, kind: str) -> dict:
     from ocr_deploy.end_to_end_parity import end_to_end_parity
     from ocr_deploy.runtime import Segmenter, postprocess
 
-    images = camera_images(3)
+    images = camera_images(kind, 3)
     image = images[0]
     with Segmenter.open(paths["plain"], threads=THREADS) as plain:
         wrapped = {form: Segmenter.open(path, threads=THREADS) for form, path in e2e.items()}
@@ -166,7 +171,8 @@ def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int) -> dict:
     best = min(FORMS, key=lambda form: ms[f"end-to-end ({form})"])
     e2e_ms = {form: ms[f"end-to-end ({form})"] for form in FORMS}
     return {
-        "model": name, "image": list(IMAGE), "threads": THREADS, "batch": 1, "ms": ms,
+        "model": name, "image": list(IMAGE), "images": kind, "threads": THREADS, "batch": 1,
+        "ms": ms,
         "fastest_form": best,
         "speedup_vs_predict": {f: round(ms["Segmenter.predict (plain)"] / v, 2)
                                for f, v in e2e_ms.items()},
@@ -187,6 +193,8 @@ def main() -> None:
                         help="models to measure, comma-separated (default demo,cityscapes)")
     parser.add_argument("--rounds", type=int, default=10,
                         help="timed interleaved rounds (default 10)")
+    parser.add_argument("--images", choices=("scenes", "noise"), default="scenes",
+                        help="test frames: synthetic scenes or uniform noise (default scenes)")
     parser.add_argument("--scratch", type=Path,
                         default=Path(tempfile.gettempdir()) / "ocr-deploy-end-to-end",
                         help="cache folder for exports and builds (default: "
@@ -195,7 +203,7 @@ def main() -> None:
                         help="export and build again even when cached")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
-    results = []
+    results, load_before = [], os.getloadavg()
     for name in args.models.split(","):
         if name not in CALIBRATION:
             raise SystemExit(f"unknown model '{name}': choose from {', '.join(CALIBRATION)}")
@@ -203,18 +211,21 @@ def main() -> None:
         paths = prepare_model(name, folder, args.fresh)
         e2e = {form: end_to_end_artifact(name, paths, form, folder, args.fresh)
                for form in FORMS}
-        results.append(measure(name, paths, e2e, args.rounds))
-    load = os.getloadavg()
-    report = {"load_average": [round(v, 2) for v in load], "cases": results}
+        results.append(measure(name, paths, e2e, args.rounds, args.images))
+    report = {"load_average": {"before": [round(v, 2) for v in load_before],
+                               "after": [round(v, 2) for v in os.getloadavg()]},
+              "cases": results}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "end_to_end.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"end_to_end_{args.images}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2) if args.json else _table(report))
 
 
 def _table(report: dict) -> str:
-    lines = [f"load average after the run: {report['load_average']}"]
+    load = report["load_average"]
+    lines = [f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}"]
     for case in report["cases"]:
-        lines.append(f"{case['model']} INT8, {case['image'][0]}x{case['image'][1]} uint8 images, "
+        lines.append(f"{case['model']} INT8, {case['image'][0]}x{case['image'][1]} uint8 "
+                     f"{case['images']}, "
                      f"ONNX Runtime CPU, {case['threads']} threads, batch 1 (median ms):")
         lines += [f"  {label:40s} {ms:9.1f}" for label, ms in case["ms"].items()]
         for form in FORMS:

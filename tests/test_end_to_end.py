@@ -258,6 +258,15 @@ def test_metadata_records_the_contract_and_parity(tmp_path):
     assert not any(p.key == "ocr_deploy.end_to_end" for p in plain.metadata_props)
 
 
+def _with_contract(tmp_path, change: dict):
+    """A dynamic end-to-end graph whose ``end_to_end`` metadata has ``change`` applied."""
+    wrapped, meta = make_end_to_end(segnet(), RANGE)
+    for prop in wrapped.metadata_props:
+        if prop.key == "ocr_deploy.end_to_end":
+            prop.value = json.dumps({**meta.end_to_end, **change})
+    return save(wrapped, tmp_path, "edited")
+
+
 @pytest.mark.parametrize("change, key", [
     ({"label_dtype": "uint4"}, "end_to_end"),
     ({"image_range": {"min": [50, 6], "max": [40, 50]}}, "end_to_end"),
@@ -265,11 +274,7 @@ def test_metadata_records_the_contract_and_parity(tmp_path):
     ({"color_order": "rgb"}, "end_to_end"),
 ])
 def test_tampered_contract_is_a_metadata_error(tmp_path, change, key):
-    wrapped, meta = make_end_to_end(segnet(), RANGE)
-    for prop in wrapped.metadata_props:
-        if prop.key == "ocr_deploy.end_to_end":
-            prop.value = json.dumps({**meta.end_to_end, **change})
-    path = save(wrapped, tmp_path, "tampered")
+    path = _with_contract(tmp_path, change)
     with pytest.raises(MetadataError, match=rf"ocr_deploy\.{key} as "):
         Segmenter.open(path)
 
@@ -280,11 +285,7 @@ def test_tampered_contract_is_a_metadata_error(tmp_path, change, key):
     ({"scores": "scores"}, r"the end-to-end outputs \['labels', 'scores'\]"),
 ])
 def test_graph_that_does_not_fit_its_contract_is_refused(tmp_path, change, match):
-    wrapped, meta = make_end_to_end(segnet(), RANGE)
-    for prop in wrapped.metadata_props:
-        if prop.key == "ocr_deploy.end_to_end":
-            prop.value = json.dumps({**meta.end_to_end, **change})
-    path = save(wrapped, tmp_path, "lying")
+    path = _with_contract(tmp_path, change)
     with pytest.raises(MetadataError, match=match):
         Segmenter.open(path)
     with pytest.raises(MetadataError, match=match):

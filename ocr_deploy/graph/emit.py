@@ -8,7 +8,9 @@ outputs; every name is unique in the model, constants of equal value are stored 
 from __future__ import annotations
 
 import numpy as np
-from onnx import AttributeProto, helper, numpy_helper
+from onnx import helper, numpy_helper
+
+from ocr_deploy.graph.index import subgraphs
 
 
 class Emitter:
@@ -65,11 +67,8 @@ def rename_tensor(graph, old: str, new: str) -> None:
     for node in graph.node:
         node.input[:] = [new if name == old else name for name in node.input]
         node.output[:] = [new if name == old else name for name in node.output]
-        for attribute in node.attribute:
-            subgraphs = [attribute.g] if attribute.type == AttributeProto.GRAPH else \
-                attribute.graphs
-            for sub in subgraphs:
-                rename_tensor(sub, old, new)
+        for sub in subgraphs(node):
+            rename_tensor(sub, old, new)
     for value in [*graph.input, *graph.output, *graph.value_info, *graph.initializer]:
         if value.name == old:
             value.name = new
@@ -82,9 +81,6 @@ def _names(graph) -> set[str]:
         used.update(node.input)
         used.update(node.output)
         used.add(node.name)
-        for attribute in node.attribute:
-            subgraphs = [attribute.g] if attribute.type == AttributeProto.GRAPH else \
-                attribute.graphs
-            for sub in subgraphs:
-                used |= _names(sub)
+        for sub in subgraphs(node):
+            used |= _names(sub)
     return used
