@@ -7,8 +7,10 @@ shrinking, plain bilinear with half-pixel centres when enlarging), computed in f
 the vertical one (Pillow's ``Resample.c``). ONNX ``Resize`` computes something else (its
 ``antialias=1`` uses other coefficients, and TensorRT has no antialias at all), so the
 graph does what Pillow does: for each pass, one ``Gather`` of the source rows per filter
-tap, an integer multiply-add with the coefficients, ``+ 2**21``, ``// 2**22``, ``min 255``.
-Every step is exact in int32, so the result equals Pillow's to the bit.
+tap, an integer multiply-add with the coefficients, ``+ 2**21``, ``// 2**22``. Every step
+is exact in int32, so the result equals Pillow's to the bit. (Pillow also clips to 0..255,
+for filters with negative lobes; the triangle's coefficients are positive and sum to at
+most ``2**22 + taps / 2``, so a bilinear pass never leaves that range.)
 
 The coefficients are constants for a fixed image size (``pillow_taps``: Pillow's double
 arithmetic, operation for operation) and computed in the graph from the image's shape for
@@ -101,15 +103,14 @@ def resize_image(emit: Emitter, image: str, size: tuple, out: tuple[int, int],
 
 def _pass(emit: Emitter, x: str, taps: list[tuple[str, str]], hint: str) -> str:
     """One Pillow pass along axis 2 of int32 ``x``: the sum of gathered rows times their
-    coefficients, rounded, shifted and clipped as Pillow does."""
+    coefficients, rounded and shifted as Pillow does."""
     total = None
     for index, coeff in taps:
         term = emit.op("Mul", [emit.op("Gather", [x, index], f"{hint}_rows", axis=2), coeff],
                        f"{hint}_term")
         total = term if total is None else emit.op("Add", [total, term], f"{hint}_sum")
     total = emit.op("Add", [total, emit.const(_HALF, np.int32)], f"{hint}_rounded")
-    pixels = emit.op("Div", [total, emit.const(_UNIT, np.int32)], f"{hint}_shifted")
-    return emit.op("Min", [pixels, emit.const(255, np.int32)], f"{hint}_clipped")
+    return emit.op("Div", [total, emit.const(_UNIT, np.int32)], f"{hint}_shifted")
 
 
 def _taps(emit: Emitter, size, out: int, largest: int, dtype) -> list[tuple[str, str]]:
