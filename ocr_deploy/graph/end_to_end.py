@@ -107,6 +107,7 @@ class ImageSizes:
         return {"image_range": {"min": list(self.minimum), "max": list(self.maximum)}}
 
     def describe(self) -> str:
+        """``HxW``, or ``HxW to HxW`` for a range."""
         low, high = ("x".join(map(str, s)) for s in (self.minimum, self.maximum))
         return low if self.is_fixed else f"{low} to {high}"
 
@@ -116,7 +117,7 @@ class ImageSizes:
                                       for s in sides) \
                 or any(a > b for a, b in zip(self.minimum, self.maximum, strict=True)):
             raise BadInputError(None, f"image sizes HxW with sides 1..{MAX_SIDE} (a range: "
-                                "min <= max per side)", f"{self.minimum} to {self.maximum}",
+                                "min <= max per side)", self.describe(),
                                 "pass e.g. 1024x2048, or 480x640 to 1080x1920")
 
 
@@ -140,32 +141,11 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     names = _free_public_names(wrapped, meta)
     emit = Emitter(wrapped, PREFIX)
     forms = _forms(labels_form, argmax_form, target, scores, meta, sizes)
-    dynamic = not sizes.is_fixed
     table_dtype = np.float64 if target == "onnxruntime" else np.float32
     core_input = next(i for i in graph.input if i.name == names[meta.input_name])
     batch = _dim(core_input.type.tensor_type.shape.dim[0])
-
-    # 1-3: pixels -> the model's input
-    if dynamic:
-        shape = emit.op("Shape", [INPUT], "image_shape")
-        size = tuple(emit.op("Gather", [shape, emit.const(axis, np.int64)], "image_side",
-                             axis=0) for axis in (1, 2))
-    else:
-        size = sizes.minimum
-    swap = meta.input_channels == 3 and color_order != meta.color_order
-    channels = [2, 1, 0] if swap else list(range(meta.input_channels))
-    planar = resize_image(emit, INPUT, size, (meta.input_height, meta.input_width),
-                          sizes.maximum, channels, table_dtype,
-                          uint8_layout=target == "onnxruntime")
-    x, normalization = _normalise(emit, wrapped, planar, names[meta.input_name], meta)
-    if meta.input_layout == "NHWC":
-        x = emit.op("Transpose", [x], "model_layout", perm=[0, 2, 3, 1])
-    elem = core_input.type.tensor_type.elem_type
-    if elem != TensorProto.FLOAT:
-        x = emit.op("Cast", [x], "model_dtype", to=elem)
-    rename_tensor(graph, core_input.name, x)
-
-    # 5: the model's outputs -> labels (and scores) at the image size
+    size, normalization = _model_input(emit, wrapped, meta, core_input, sizes, color_order,
+                                       table_dtype, target)
     label_type = _label_type(meta.num_classes, target)
     labels, resized = _labels(emit, wrapped, meta, names, size, sizes, forms, label_type,
                               scores, table_dtype, target)
@@ -173,7 +153,7 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     rename_tensor(graph, labels, LABELS)
     if resized is not None:
         rename_tensor(graph, resized, SCORES)
-    sides = list(sizes.minimum) if not dynamic else ["height", "width"]
+    sides = list(sizes.minimum) if sizes.is_fixed else ["height", "width"]
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info(
         INPUT, TensorProto.UINT8, [batch, *sides, meta.input_channels]))
@@ -196,6 +176,32 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
         raise ConversionError(source, "a valid end-to-end graph", f"onnx.checker: {exc}"[:300],
                               "report the model") from exc
     return wrapped, wrapped_meta
+
+
+def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: ImageSizes,
+                 color_order: str, table_dtype, target: str) -> tuple[tuple, dict]:
+    """Steps 1-3: the uint8 ``image`` -> the model's input, which from now on is computed
+    (the core reads it under the new name); returns the image size (ints, or int64 scalar
+    tensors when dynamic) and what was folded into the first convolution."""
+    if sizes.is_fixed:
+        size = sizes.minimum
+    else:
+        shape = emit.op("Shape", [INPUT], "image_shape")
+        size = tuple(emit.op("Gather", [shape, emit.const(axis, np.int64)], "image_side",
+                             axis=0) for axis in (1, 2))
+    swap = meta.input_channels == 3 and color_order != meta.color_order
+    channels = [2, 1, 0] if swap else list(range(meta.input_channels))
+    planar = resize_image(emit, INPUT, size, (meta.input_height, meta.input_width),
+                          sizes.maximum, channels, table_dtype,
+                          uint8_layout=target == "onnxruntime")
+    x, normalization = _normalise(emit, model, planar, core_input.name, meta)
+    if meta.input_layout == "NHWC":
+        x = emit.op("Transpose", [x], "model_layout", perm=[0, 2, 3, 1])
+    elem = core_input.type.tensor_type.elem_type
+    if elem != TensorProto.FLOAT:
+        x = emit.op("Cast", [x], "model_dtype", to=elem)
+    rename_tensor(model.graph, core_input.name, x)
+    return size, normalization
 
 
 def _validate(meta: ExportMetadata, sizes: ImageSizes, color_order: str, scores: bool,
