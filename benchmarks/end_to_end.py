@@ -21,6 +21,8 @@ everywhere for the random-weight model), 2 threads, batch 1, in interleaved roun
 - today's pre-processing alone (``Segmenter.prepare``) and post-processing alone
   (``postprocess.labels_from_scores`` on the plain artifact's logits).
 
+Ratios are medians of the per-round ratios (each round's calls ran seconds apart).
+
 Prints the ratios of the issue's table, the bytes the artifact returns per frame, and the
 label agreement of the run (the parity report: ties judged at the image size).
 """
@@ -125,8 +127,8 @@ def camera_images(kind: str, count: int) -> list[np.ndarray]:
     return [make_sample(VALIDATION_SEED, i, *IMAGE)[0] for i in range(count)]
 
 
-def interleaved(calls: dict, rounds: int) -> dict[str, float]:
-    """Median ms of each call, timed round-robin after two warm-up rounds."""
+def interleaved(calls: dict, rounds: int) -> dict[str, np.ndarray]:
+    """Seconds of each call per round, timed round-robin after two warm-up rounds."""
     times: dict[str, list[float]] = {label: [] for label in calls}
     for warm in range(rounds + 2):
         for label, call in calls.items():
@@ -134,7 +136,13 @@ def interleaved(calls: dict, rounds: int) -> dict[str, float]:
             call()
             if warm >= 2:
                 times[label].append(time.perf_counter() - start)
-    return {label: round(1000 * float(np.median(t)), 1) for label, t in times.items()}
+    return {label: np.asarray(t) for label, t in times.items()}
+
+
+def paired(numerator: np.ndarray, denominator: np.ndarray) -> float:
+    """The median of per-round ratios: calls of one round ran seconds apart, so a shared
+    machine's load drifts less between them than over the run."""
+    return round(float(np.median(numerator / denominator)), 2)
 
 
 def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int, kind: str) -> dict:
@@ -161,22 +169,24 @@ def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int, kind: str
                     lambda: postprocess.labels_from_scores(scores, *IMAGE),
             })
             log(f"[{name}] timing {rounds} interleaved rounds at {IMAGE[0]}x{IMAGE[1]} ...")
-            ms = interleaved(calls, rounds)
+            seconds = interleaved(calls, rounds)
             parity = {form: end_to_end_parity(s, plain, images) for form, s in wrapped.items()}
             labels_bytes = {form: int(s.run(s.prepare([image]))[s.labels_output].nbytes)
                             for form, s in wrapped.items()}
         finally:
             for segmenter in wrapped.values():
                 segmenter.close()
+    ms = {label: round(1000 * float(np.median(t)), 1) for label, t in seconds.items()}
     best = min(FORMS, key=lambda form: ms[f"end-to-end ({form})"])
-    e2e_ms = {form: ms[f"end-to-end ({form})"] for form in FORMS}
+    e2e_times = {form: seconds[f"end-to-end ({form})"] for form in FORMS}
     return {
         "model": name, "image": list(IMAGE), "images": kind, "threads": THREADS, "batch": 1,
         "ms": ms,
         "fastest_form": best,
-        "speedup_vs_predict": {f: round(ms["Segmenter.predict (plain)"] / v, 2)
-                               for f, v in e2e_ms.items()},
-        "over_compute": {f: round(v / ms["compute (plain run)"], 2) for f, v in e2e_ms.items()},
+        "speedup_vs_predict": {f: paired(seconds["Segmenter.predict (plain)"], t)
+                               for f, t in e2e_times.items()},
+        "over_compute": {f: paired(t, seconds["compute (plain run)"])
+                         for f, t in e2e_times.items()},
         "bytes_per_frame": {"plain logits from the engine": int(logits.nbytes),
                             "logits at the image size (predict_scores)":
                                 int(np.prod(IMAGE) * plain.metadata.num_classes * 4),
