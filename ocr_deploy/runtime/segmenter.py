@@ -152,17 +152,10 @@ class Segmenter:
         """Images -> the model's input batch (resized, normalised, laid out per metadata);
         for an end-to-end artifact, the uint8 images of one size stacked ``[N,H,W,C]``."""
         self._check_open()
+        if self.metadata.end_to_end:
+            return self._stack_images(images)
         items, _ = as_image_list(images)
-        if not self.metadata.end_to_end:
-            return prepare_batch(items, self.metadata, self.backend.input_dtype)
-        arrays = [check_image(im, i, self.metadata.input_channels) for i, im in enumerate(items)]
-        self._check_image_sizes([a.shape[:2] for a in arrays])
-        sizes = sorted({a.shape[:2] for a in arrays})
-        if len(sizes) > 1:
-            raise BadInputError(None, "images of one size in a batch (end-to-end artifact)",
-                                f"sizes {', '.join(f'{h}x{w}' for h, w in sizes)}",
-                                "batch images by size (predict() does)")
-        return np.stack(arrays)
+        return prepare_batch(items, self.metadata, self.backend.input_dtype)
 
     def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None
             ) -> dict[str, np.ndarray]:
@@ -302,6 +295,18 @@ class Segmenter:
                     results[i] = value[position]
         return results
 
+    def _stack_images(self, images) -> np.ndarray:
+        """An end-to-end artifact's input: the validated uint8 images of one size, stacked."""
+        items, _ = as_image_list(images)
+        arrays = [check_image(im, i, self.metadata.input_channels) for i, im in enumerate(items)]
+        self._check_image_sizes([a.shape[:2] for a in arrays])
+        sizes = sorted({a.shape[:2] for a in arrays})
+        if len(sizes) > 1:
+            raise BadInputError(None, "images of one size in a batch (end-to-end artifact)",
+                                f"sizes {', '.join(f'{h}x{w}' for h, w in sizes)}",
+                                "batch images by size (predict() does)")
+        return np.stack(arrays)
+
     def _check_image_sizes(self, sizes) -> None:
         """Every ``(H, W)`` within the end-to-end artifact's fixed size or range."""
         (low_h, low_w), (high_h, high_w) = self.metadata.image_sizes()
@@ -382,13 +387,13 @@ def _load(path: Path, kind: str, providers, threads, device_id: int, cuda_graph:
         raise
 
 
-def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    """A batch's shape against the backend's, where -1 is a dynamic dimension."""
-    return len(shape) == len(expected) and all(
-        want in (-1, got) for got, want in zip(shape, expected, strict=True))
-
-
 def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"shape {list(value.shape)} of {value.dtype}"
     return f"a {type(value).__name__}"
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """A batch's shape against the backend's, where -1 is a dynamic dimension."""
+    return len(shape) == len(expected) and all(
+        want in (-1, got) for got, want in zip(shape, expected, strict=True))
