@@ -5,6 +5,14 @@ key ``ocr_deploy.<field>`` with a JSON value, so tools like Netron show them rea
 Metadata read back is validated against a schema (``check_schema``: types, ranges,
 ``format_version``) — a tampered or foreign value is ``MetadataError`` (exit 2) naming the
 key; ``ocr_deploy.signature`` checks it against the graph.
+
+An *end-to-end* artifact (``ocr_deploy.graph.end_to_end``: uint8 camera images in, labels
+at the image size out) keeps every field describing the model it wraps, and says what its
+own tensors are in ``end_to_end``: the input (``E2E_INPUT``, uint8 ``[N,H,W,C]`` in
+``color_order``), the image size (``image_size: [H, W]``) or dynamic range
+(``image_range: {min: [H, W], max: [H, W]}``), the outputs (``E2E_LABELS`` of
+``label_dtype``, ``E2E_SCORES`` or null), the target backend, the forms used, what was
+folded into the first convolution and the parity figures. A plain model has ``{}``.
 """
 
 from __future__ import annotations
@@ -21,6 +29,10 @@ FORMAT_VERSION = 1
 OUTPUT_KINDS = ("logits", "probabilities", "labels", "aux_logits")
 SEGMENTATION_KINDS = ("logits", "probabilities", "labels")  # a model needs one of these
 MAX_SIDE = 1 << 16  # pixels; also the most classes
+# the tensors of an end-to-end graph (every consumer imports these names from here)
+E2E_INPUT, E2E_LABELS, E2E_SCORES = "image", "labels", "scores"
+E2E_LABEL_DTYPES = {"uint8": 1 << 8, "uint16": 1 << 16, "int32": 1 << 31}  # -> most classes
+E2E_TARGETS = ("onnxruntime", "tensorrt")
 
 
 @dataclass
@@ -49,11 +61,14 @@ class ExportMetadata:
     parity: dict = field(default_factory=dict)  # summary of the export parity check
     attention: dict = field(default_factory=dict)  # the attention-core form and its report
     notes: dict = field(default_factory=dict)  # the model card's notes (training figures)
+    end_to_end: dict = field(default_factory=dict)  # {} plain; else the outer contract
     format_version: int = FORMAT_VERSION
 
     def to_props(self) -> dict[str, str]:
-        """Serialise to ONNX ``metadata_props`` key/value strings."""
-        return {PREFIX + key: json.dumps(value) for key, value in asdict(self).items()}
+        """Serialise to ONNX ``metadata_props`` key/value strings (a plain model's empty
+        ``end_to_end`` is left out: its props stay what they were before the field)."""
+        return {PREFIX + key: json.dumps(value) for key, value in asdict(self).items()
+                if key != "end_to_end" or value}
 
     @classmethod
     def from_props(cls, props: dict[str, str], origin: object = None) -> ExportMetadata:
@@ -82,6 +97,17 @@ class ExportMetadata:
         """The name of the output with this kind, or None."""
         return next((name for name, spec in self.outputs.items() if spec.get("kind") == kind),
                     None)
+
+    def image_sizes(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
+        """An end-to-end artifact's smallest and largest image ``(H, W)`` (equal when its
+        size is fixed); None for a plain model."""
+        if not self.end_to_end:
+            return None
+        fixed = self.end_to_end.get("image_size")
+        if fixed is not None:
+            return tuple(fixed), tuple(fixed)
+        span = self.end_to_end["image_range"]
+        return tuple(span["min"]), tuple(span["max"])
 
 
 def write_metadata(model, metadata: ExportMetadata) -> None:
@@ -161,6 +187,35 @@ def check_schema(values: dict, origin: object = None) -> None:
     need("precision", given["precision"] in ("fp32", "fp16", "int8"), "fp32, fp16 or int8")
     for key in ("build", "source", "tools", "parity", "attention", "notes"):
         need(key, isinstance(given[key], dict), "a mapping")
+    need("end_to_end", isinstance(given["end_to_end"], dict) and (
+        not given["end_to_end"] or _end_to_end_ok(given["end_to_end"], given["num_classes"])),
+        "{} (a plain model) or {input, labels, scores, image_size [H, W] or image_range "
+        "{min, max}, color_order, label_dtype holding num_classes, target, forms, "
+        "normalization, parity}")
+
+
+def _end_to_end_ok(e2e: dict, num_classes) -> bool:
+    names = [e2e.get("input"), e2e.get("labels")] + \
+        ([e2e["scores"]] if e2e.get("scores") is not None else [])
+    fixed, span = e2e.get("image_size"), e2e.get("image_range")
+    if fixed is not None:
+        sizes_ok = span is None and _side_pair(fixed)
+    else:
+        sizes_ok = isinstance(span, dict) and _side_pair(span.get("min")) \
+            and _side_pair(span.get("max")) \
+            and all(a <= b for a, b in zip(span["min"], span["max"], strict=True))
+    limit = E2E_LABEL_DTYPES.get(e2e.get("label_dtype"), 0)
+    return (all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)
+            and sizes_ok and e2e.get("color_order") in ("RGB", "BGR")
+            and _is_int(num_classes) and num_classes <= limit
+            and e2e.get("target") in E2E_TARGETS
+            and all(isinstance(e2e.get(k, {}), dict)
+                    for k in ("forms", "normalization", "parity")))
+
+
+def _side_pair(value) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(
+        _is_int(v) and 1 <= v <= MAX_SIDE for v in value)
 
 
 def _is_int(value) -> bool:

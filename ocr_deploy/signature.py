@@ -2,7 +2,10 @@
 carrying copied ``ocr_deploy.*`` metadata, or metadata edited to lie about the graph, is
 refused before anything runs: one image input with the metadata's name, layout, size and
 channels; every output the metadata names, with the right rank, type, class count and
-resolution; no other outputs. Used by the runtime (from the loaded backend) and the build
+resolution; no other outputs. An end-to-end graph is checked against its ``end_to_end``
+contract instead: a uint8 image input ``[batch, H, W, C]``, labels of the recorded dtype
+``[batch, H, W]``, float scores ``[batch, H, W, K]`` when it has them (H, W: the fixed
+size, or -1 for a side that varies). Used by the runtime (from the loaded backend) and the build
 (``check_onnx``). Pure Python and ONNX: no TensorFlow.
 """
 
@@ -80,6 +83,9 @@ def check_signature(origin: object, meta: ExportMetadata, signature: Signature) 
     if len(signature.inputs) != 1:
         refuse("one image input", f"{len(signature.inputs)} inputs "
                f"{[t.name for t in signature.inputs]}")
+    if meta.end_to_end:
+        _check_end_to_end(signature, meta, refuse)
+        return
     (image,) = signature.inputs
     if image.name != meta.input_name:
         refuse(f"the input '{meta.input_name}' named in its metadata", f"'{image.name}'")
@@ -116,6 +122,37 @@ def _check_output(tensor: Tensor, spec: dict, meta: ExportMetadata, refuse) -> N
     if stride and hw[0] > 0 and max(1, round(meta.input_height / hw[0])) != stride:
         refuse(f"output '{tensor.name}' at 1/{stride} of the {meta.input_height}-pixel input "
                "height (its metadata's stride)", f"height {hw[0]}")
+
+
+def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> None:
+    e2e = meta.end_to_end
+    (low_h, low_w), (high_h, high_w) = meta.image_sizes()
+    # a fixed side is that size; a dynamic side is -1
+    sides = tuple(low if low == high else -1 for low, high in ((low_h, high_h),
+                                                               (low_w, high_w)))
+    where = ", ".join(str(s) if s != -1 else name for s, name in zip(sides, "HW", strict=True))
+    (image,) = signature.inputs
+    if image.name != e2e["input"] or image.dtype != np.uint8 or len(image.shape) != 4 \
+            or tuple(image.shape[1:3]) != sides \
+            or image.shape[3] not in (-1, meta.input_channels):
+        refuse(f"the end-to-end input '{e2e['input']}' as uint8 [batch, {where}, "
+               f"{meta.input_channels}]", f"'{image.name}' {list(image.shape)} of {image.dtype}")
+    outputs = {t.name: t for t in signature.outputs}
+    wanted = [e2e["labels"]] + ([e2e["scores"]] if e2e.get("scores") else [])
+    if sorted(outputs) != sorted(wanted):
+        refuse(f"the end-to-end outputs {sorted(wanted)}", f"outputs {sorted(outputs)}")
+    labels = outputs[e2e["labels"]]
+    if labels.dtype != np.dtype(e2e["label_dtype"]) or len(labels.shape) != 3 \
+            or tuple(labels.shape[1:3]) != sides:
+        refuse(f"output '{labels.name}' as {e2e['label_dtype']} labels [batch, {where}]",
+               f"{list(labels.shape)} of {labels.dtype}")
+    if e2e.get("scores"):
+        scores = outputs[e2e["scores"]]
+        if scores.dtype.kind != "f" or len(scores.shape) != 4 \
+                or tuple(scores.shape[1:3]) != sides \
+                or scores.shape[3] not in (-1, meta.num_classes):
+            refuse(f"output '{scores.name}' as float scores [batch, {where}, "
+                   f"{meta.num_classes}]", f"{list(scores.shape)} of {scores.dtype}")
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:

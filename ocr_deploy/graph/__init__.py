@@ -4,6 +4,8 @@
   a backend runs fastest (``graph.attention``), with a report of what was found and changed.
 - ``find_attention_cores``: the matcher alone.
 - ``build_core_model``: a standalone graph of just the core in each form, for measurements.
+- ``make_end_to_end``: wrap an exported model into an end-to-end graph (uint8 images in,
+  labels at the image size out; ``graph.end_to_end``).
 """
 
 from ocr_deploy.graph.attention import AUTO, FORMS, TARGETS, apply_attention_form, summary

@@ -130,12 +130,17 @@ def names_read(graph) -> set[str]:
     read = set()
     for node in graph.node:
         read.update(node.input)
-        for attribute in node.attribute:
-            subgraphs = [attribute.g] if attribute.type == AttributeProto.GRAPH else \
-                attribute.graphs
-            for sub in subgraphs:
-                read |= names_read(sub)
+        for sub in subgraphs(node):
+            read |= names_read(sub)
     return read
+
+
+def subgraphs(node) -> list:
+    """The graphs held in ``node``'s attributes (If, Loop, Scan bodies)."""
+    found = []
+    for attribute in node.attribute:
+        found += [attribute.g] if attribute.type == AttributeProto.GRAPH else attribute.graphs
+    return found
 
 
 def toposort(model) -> None:

@@ -39,8 +39,8 @@ def resize_scores(scores: np.ndarray, height: int, width: int) -> np.ndarray:
     """Bilinear resize of ``[h,w,K]`` scores to ``[height,width,K]`` float32."""
     if scores.shape[:2] == (height, width):
         return np.ascontiguousarray(scores, np.float32)
-    rows = _axis(scores.shape[0], height)
-    cols = _axis(scores.shape[1], width)
+    rows = bilinear_axis(scores.shape[0], height)
+    cols = bilinear_axis(scores.shape[1], width)
     return _resize_rows(scores, rows, cols, 0, height)
 
 
@@ -55,7 +55,7 @@ def labels_from_scores(scores: np.ndarray, height: int, width: int,
     """
     if scores.shape[:2] == (height, width):
         return scores.argmax(axis=-1).astype(dtype)
-    rows, cols = _axis(scores.shape[0], height), _axis(scores.shape[1], width)
+    rows, cols = bilinear_axis(scores.shape[0], height), bilinear_axis(scores.shape[1], width)
     (top, bottom, _), (left, right, _) = rows, cols
     coarse = scores.argmax(axis=-1).astype(dtype)
     labels = coarse[top][:, left]
@@ -86,13 +86,14 @@ def resize_labels(labels: np.ndarray, height: int, width: int, dtype=np.uint8) -
     """Nearest-neighbour resize of a ``[h,w]`` label map (half-pixel centres)."""
     if labels.shape == (height, width):
         return labels.astype(dtype)
-    rows = _nearest(labels.shape[0], height)
-    cols = _nearest(labels.shape[1], width)
+    rows = nearest_index(labels.shape[0], height)
+    cols = nearest_index(labels.shape[1], width)
     return labels[rows[:, None], cols[None, :]].astype(dtype)
 
 
-def _axis(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of bilinear sampling with half-pixel centres."""
+def bilinear_axis(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (low, high) and float32 weights of ``high`` for bilinear sampling of
+    one axis from ``size`` to ``out`` with half-pixel centres (clamped at the edges)."""
     position = np.clip((np.arange(out) + 0.5) * (size / out) - 0.5, 0, size - 1)
     low = np.floor(position).astype(np.intp)
     high = np.minimum(low + 1, size - 1)
@@ -121,6 +122,6 @@ def _blend_pixels(scores: np.ndarray, rows, cols, labels: np.ndarray, ys: np.nda
         labels[y, x] = (at_left * (1 - wx) + at_right * wx).argmax(axis=-1)
 
 
-def _nearest(size: int, out: int) -> np.ndarray:
+def nearest_index(size: int, out: int) -> np.ndarray:
     """Source index of each output pixel's centre, floor((i + 0.5) * size / out), exactly."""
     return np.minimum((2 * np.arange(out) + 1) * size // (2 * out), size - 1)

@@ -4,7 +4,10 @@
         labels = segmenter.predict(image)          # uint8 [H,W] at the image's own size
 
 Preprocessing (resize, colour order, normalisation, layout) comes from the artifact's
-metadata, so the application never repeats it. Safe to call from several threads.
+metadata, so the application never repeats it. An end-to-end artifact
+(``ocr_deploy.graph.end_to_end``) does all of it in its graph: its images go in as uint8
+(one run per image size) and its labels come out as they are. Safe to call from several
+threads.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ class Segmenter:
         self.source = Path(source)
         limits = [b for b in (runner.max_batch, max_batch) if b]
         self.max_batch = min(limits) if limits else None
+        e2e = metadata.end_to_end
+        if e2e:  # the graph's outputs are at the image size already
+            self.logits_output, self.labels_output = e2e.get("scores"), e2e["labels"]
+            low, high = metadata.image_sizes()
+            self._hw = {name: low if low == high else (-1, -1)
+                        for name in filter(None, (self.logits_output, self.labels_output))}
+            self.label_dtype = np.dtype(e2e["label_dtype"])
+            return
         kinds = {spec.get("kind"): name for name, spec in metadata.outputs.items()}
         self.logits_output = kinds.get("logits") or kinds.get("probabilities")  # scores
         self.labels_output = kinds.get("labels")
@@ -92,8 +103,13 @@ class Segmenter:
     def predict(self, images):
         """Label maps ``[H,W]`` (uint8, or int32 beyond 256 classes), one per image, each at
         its image's size. ``images``: one uint8 ``[H,W,3]`` RGB array (-> one map) or a
-        list / ``[N,H,W,3]`` array of them, of any sizes (-> a list)."""
+        list / ``[N,H,W,3]`` array of them, of any sizes (-> a list). An end-to-end
+        artifact takes the sizes it was built for, in its colour order, and gives its
+        labels' dtype (uint8; uint16 or int32 beyond 256 classes)."""
         items, single, sizes = self._images(images)
+        if self.metadata.end_to_end:
+            results = self._run_by_size(items, sizes, self.labels_output)
+            return results[0] if single else results
         (output,) = self.outputs_for(sizes)
         results = []
         for start, chunk in self._chunks(items):
@@ -111,10 +127,16 @@ class Segmenter:
     def predict_scores(self, images):
         """Per-class scores (logits) ``[H,W,K]`` float32 at each image's size, resized
         bilinearly; same forms of ``images`` as ``predict``."""
+        if self.logits_output is None and self.metadata.end_to_end:
+            raise BadInputError(self.source, "an end-to-end artifact with a scores output",
+                                "labels only", "build it with scores, or use predict()")
         if self.logits_output is None:
             raise BadInputError(self.source, "a model with a logits output", "labels only",
                                 "re-export without --labels-only, or use predict()")
         items, single, sizes = self._images(images)
+        if self.metadata.end_to_end:
+            results = self._run_by_size(items, sizes, self.logits_output)
+            return results[0] if single else results
         results = []
         for start, chunk in self._chunks(items):
             value = self.run(self.prepare(chunk), [self.logits_output])[self.logits_output]
@@ -125,8 +147,11 @@ class Segmenter:
 
     def outputs_for(self, sizes: Sequence[tuple[int, int]]) -> list[str]:
         """The output ``predict`` fetches for images of these ``(H, W)`` sizes: the in-graph
-        labels when every image matches their size, else the logits (resized, then argmax)."""
+        labels when every image matches their size, else the logits (resized, then argmax);
+        an end-to-end artifact's labels."""
         labels, logits = self.labels_output, self.logits_output
+        if self.metadata.end_to_end:
+            return [labels]
         if logits is None or (labels is not None
                               and all(tuple(s) == self._hw[labels] for s in sizes)):
             return [labels]
@@ -135,8 +160,11 @@ class Segmenter:
     # -- the model itself ------------------------------------------------------------------
 
     def prepare(self, images) -> np.ndarray:
-        """Images -> the model's input batch (resized, normalised, laid out per metadata)."""
+        """Images -> the model's input batch (resized, normalised, laid out per metadata);
+        for an end-to-end artifact, the uint8 images of one size stacked ``[N,H,W,C]``."""
         self._check_open()
+        if self.metadata.end_to_end:
+            return self._stack_images(images)
         items, _ = as_image_list(images)
         return prepare_batch(items, self.metadata, self.runner.input_dtype)
 
@@ -156,10 +184,12 @@ class Segmenter:
             raise BadInputError(None, "a prepared batch (a 4-D NumPy array from prepare())",
                                 _describe(batch), "call prepare(images) first")
         expected = self.input_shape(batch.shape[0])
-        if batch.shape != expected or batch.dtype != self.runner.input_dtype:
+        if not _fits(batch.shape, expected) or batch.dtype != self.runner.input_dtype:
             raise BadInputError(None, f"a batch shaped {list(expected)} of "
                                 f"{self.runner.input_dtype}", _describe(batch),
                                 "call prepare(images) first")
+        if self.metadata.end_to_end:
+            self._check_image_sizes([batch.shape[1:3]])
         self._check_batch(batch.shape[0])
         return self.runner.run(np.ascontiguousarray(batch), outputs)
 
@@ -263,6 +293,47 @@ class Segmenter:
                  for i, im in enumerate(items)]
         return items, single, sizes
 
+    def _run_by_size(self, items: list, sizes: list, output: str) -> list[np.ndarray]:
+        """An end-to-end artifact's ``output`` per image: images of one size run together
+        (``max_batch`` at a time); results are views of the backend's output."""
+        self._check_image_sizes(sizes)
+        groups: dict[tuple, list[int]] = {}
+        for i, size in enumerate(sizes):
+            groups.setdefault(tuple(size), []).append(i)
+        results: list = [None] * len(items)
+        for indices in groups.values():
+            for _, chunk in self._chunks(indices):
+                value = self.run(self.prepare([items[i] for i in chunk]), [output])[output]
+                for position, i in enumerate(chunk):
+                    results[i] = value[position]
+        return results
+
+    def _stack_images(self, images) -> np.ndarray:
+        """An end-to-end artifact's input: the validated uint8 images of one size, stacked."""
+        items, _ = as_image_list(images)
+        arrays = [check_image(im, i, self.metadata.input_channels) for i, im in enumerate(items)]
+        self._check_image_sizes([a.shape[:2] for a in arrays])
+        sizes = sorted({a.shape[:2] for a in arrays})
+        if len(sizes) > 1:
+            raise BadInputError(None, "images of one size in a batch (end-to-end artifact)",
+                                f"sizes {', '.join(f'{h}x{w}' for h, w in sizes)}",
+                                "batch images by size (predict() does)")
+        return np.stack(arrays)
+
+    def _check_image_sizes(self, sizes) -> None:
+        """Every ``(H, W)`` within the end-to-end artifact's fixed size or range."""
+        (low_h, low_w), (high_h, high_w) = self.metadata.image_sizes()
+        for i, (height, width) in enumerate(sizes):
+            if not (low_h <= height <= high_h and low_w <= width <= high_w):
+                built = f"{low_h}x{low_w}" if (low_h, low_w) == (high_h, high_w) else \
+                    f"{low_h}x{low_w} to {high_h}x{high_w}"
+                raise BadInputError(self.source, f"images of {built} (what this "
+                                    "end-to-end artifact was built for)",
+                                    f"an image of {height}x{width}"
+                                    + (f" (image {i})" if len(sizes) > 1 else ""),
+                                    "resize or crop it to that size, or build an end-to-end "
+                                    "artifact for this size")
+
     def _chunks(self, items: list):
         step = self.max_batch or len(items)
         for start in range(0, len(items), step):
@@ -296,3 +367,9 @@ def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"shape {list(value.shape)} of {value.dtype}"
     return f"a {type(value).__name__}"
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """A batch's shape against the backend's, where -1 is a dynamic dimension."""
+    return len(shape) == len(expected) and all(
+        want in (-1, got) for got, want in zip(shape, expected, strict=True))

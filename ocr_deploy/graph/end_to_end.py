@@ -1,0 +1,348 @@
+"""End-to-end graphs: camera pixels in, label map out, pre- and post-processing inside.
+
+``make_end_to_end(model, sizes)`` wraps an exported model's ONNX (FP32, an FP16 Cast
+graph or an INT8 Q/DQ graph: the core is kept as it is) into a graph that does what the
+runtime does around it (``runtime.preprocess``, ``runtime.postprocess``):
+
+1. input ``image``: uint8 ``[N,H,W,C]`` (RGB or BGR) at a fixed size or any size in a range;
+2. Pillow's BILINEAR resize to the model input, bit for bit (``graph.image_resize``);
+3. the colour order (a channel ``Gather``) and the normalisation, folded into the first
+   convolution where that is exact (``graph.input_fold``), else ``Sub``/``Mul``; the layout;
+4. the model;
+5. back to the image size (``graph.label_maps``): scores resized bilinearly then the argmax
+   (form ``dense`` or ``boundary``), or a labels-only model's map resized nearest;
+6. outputs ``labels`` (uint8 ``[N,H,W]``; beyond 256 classes uint16, int32 for TensorRT,
+   which has no 16-bit integers) and optionally ``scores`` (float32 ``[N,H,W,K]``).
+
+Fixed sizes get their sampling tables as constants; dynamic sizes compute them from the
+image shape (float64 for ONNX Runtime: the same tables; float32 for TensorRT). Pre and
+post stay FP32 whatever the core's precision. The graph keeps the core's opset (13 or
+later: the wrapper uses no newer op) and passes ``onnx.checker``'s full check.
+
+Forms (``auto`` picks per target backend, see ``AUTO``): labels ``dense``/``boundary``,
+argmax ``argmax``/``compare``. ``metadata.end_to_end`` records the sizes, colour order,
+label type, forms and folding (see ``ocr_deploy.metadata``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from ocr_deploy.errors import BadInputError, ConversionError
+from ocr_deploy.graph.emit import Emitter, rename_tensor
+from ocr_deploy.graph.image_resize import resize_image
+from ocr_deploy.graph.index import remove_dead, toposort
+from ocr_deploy.graph.input_fold import fold_input
+from ocr_deploy.graph.label_maps import (
+    ARGMAX_FORMS,
+    LABEL_FORMS,
+    argmax,
+    boundary_labels,
+    dense_labels,
+    nearest_labels,
+)
+from ocr_deploy.metadata import (
+    E2E_INPUT,
+    E2E_LABELS,
+    E2E_SCORES,
+    E2E_TARGETS,
+    MAX_SIDE,
+    ExportMetadata,
+    read_metadata,
+    write_metadata,
+)
+from ocr_deploy.runtime.postprocess import scores_output
+from ocr_deploy.signature import check_signature, onnx_signature
+
+INPUT, LABELS, SCORES = E2E_INPUT, E2E_LABELS, E2E_SCORES  # the graph's tensor names
+TARGETS = E2E_TARGETS
+COLOR_ORDERS = ("RGB", "BGR")
+MIN_OPSET = 13  # axes as inputs (Squeeze, Unsqueeze, ReduceSum), Split sizes as an input
+PREFIX = "e2e/"
+
+# target -> {step: (form, why)}; ONNX Runtime figures from benchmarks/end_to_end.py
+AUTO = {
+    "onnxruntime": {
+        "labels": ("boundary", "ONNX Runtime CPU, 1024x2048 frames, 2 threads: the whole "
+                   "end-to-end INT8 artifact took 43-74 ms against 98-164 ms with the dense "
+                   "Resize + ArgMax for the demo, 841-881 against 951-1065 ms for the "
+                   "Cityscapes configuration (benchmarks/end_to_end.py, interleaved)"),
+        "argmax": ("argmax", "ONNX Runtime's ArgMax kernel is one pass; the comparison "
+                   "chain is K-1 passes"),
+    },
+    "tensorrt": {
+        "labels": ("dense", "a GPU resizes every score in well under a millisecond; the "
+                   "boundary form needs data-dependent shapes (NonZero, TensorRT >= 8.5) and "
+                   "a scatter; not measured on a GPU"),
+        "argmax": ("compare", "TensorRT turns ArgMax into a TopK layer, reported slow on "
+                   "segmentation maps (onnx/onnx-tensorrt #669, #671, #792); Greater/Where/"
+                   "Max chains fuse into pointwise kernels; not measured on a GPU"),
+    },
+}
+
+
+@dataclass(frozen=True)
+class ImageSizes:
+    """The image sizes an end-to-end graph takes: ``(H, W)`` from ``minimum`` to
+    ``maximum`` (equal: a fixed size)."""
+
+    minimum: tuple[int, int]
+    maximum: tuple[int, int]
+
+    @classmethod
+    def fixed(cls, height: int, width: int) -> ImageSizes:
+        return cls((height, width), (height, width))
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.minimum == self.maximum
+
+    def to_dict(self) -> dict:
+        if self.is_fixed:
+            return {"image_size": list(self.minimum)}
+        return {"image_range": {"min": list(self.minimum), "max": list(self.maximum)}}
+
+    def describe(self) -> str:
+        """``HxW``, or ``HxW to HxW`` for a range."""
+        low, high = ("x".join(map(str, s)) for s in (self.minimum, self.maximum))
+        return low if self.is_fixed else f"{low} to {high}"
+
+    def validate(self) -> None:
+        sides = [*self.minimum, *self.maximum]
+        if len(sides) != 4 or not all(isinstance(s, int) and 1 <= s <= MAX_SIDE
+                                      for s in sides) \
+                or any(a > b for a, b in zip(self.minimum, self.maximum, strict=True)):
+            raise BadInputError(None, f"image sizes HxW with sides 1..{MAX_SIDE} (a range: "
+                                "min <= max per side)", self.describe(),
+                                "pass e.g. 1024x2048, or 480x640 to 1080x1920")
+
+
+def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str = "RGB",
+                    scores: bool = False, labels_form: str = "auto",
+                    argmax_form: str = "auto", target: str = "onnxruntime",
+                    meta: ExportMetadata | None = None, source: object = None
+                    ) -> tuple[onnx.ModelProto, ExportMetadata]:
+    """The end-to-end graph around ``model`` (not modified) and its metadata (also written
+    into the graph). ``meta``: the model's metadata (default: read from it); ``source``
+    names the model in errors. Bad arguments are ``BadInputError``."""
+    meta = meta or read_metadata(model, source)
+    check_signature(source, meta, onnx_signature(model))
+    _validate(meta, sizes, color_order, scores, labels_form, argmax_form, target, source)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < MIN_OPSET:
+        raise BadInputError(source, f"a model of opset {MIN_OPSET} or later", f"opset {opset}",
+                            "export it again with ocr-export (opset 17 by default)")
+    wrapped = copy.deepcopy(model)
+    graph = wrapped.graph
+    names = _free_public_names(wrapped, meta)
+    emit = Emitter(wrapped, PREFIX)
+    forms = _forms(labels_form, argmax_form, target, scores, meta, sizes)
+    table_dtype = np.float64 if target == "onnxruntime" else np.float32
+    core_input = next(i for i in graph.input if i.name == names[meta.input_name])
+    batch = _dim(core_input.type.tensor_type.shape.dim[0])
+    size, normalization = _model_input(emit, wrapped, meta, core_input, sizes, color_order,
+                                       table_dtype, target)
+    label_type = _label_type(meta.num_classes, target)
+    labels, resized = _labels(emit, wrapped, meta, names, size, sizes, forms, label_type,
+                              scores, table_dtype, target)
+    emit.commit()
+    rename_tensor(graph, labels, LABELS)
+    if resized is not None:
+        rename_tensor(graph, resized, SCORES)
+    sides = list(sizes.minimum) if sizes.is_fixed else ["height", "width"]
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(
+        INPUT, TensorProto.UINT8, [batch, *sides, meta.input_channels]))
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(LABELS, label_type, [batch, *sides]))
+    if resized is not None:
+        graph.output.append(helper.make_tensor_value_info(
+            SCORES, TensorProto.FLOAT, [batch, *sides, meta.num_classes]))
+    remove_dead(wrapped)
+    toposort(wrapped)
+    e2e = {"input": INPUT, "labels": LABELS, "scores": SCORES if scores else None,
+           **sizes.to_dict(), "color_order": color_order,
+           "label_dtype": np.dtype(helper.tensor_dtype_to_np_dtype(label_type)).name,
+           "target": target, "forms": forms, "normalization": normalization, "parity": {}}
+    wrapped_meta = replace(meta, end_to_end=e2e)
+    write_metadata(wrapped, wrapped_meta)
+    try:
+        onnx.checker.check_model(wrapped, full_check=True)
+    except Exception as exc:
+        raise ConversionError(source, "a valid end-to-end graph", f"onnx.checker: {exc}"[:300],
+                              "report the model") from exc
+    return wrapped, wrapped_meta
+
+
+def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: ImageSizes,
+                 color_order: str, table_dtype, target: str) -> tuple[tuple, dict]:
+    """Steps 1-3: the uint8 ``image`` -> the model's input, which from now on is computed
+    (the core reads it under the new name); returns the image size (ints, or int64 scalar
+    tensors when dynamic) and what was folded into the first convolution."""
+    if sizes.is_fixed:
+        size = sizes.minimum
+    else:
+        shape = emit.op("Shape", [INPUT], "image_shape")
+        size = tuple(emit.op("Gather", [shape, emit.const(axis, np.int64)], "image_side",
+                             axis=0) for axis in (1, 2))
+    swap = meta.input_channels == 3 and color_order != meta.color_order
+    channels = [2, 1, 0] if swap else list(range(meta.input_channels))
+    planar = resize_image(emit, INPUT, size, (meta.input_height, meta.input_width),
+                          sizes.maximum, channels, table_dtype,
+                          uint8_layout=target == "onnxruntime")
+    x, normalization = _normalise(emit, model, planar, core_input.name, meta)
+    if meta.input_layout == "NHWC":
+        x = emit.op("Transpose", [x], "model_layout", perm=[0, 2, 3, 1])
+    elem = core_input.type.tensor_type.elem_type
+    if elem != TensorProto.FLOAT:
+        x = emit.op("Cast", [x], "model_dtype", to=elem)
+    rename_tensor(model.graph, core_input.name, x)
+    return size, normalization
+
+
+def _validate(meta: ExportMetadata, sizes: ImageSizes, color_order: str, scores: bool,
+              labels_form: str, argmax_form: str, target: str, source) -> None:
+    if meta.end_to_end:
+        raise BadInputError(source, "a plain exported model", "an end-to-end one",
+                            "wrap the exported (or precision) model, not an end-to-end one")
+    sizes.validate()
+    for what, value, allowed in (("target", target, TARGETS),
+                                 ("colour order", color_order, COLOR_ORDERS),
+                                 ("labels form", labels_form, ("auto", *LABEL_FORMS)),
+                                 ("argmax form", argmax_form, ("auto", *ARGMAX_FORMS))):
+        if value not in allowed:
+            raise BadInputError(None, f"a {what} among {', '.join(allowed)}", repr(value),
+                                "pick one of them")
+    if scores and scores_output(meta) is None:
+        raise BadInputError(source, "a model with a logits output for scores",
+                            "a labels-only model", "export without --labels-only, or drop "
+                            "the scores output")
+    if scores and labels_form == "boundary":
+        raise BadInputError(None, "labels form 'dense' or 'auto' with a scores output",
+                            "'boundary'", "the resized scores give the labels already: "
+                            "use 'auto'")
+
+
+def _forms(labels_form: str, argmax_form: str, target: str, scores: bool,
+           meta: ExportMetadata, sizes: ImageSizes) -> dict:
+    """The forms used and why (JSON-ready, for the metadata)."""
+    auto = AUTO[target]
+    chosen = {}
+    for step, asked in (("labels", labels_form), ("argmax", argmax_form)):
+        form, why = auto[step] if asked == "auto" else (asked, "requested")
+        chosen[step], chosen[f"{step}_reason"] = form, why
+    if scores_output(meta) is None:
+        chosen.update(labels="nearest", labels_reason="a labels-only model: its map is "
+                      "resized nearest, as the runtime does")
+    elif scores:
+        chosen.update(labels="dense", labels_reason="the scores output is resized anyway; "
+                      "its argmax gives the labels")
+    chosen["resize"] = "pillow-bilinear (fixed point, one Gather per filter tap)"
+    chosen["tables"] = "constants" if sizes.is_fixed else \
+        f"computed from the image shape in {'float64' if target == 'onnxruntime' else 'float32'}"
+    return chosen
+
+
+def _normalise(emit: Emitter, model, planar: str, core_input: str, meta: ExportMetadata
+               ) -> tuple[str, dict]:
+    """Planar resized pixels in the model's colour order -> float32 NCHW model input
+    (normalised unless the graph does it); folds what it can into the first convolution."""
+    channels = meta.input_channels
+    norm = meta.normalization
+    mean = np.asarray(norm.get("mean", [0.0] * 3)[:channels], np.float32)
+    scale = (1.0 / np.asarray(norm.get("std", [1.0] * 3)[:channels], np.float32))
+    scale = scale.astype(np.float32)  # as the runtime: 1 / std in float32
+    if norm.get("in_graph", False):
+        mean, scale = None, None
+    else:
+        mean = None if not mean.any() else mean
+        scale = None if np.all(scale == 1) else scale
+    fold = fold_input(model, core_input, 3 if meta.input_layout == "NHWC" else 1, mean, scale)
+    x = emit.op("Cast", [planar], "pixels_float", to=TensorProto.FLOAT)
+    shape = (1, channels, 1, 1)
+    if "mean" in fold.explicit:
+        x = emit.op("Sub", [x, emit.const(mean.reshape(shape), np.float32, "mean")],
+                    "centred")
+    if "scale" in fold.explicit:
+        x = emit.op("Mul", [x, emit.const(scale.reshape(shape), np.float32, "inverse_std")],
+                    "normalised")
+    return x, fold.to_dict()
+
+
+def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple,
+            sizes: ImageSizes, forms: dict, label_type: int, want_scores: bool, table_dtype,
+            target: str) -> tuple[str, str | None]:
+    """The labels (and resized NHWC scores) at the image size from the core's outputs;
+    ``forms`` says which labels form ran when the images need no resize."""
+    outputs = {o.name: o for o in model.graph.output}
+    scores_name = scores_output(meta)
+    name = scores_name or meta.output_of_kind("labels")
+    spec = meta.outputs[name]
+    layout = spec.get("layout", meta.input_layout)
+    dims = [d.dim_value for d in outputs[names[name]].type.tensor_type.shape.dim]
+    coarse = (dims[2], dims[3]) if scores_name and layout == "NCHW" else (dims[1], dims[2])
+    if not all(coarse):
+        raise BadInputError(None, f"output '{name}' with a static height and width",
+                            f"shape {dims}", "export the model with a fixed input size")
+    value = names[name]
+    if scores_name is None:
+        return nearest_labels(emit, value, coarse, size, label_type), None
+    classes = meta.num_classes
+    axis = 1 if layout == "NCHW" else 3
+    if sizes.is_fixed and tuple(sizes.minimum) == coarse:  # nothing to resize
+        forms.update(labels="argmax", labels_reason="the images have the model's output size")
+        labels = argmax(emit, value, axis, classes, forms["argmax"], label_type)
+        if not want_scores:
+            return labels, None
+        return labels, value if layout == "NHWC" else emit.op(
+            "Transpose", [value], "scores_nhwc", perm=[0, 2, 3, 1])
+    if forms["labels"] == "boundary":
+        if any(n.op_type == "DequantizeLinear" for n in model.graph.node):
+            # the form reads the scores several times; ONNX Runtime would move a Q/DQ core's
+            # last DequantizeLinear past the layout ops and give each reader its own full-size
+            # copy. One float op it cannot remove or see through keeps it to one.
+            value = emit.op("Max", [value, emit.const(-np.inf, np.float32)], "scores_float")
+        if layout == "NCHW":
+            value = emit.op("Transpose", [value], "scores_nhwc", perm=[0, 2, 3, 1])
+        return boundary_labels(emit, value, coarse, size, sizes.maximum, classes,
+                               forms["argmax"], label_type, table_dtype), None
+    resize_layout = "NCHW" if target == "tensorrt" else layout
+    return dense_labels(emit, value, layout, size, classes, forms["argmax"], label_type,
+                        want_scores, resize_layout)
+
+
+def _label_type(num_classes: int, target: str) -> int:
+    if num_classes <= 256:
+        return TensorProto.UINT8
+    return TensorProto.UINT16 if target == "onnxruntime" else TensorProto.INT32
+
+
+def _free_public_names(model, meta: ExportMetadata) -> dict[str, str]:
+    """Rename the core's tensors that carry the end-to-end graph's public names; returns
+    the core's input and output names -> their names now."""
+    names = {meta.input_name: meta.input_name, **{n: n for n in meta.outputs}}
+    emit = Emitter(model, "core/")
+    for public in (INPUT, LABELS, SCORES):
+        if emit.is_used(public):
+            new = emit.name(public)
+            rename_tensor(model.graph, public, new)
+            names = {k: new if v == public else v for k, v in names.items()}
+    return names
+
+
+def _dim(dim) -> int | str:
+    return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
+
+
+def record_parity(model: onnx.ModelProto, meta: ExportMetadata, report: dict
+                  ) -> ExportMetadata:
+    """Store a parity report (``end_to_end_parity``) in an end-to-end graph's metadata
+    (``end_to_end.parity``); returns the new metadata."""
+    meta = replace(meta, end_to_end={**meta.end_to_end, "parity": report})
+    write_metadata(model, meta)
+    return meta
