@@ -1,10 +1,11 @@
 """Parity of an end-to-end artifact with what users have today: its labels against
 ``Segmenter.predict`` on the plain artifact it was made from, on images of several sizes.
 
-Disagreements at ties do not count against it (``ocr_deploy.agreement``): a pixel is a tie
-when the plain artifact's two best scores *at the image size* (``predict_scores``) are
-within ``2 * tol``, ``tol = TIE_RTOL`` of the largest score magnitude, as the build's
-accuracy budget judges them. The report is small and JSON-ready, for the sidecar and the
+Compared with ``ocr_deploy.comparison`` as export parity and the build's verdict are:
+disagreements at ties do not count against it, a pixel being a tie when the plain
+artifact's two best scores *at the image size* (``predict_scores``) are within ``2 * tol``,
+``tol = TIE_RTOL`` of the largest score magnitude, as the build's accuracy budget judges.
+The report is small and JSON-ready, for the sidecar and the
 artifact's ``end_to_end.parity``. NumPy and the runtime only: no TensorFlow.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ocr_deploy.agreement import tie_mask
+from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.precision.evaluate import TIE_RTOL
 
 
@@ -62,29 +63,27 @@ def end_to_end_parity(end_to_end, plain, images: list[np.ndarray]) -> dict:
     """
     swap = end_to_end.metadata.end_to_end["color_order"] == "BGR" \
         and end_to_end.metadata.input_channels == 3
-    reference_scores = plain.logits_output is not None
-    scores = [plain.predict_scores(image) for image in images] if reference_scores else []
+    scores = [plain.predict_scores(image) for image in images] \
+        if plain.logits_output is not None else []
     tol = TIE_RTOL * max(float(np.abs(s).max()) for s in scores) if scores else None
-    pixels = same_pixels = decided = decided_same = tie_pixels = 0
-    score_diff = None
+    labels = Comparison({"labels": "labels"}, check_values=False, tie_atol=tol or 0.0,
+                        tie_rtol=0.0)
+    with_scores = bool(scores) and end_to_end.logits_output is not None
+    values = Comparison({"scores": "logits"}, check_values=False) if with_scores else None
     for i, image in enumerate(images):
-        theirs = plain.predict(image)
-        ours = end_to_end.predict(np.ascontiguousarray(image[..., ::-1]) if swap else image)
-        same = ours.astype(np.int64) == theirs.astype(np.int64)
-        ties = tie_mask(scores[i], tol) if scores else np.zeros(same.shape, bool)
-        pixels += same.size
-        same_pixels += int(same.sum())
-        decided += int((~ties).sum())
-        decided_same += int((same & ~ties).sum())
-        tie_pixels += int((ties & ~same).sum())
-        if scores and end_to_end.logits_output is not None:
-            diff = float(np.abs(end_to_end.predict_scores(
-                image[..., ::-1] if swap else image) - scores[i]).max())
-            score_diff = diff if score_diff is None else max(score_diff, diff)
+        given = np.ascontiguousarray(image[..., ::-1]) if swap else image
+        same = end_to_end.predict(given).astype(np.int64) == \
+            plain.predict(image).astype(np.int64)
+        labels.add_labels("labels", same, top2_gap(scores[i]) if scores else None)
+        if values is not None:
+            values.add({"scores": scores[i][None]},
+                       {"scores": end_to_end.predict_scores(given)[None]})
+    (result,) = labels.report().outputs
     return {"reference": "Segmenter.predict on the plain artifact",
             "images": len(images),
             "sizes": [list(size) for size in sorted({im.shape[:2] for im in images})],
-            "pixels": pixels, "agreement": same_pixels / pixels if pixels else 1.0,
-            "agreement_excl_ties": decided_same / decided if decided else 1.0,
-            "tie_pixels": tie_pixels, "tie_tolerance": tol,
-            "max_abs_score_diff": score_diff}
+            "pixels": int(sum(im.shape[0] * im.shape[1] for im in images)),
+            "agreement": result.label_agreement,
+            "agreement_excl_ties": result.label_agreement_excl_ties,
+            "tie_pixels": result.tie_pixels, "tie_tolerance": tol,
+            "max_abs_score_diff": values.report().outputs[0].max_abs_err if values else None}
