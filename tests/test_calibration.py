@@ -141,7 +141,7 @@ def test_streamed_results_are_exactly_the_plain_computation(tmp_path):
     once, whatever the segments (one, or one per node or two), on a model whose
     Transpose/Reshape outputs share their source's statistics."""
     folder = tmp_path / "data"
-    inputs = write_inputs(folder, 6, seed=3, size=128)  # 512 KiB tensors: 1 MiB holds two
+    inputs = write_inputs(folder, 19, seed=3, size=128)  # batches 8, 8, 3; 512 KiB tensors
     model = small_attention_segnet(size=128)
     data = load_samples(folder, small_segnet_metadata(128))
     reference = _all_at_once(model, inputs)

@@ -49,22 +49,19 @@ class TensorStats:
 
 
 CHUNK = 1 << 16  # elements per step: the temporaries stay in cache
-WAYS = 4  # interleaved sub-histograms, so runs of equal values do not serialise the counts
 
 
 def abs_histogram(values: np.ndarray, absmax: float, bins: int) -> np.ndarray:
     """Counts of ``|values|`` in ``bins`` equal bins over ``[0, absmax]`` (last bin closed):
     ``|x|`` falls in bin ``min(int(|x| * float32(bins / absmax)), bins - 1)``, float32."""
     flat = values.reshape(-1)
+    counts = np.zeros(bins, dtype=np.int64)
     if absmax <= 0:
-        counts = np.zeros(bins, dtype=np.int64)
         counts[0] = flat.size
         return counts
     scale, top = np.float32(bins / absmax), np.float32(bins - 1)
     size = min(CHUNK, flat.size)
     scaled, index = np.empty(size, np.float32), np.empty(size, np.intp)
-    offsets = np.arange(size, dtype=np.intp) % WAYS * bins
-    counts = np.zeros(WAYS * bins, dtype=np.int64)
     for begin in range(0, flat.size, CHUNK):
         step = min(CHUNK, flat.size - begin)
         work, bin_of = scaled[:step], index[:step]
@@ -72,9 +69,8 @@ def abs_histogram(values: np.ndarray, absmax: float, bins: int) -> np.ndarray:
         np.multiply(work, scale, out=work)
         np.minimum(work, top, out=work)  # clipping before the cast gives the same bin
         bin_of[:] = work  # truncation toward zero
-        bin_of += offsets[:step]
-        counts += np.bincount(bin_of, minlength=WAYS * bins)
-    return counts.reshape(WAYS, bins).sum(axis=0)
+        counts += np.bincount(bin_of, minlength=bins)
+    return counts
 
 
 def percentile_threshold(histogram: np.ndarray, absmax: float, percentile: float) -> float:

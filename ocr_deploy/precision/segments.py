@@ -66,6 +66,8 @@ class SegmentedModel:
             session = ort.InferenceSession(cut.SerializeToString(), options, providers=chosen)
             self.segments.append(_Segment(session, inputs, outputs, kept, released))
             available.update(made)
+        self._layouts: dict[tuple[int, int], list[tuple]] = {}  # (segment, batch) -> shapes
+        self._buffers = _Buffers()
 
     def __len__(self) -> int:
         return len(self.segments)
@@ -76,23 +78,72 @@ class SegmentedModel:
         return list(dict.fromkeys(p for s in self.segments for p in s.session.get_providers()))
 
     def outputs(self, batch: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
-        """Yield ``(name, values)`` for every wanted tensor of ``batch``; a segment's arrays
-        are let go once yielded, unless later segments read them."""
+        """Yield ``(name, values)`` for every wanted tensor of ``batch``. The arrays are
+        reused: each is valid until the next one is asked for."""
         held = {self.input_name: batch}
         if self.input_name in self.wanted:
             yield self.input_name, batch
-        for segment in self.segments:
-            values = segment.session.run(segment.outputs,
-                                         {name: held[name] for name in segment.inputs})
+        for index, segment in enumerate(self.segments):
+            values = self._run(index, segment, {name: held[name] for name in segment.inputs},
+                               len(batch))
             for name in segment.released:
                 del held[name]
-            for index, name in enumerate(segment.outputs):
+            for position, name in enumerate(segment.outputs):
                 if name in segment.kept:
-                    held[name] = values[index]
+                    held[name] = values[position]
                 if name in self.wanted:
-                    yield name, values[index]
-                values[index] = None
+                    yield name, values[position]
+                values[position] = None
             del values
+
+    def _run(self, index: int, segment: _Segment, feeds: dict[str, np.ndarray],
+             batch: int) -> list[np.ndarray]:
+        """The segment's outputs, written into reused buffers once their shapes are known
+        (fresh arrays every run would cost page faults on every byte)."""
+        layout = self._layouts.get((index, batch))
+        if layout is None:  # the first batch of this size: ONNX Runtime allocates
+            values = segment.session.run(segment.outputs, feeds)
+            self._layouts[(index, batch)] = [(v.shape, v.dtype) for v in values]
+            return values
+        values = self._buffers.views(segment, layout)
+        binding = segment.session.io_binding()
+        for name, value in feeds.items():
+            binding.bind_cpu_input(name, value)
+        for name, value in zip(segment.outputs, values, strict=True):
+            binding.bind_output(name, "cpu", 0, value.dtype, list(value.shape),
+                                value.ctypes.data)
+        segment.session.run_with_iobinding(binding)
+        return values
+
+
+class _Buffers:
+    """Output memory reused batch after batch: one pool for a segment's outputs that die
+    with it, and a buffer per tensor that later segments read."""
+
+    ALIGN = 64
+
+    def __init__(self):
+        self.pool = np.empty(0, np.uint8)
+        self.kept: dict[str, np.ndarray] = {}
+
+    def views(self, segment: _Segment, layout: list[tuple]) -> list[np.ndarray]:
+        sizes = [-(-int(np.prod(shape)) * np.dtype(dtype).itemsize // self.ALIGN) * self.ALIGN
+                 for shape, dtype in layout]
+        pooled = sum(size for name, size in zip(segment.outputs, sizes, strict=True)
+                     if name not in segment.kept)
+        if self.pool.size < pooled:
+            self.pool = np.empty(pooled, np.uint8)
+        views, offset = [], 0
+        for name, size, (shape, dtype) in zip(segment.outputs, sizes, layout, strict=True):
+            if name in segment.kept:
+                if self.kept.get(name, self.pool[:0]).size < size:
+                    self.kept[name] = np.empty(size, np.uint8)
+                memory = self.kept[name][:size]
+            else:
+                memory, offset = self.pool[offset:offset + size], offset + size
+            count = int(np.prod(shape))
+            views.append(memory.view(dtype)[:count].reshape(shape))
+        return views
 
 
 def _reads(node: onnx.NodeProto) -> list[str]:
