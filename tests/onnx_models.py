@@ -52,14 +52,7 @@ def small_segnet(seed: int = 0, size: int = SIZE, tied: bool = False) -> onnx.Mo
     n4, _ = conv("classifier", "features", 24, CLASSES, 1, relu=False)
     nodes += n4
     nodes.append(helper.make_node("Identity", ["classifier_out"], ["logits"], name="out"))
-    graph = helper.make_graph(
-        nodes, "small_segnet",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                       ["batch", CLASSES, size, size])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return _model(nodes, weights, size, "small_segnet")
 
 
 def small_segnet_metadata(size: int = SIZE) -> ExportMetadata:
@@ -127,6 +120,7 @@ def outer_read_chain(size: int = SIZE) -> onnx.ModelProto:
 
 
 def _model(nodes, weights, size: int, name: str) -> onnx.ModelProto:
+    """``image [N,3,size,size]`` -> ``logits [N,4,size,size]`` through ``nodes``, checked."""
     graph = helper.make_graph(
         nodes, name,
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],

@@ -5,8 +5,9 @@ Calibration reads many activations of each batch: at 512x1024 OCRNet's add up to
 per sample, too much to return at once. The graph is cut, in its (topological) node order,
 before the node that would take the current segment's outputs (the wanted tensors it makes
 and the tensors later segments read) past the budget. A segment's session takes what it
-reads from earlier segments as inputs; a tensor is dropped once its last reader has run.
-Cuts are made only where every tensor crossing them has a known element type.
+reads from earlier segments as inputs. Cuts are made only where every tensor crossing them
+has a known element type. Outputs are written into buffers reused batch after batch: one
+pool for the outputs that die with their segment, one buffer per tensor crossing a cut.
 """
 
 from __future__ import annotations
@@ -127,21 +128,23 @@ class _Buffers:
         self.kept: dict[str, np.ndarray] = {}
 
     def views(self, segment: _Segment, layout: list[tuple]) -> list[np.ndarray]:
-        sizes = [-(-int(np.prod(shape)) * np.dtype(dtype).itemsize // self.ALIGN) * self.ALIGN
-                 for shape, dtype in layout]
+        """Arrays of the ``layout`` (shape, dtype per output) over the reused memory."""
+        counts = [int(np.prod(shape)) for shape, _ in layout]
+        sizes = [-(-count * np.dtype(dtype).itemsize // self.ALIGN) * self.ALIGN
+                 for count, (_, dtype) in zip(counts, layout, strict=True)]
         pooled = sum(size for name, size in zip(segment.outputs, sizes, strict=True)
                      if name not in segment.kept)
         if self.pool.size < pooled:
             self.pool = np.empty(pooled, np.uint8)
         views, offset = [], 0
-        for name, size, (shape, dtype) in zip(segment.outputs, sizes, layout, strict=True):
-            if name in segment.kept:
-                if self.kept.get(name, self.pool[:0]).size < size:
+        for name, count, size, (shape, dtype) in zip(segment.outputs, counts, sizes, layout,
+                                                      strict=True):
+            if name not in segment.kept:
+                memory, offset = self.pool[offset:offset + size], offset + size
+            else:
+                if name not in self.kept or self.kept[name].size < size:
                     self.kept[name] = np.empty(size, np.uint8)
                 memory = self.kept[name][:size]
-            else:
-                memory, offset = self.pool[offset:offset + size], offset + size
-            count = int(np.prod(shape))
             views.append(memory.view(dtype)[:count].reshape(shape))
         return views
 
