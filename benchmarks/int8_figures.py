@@ -17,15 +17,16 @@ against its baseline measured in the same run (interleaved timings).
   agreement against FP32, ours (default entropy calibration) and ``quantize_static``.
 - calibration: time per sample and peak RSS of streamed calibration (entropy, the default)
   of the Cityscapes configuration at ``--size`` for each sample count, and of the demo
-  model, each in its own process, with one FP32 forward pass of one sample timed in the
-  same process right after (ONNX Runtime's default optimisation, and the basic level the
-  calibration must run at to keep its kernels).
+  model, each in its own process, between two processes timing one FP32 forward pass of
+  one sample (ONNX Runtime's default optimisation, and the basic level the calibration
+  runs at to keep its kernels), with the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -205,8 +206,6 @@ def run_accuracy(args, folder: Path) -> dict:
 CALIBRATE_CHILD = """
 import json, sys, time
 from pathlib import Path
-import numpy as np
-import onnxruntime as ort
 from ocr_deploy.metadata import read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import load_samples
@@ -219,49 +218,70 @@ result = calibrate(Path(onnx_path).read_bytes(), data, CalibrationSettings(), Pa
 seconds = time.perf_counter() - start
 status = Path("/proc/self/status").read_text()  # VmHWM: this process image's peak RSS
 peak_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
-batch = next(data.batches(1))[0]  # one FP32 forward of one sample, measured after
-forward = {}
+print(json.dumps({"seconds": seconds, "segments": result.segments, "passes": result.passes,
+                  "providers": result.providers, "tensors": len(result.ranges),
+                  "peak_kib": peak_kib}))
+"""
+
+FORWARD_CHILD = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+from ocr_deploy.metadata import read_metadata
+from ocr_deploy.precision.calibrate import calibration_providers
+from ocr_deploy.precision.calibration_data import load_samples
+onnx_path, folder = sys.argv[1], Path(sys.argv[2])
+providers = calibration_providers(sys.argv[3].split(",") if len(sys.argv) > 3 else None)
+batch = next(load_samples(folder, read_metadata(onnx_path), 1).batches(1))[0]
+seconds = {}
 for label, level in (("default", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
                      ("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)):
     options = ort.SessionOptions()
     options.graph_optimization_level = level
-    session = ort.InferenceSession(onnx_path, options, providers=result.providers)
+    session = ort.InferenceSession(onnx_path, options, providers=providers)
     feed = {session.get_inputs()[0].name: batch}
     session.run(None, feed)
     times = []
-    for _ in range(7):
+    for _ in range(5):
         begin = time.perf_counter()
         session.run(None, feed)
         times.append(time.perf_counter() - begin)
-    forward[label] = float(np.median(times))
-    del session
-print(json.dumps({"seconds": seconds, "segments": result.segments, "passes": result.passes,
-                  "providers": result.providers, "tensors": len(result.ranges),
-                  "peak_kib": peak_kib, "forward": forward}))
+    seconds[label] = times
+print(json.dumps(seconds))
 """
+
+
+def _child(code: str, *args) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                          check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {' '.join(map(str, args))}")
+    return json.loads(proc.stdout)
 
 
 def calibrate_in_child(onnx_path: Path, images: Path, count: int, folder: Path,
                        providers: str | None) -> dict:
-    """Calibration (entropy) in a fresh process, then one FP32 forward pass of one sample
-    in it (median of 7, ONNX Runtime's default optimisation and the basic level the
-    calibration runs at)."""
+    """Calibration (entropy) in a fresh process, between two processes timing one FP32
+    forward pass of one sample (5 runs each, the median of the 10; ONNX Runtime's default
+    optimisation and the basic level the calibration runs at), with the load average."""
+    extra = [providers] if providers else []
+    load = [os.getloadavg()[0]]
+    before = _child(FORWARD_CHILD, onnx_path, images, *extra)
     # the child reports its own peak (VmHWM): getrusage's ru_maxrss of a child also
     # counts the forked copy of this TensorFlow-laden parent from before its exec
-    command = [sys.executable, "-c", CALIBRATE_CHILD, str(onnx_path), str(images), str(count),
-               str(folder / "cache")] + ([providers] if providers else [])
-    proc = subprocess.run(command, stdout=subprocess.PIPE, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"calibration of {count} samples of {onnx_path.name} failed")
-    child = json.loads(proc.stdout)
+    child = _child(CALIBRATE_CHILD, onnx_path, images, count, folder / "cache", *extra)
+    after = _child(FORWARD_CHILD, onnx_path, images, *extra)
+    load.append(os.getloadavg()[0])
+    forward = {k: float(np.median(before[k] + after[k])) for k in before}
     per_sample = child["seconds"] / count
     return {"samples": count, "peak_rss_gib": round(child["peak_kib"] / 2**20, 2),
             "seconds": round(child["seconds"], 1), "seconds_per_sample": round(per_sample, 4),
-            "fp32_forward_ms": {k: round(1000 * v, 2) for k, v in child["forward"].items()},
-            "per_sample_over_forward": {k: round(per_sample / v, 2)
-                                        for k, v in child["forward"].items()},
+            "fp32_forward_ms": {k: round(1000 * v, 2) for k, v in forward.items()},
+            "per_sample_over_forward": {k: round(per_sample / v, 2) for k, v in forward.items()},
             "forward_passes_per_sample": child["passes"], "segments": child["segments"],
-            "providers": child["providers"], "tensors": child["tensors"]}
+            "providers": child["providers"], "tensors": child["tensors"],
+            "load_average": [round(v, 2) for v in load]}
 
 
 def run_calibration(args, folder: Path) -> dict:
@@ -346,7 +366,8 @@ def _table(results: dict) -> str:
                 f"{ratio['basic']:.2f} x forward ({forward['default']:.1f} / "
                 f"{forward['basic']:.1f} ms), peak RSS {row['peak_rss_gib']:.2f} GiB, "
                 f"{row['forward_passes_per_sample']} passes, {row['segments']} segment(s), "
-                f"{row['providers'][0]}")
+                f"{row['providers'][0]}, load {row['load_average'][0]:.1f}-"
+                f"{row['load_average'][1]:.1f}")
     return "\n".join(lines)
 
 
