@@ -43,7 +43,7 @@ from ocr_deploy.runtime.backends.onnxruntime_backend import choose_providers
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_VERSION = 4  # bump when the format, the key or the range algorithms change
-MEMORY_MIB = 512  # default activation budget per calibration inference (Jetson-friendly)
+MEMORY_MIB = 512  # default budget of a segment's activations, per sample (Jetson-friendly)
 # Ops whose output holds its (first) input's values, rearranged: the same statistics.
 REARRANGING_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 # Activations feeding or produced by these ops are calibrated: every op a placement in
@@ -126,13 +126,13 @@ class CalibrationResult:
 
 
 def calibration_providers(requested: Sequence[str] | None = None) -> list[str]:
-    """The execution providers to calibrate on: ``requested`` (ONNX Runtime names, or
-    "cuda"/"cpu") checked against this onnxruntime, else CUDA (then CPU for what CUDA does
-    not run) where ONNX Runtime offers it, else the CPU."""
+    """The execution providers to calibrate on, in order: ``requested`` (ONNX Runtime
+    names, or "cuda"/"cpu") checked against this onnxruntime, else CUDA where ONNX Runtime
+    offers it; the CPU last unless asked for (ONNX Runtime falls back to it anyway)."""
     available = ort.get_available_providers()
-    if requested:
-        return choose_providers(list(requested), available)
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    chosen = choose_providers(list(requested), available) if requested else \
+        [p for p in ("CUDAExecutionProvider",) if p in available]
+    return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
 
 
 def calibrated_tensors(model: onnx.ModelProto) -> list[str]:
