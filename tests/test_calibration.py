@@ -216,7 +216,7 @@ def test_entropy_search_equals_the_plain_scan():
         with np.errstate(invalid="ignore", divide="ignore"):
             exact = np.array([ranges._divergence(counts[:kept], tail[kept - 1], 128)
                               for kept in candidates])
-        estimates = ranges._estimates(counts, candidates, 128)
+        estimates = ranges._estimates(counts, 128)
         finite = np.isfinite(exact)
         assert np.array_equal(finite, np.isfinite(estimates))
         assert np.max(np.abs(estimates[finite] - exact[finite])) < ranges.ESTIMATE_ERROR / 100

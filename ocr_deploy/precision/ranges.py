@@ -99,7 +99,7 @@ def entropy_threshold(histogram: np.ndarray, absmax: float, quantized_bins: int)
         return bins * absmax / bins
     tail = np.concatenate([np.cumsum(counts[::-1])[::-1][1:], [0.0]])  # sum beyond bin i
     candidates = np.arange(quantized_bins, bins + 1)
-    estimates = _estimates(counts, candidates, quantized_bins)
+    estimates = _estimates(counts, quantized_bins)
     near = ~(estimates > np.min(estimates) + 2 * ESTIMATE_ERROR)  # NaN counts as near
     best, best_bins = np.inf, bins
     for kept in candidates[near]:
@@ -115,18 +115,20 @@ def entropy_threshold(histogram: np.ndarray, absmax: float, quantized_bins: int)
 ESTIMATE_ERROR = 1e-9
 
 
-def _estimates(counts: np.ndarray, candidates: np.ndarray, quantized_bins: int) -> np.ndarray:
-    """``_divergence`` of every candidate, in closed form. With ``c`` the counts, ``T`` their
+def _estimates(counts: np.ndarray, quantized_bins: int) -> np.ndarray:
+    """``_divergence`` of every candidate (keeping ``quantized_bins`` ... all bins), in closed
+    form. With ``c`` the counts, ``T`` their
     total and ``P(n)`` the sum of the first ``n``, keeping ``L`` bins gives ``p_i = c_i / T``
     (bin ``L-1`` also holds the outliers) and ``q_i = m_j / P(L)`` on the non-empty bins of
     level ``j`` (``m_j``: the mean count over them), so the first ``L-1`` bins contribute
     ``(sum c log c - P(L-1) log T - sum_j A_j log m_j + P(L-1) log P(L)) / T``, ``A_j``
     being the counts of level ``j`` before bin ``L-1``; bin ``L-1`` is added on its own."""
     total = counts.sum()
+    candidates = np.arange(quantized_bins, len(counts) + 1)
     prefix = np.concatenate([[0.0], np.cumsum(counts)])
     occupied = np.concatenate([[0.0], np.cumsum(counts > 0)])
     plogp = np.concatenate([[0.0], np.cumsum(counts * np.log(np.maximum(counts, 1)))])
-    edges = _level_edges(len(counts), quantized_bins)[candidates - quantized_bins]
+    edges = _level_edges(len(counts), quantized_bins)
     at = prefix[edges]
     level_sums = at[:, 1:] - at[:, :-1]
     on = occupied[edges]
@@ -137,7 +139,7 @@ def _estimates(counts: np.ndarray, candidates: np.ndarray, quantized_bins: int) 
     head, mass = prefix[candidates - 1], np.maximum(prefix[candidates], 1)
     body = (plogp[candidates - 1] - head * np.log(total)
             - np.einsum("ij,ij->i", level_sums, log_means) + head * np.log(mass)) / total
-    p_last = (total - head) / total  # > 0: bin L-1 holds it and everything beyond
+    p_last = (total - head) / total  # bin L-1 holds itself and everything beyond
     q_last = np.where(last > 0, np.exp(log_means[:, -1]) / mass, 1e-10)
     estimate = body + p_last * np.log(np.maximum(p_last, 1e-300) / q_last)
     return np.where(prefix[candidates] > 0, estimate, np.inf)
