@@ -4,7 +4,7 @@ against its baseline measured in the same run (interleaved timings).
     python benchmarks/int8_figures.py speed        [--iterations 30]
     python benchmarks/int8_figures.py accuracy     [--samples 100]
     python benchmarks/int8_figures.py calibration  [--counts 25,100] [--size 512x1024]
-                                                   [--demo-samples 64] [--calib-providers cpu]
+                                                   [--demo-samples 100] [--calib-providers cpu]
     python benchmarks/int8_figures.py all          [--json]
 
 - speed: the Cityscapes configuration (``OCRNetConfig.cityscapes()``, random weights) at
@@ -318,8 +318,8 @@ def main() -> None:
                         help="calibration sample counts (default 25,100)")
     parser.add_argument("--size", default="512x1024",
                         help="calibration input size (default 512x1024)")
-    parser.add_argument("--demo-samples", type=int, default=64,
-                        help="demo calibration images (default 64)")
+    parser.add_argument("--demo-samples", type=int, default=100,
+                        help="demo calibration images (default 100)")
     parser.add_argument("--calib-providers", metavar="LIST",
                         help="calibration execution providers (default: CUDA if ONNX Runtime "
                              "has it, else CPU)")
