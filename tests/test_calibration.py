@@ -138,8 +138,8 @@ def _plain_entropy(histogram: np.ndarray, absmax: float, quantized_bins: int) ->
 
 def test_streamed_results_are_exactly_the_plain_computation(tmp_path):
     """Ranges, histograms and thresholds bit for bit those computed from all the data at
-    once, in one segment or in many, on a model whose
-    Transpose/Reshape outputs share their source's statistics."""
+    once, in one segment or in many, on a model whose Transpose/Reshape outputs share their
+    source's statistics."""
     folder = tmp_path / "data"
     inputs = write_inputs(folder, 19, seed=3, size=128)  # batches 8, 8, 3; 512 KiB tensors
     model = small_attention_segnet(size=128)
