@@ -212,13 +212,14 @@ from ocr_deploy.precision.calibration_data import load_samples
 onnx_path, folder, count, cache = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 providers = sys.argv[5].split(",") if len(sys.argv) > 5 else None
 data = load_samples(folder, read_metadata(onnx_path), count)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 result = calibrate(Path(onnx_path).read_bytes(), data, CalibrationSettings(), Path(cache),
                    force=True, providers=providers)
-seconds = time.perf_counter() - start
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 status = Path("/proc/self/status").read_text()  # VmHWM: this process image's peak RSS
 peak_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
-print(json.dumps({"seconds": seconds, "segments": result.segments, "passes": result.passes,
+print(json.dumps({"seconds": seconds, "cpu": cpu, "segments": result.segments,
+                  "passes": result.passes,
                   "providers": result.providers, "tensors": len(result.ranges),
                   "peak_kib": peak_kib}))
 """
@@ -234,7 +235,7 @@ from ocr_deploy.precision.calibration_data import load_samples
 onnx_path, folder = sys.argv[1], Path(sys.argv[2])
 providers = calibration_providers(sys.argv[3].split(",") if len(sys.argv) > 3 else None)
 batch = next(load_samples(folder, read_metadata(onnx_path), 1).batches(1))[0]
-seconds = {}
+seconds, cpu = {}, {}
 for label, level in (("default", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
                      ("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)):
     options = ort.SessionOptions()
@@ -242,13 +243,13 @@ for label, level in (("default", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
     session = ort.InferenceSession(onnx_path, options, providers=providers)
     feed = {session.get_inputs()[0].name: batch}
     session.run(None, feed)
-    times = []
+    seconds[label], cpu[label] = [], []
     for _ in range(5):
-        begin = time.perf_counter()
+        begin, begin_cpu = time.perf_counter(), time.process_time()
         session.run(None, feed)
-        times.append(time.perf_counter() - begin)
-    seconds[label] = times
-print(json.dumps(seconds))
+        seconds[label].append(time.perf_counter() - begin)
+        cpu[label].append(time.process_time() - begin_cpu)
+print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
 
 
@@ -264,7 +265,8 @@ def calibrate_in_child(onnx_path: Path, images: Path, count: int, folder: Path,
                        providers: str | None) -> dict:
     """Calibration (entropy) in a fresh process, between two processes timing one FP32
     forward pass of one sample (5 runs each, the median of the 10; ONNX Runtime's default
-    optimisation and the basic level the calibration runs at), with the load average."""
+    optimisation and the basic level the calibration runs at), in wall and CPU time, with
+    the load average."""
     extra = [providers] if providers else []
     load = [os.getloadavg()[0]]
     before = _child(FORWARD_CHILD, onnx_path, images, *extra)
@@ -273,12 +275,18 @@ def calibrate_in_child(onnx_path: Path, images: Path, count: int, folder: Path,
     child = _child(CALIBRATE_CHILD, onnx_path, images, count, folder / "cache", *extra)
     after = _child(FORWARD_CHILD, onnx_path, images, *extra)
     load.append(os.getloadavg()[0])
-    forward = {k: float(np.median(before[k] + after[k])) for k in before}
-    per_sample = child["seconds"] / count
+    forward, forward_cpu = ({k: float(np.median(before[kind][k] + after[kind][k]))
+                             for k in before[kind]} for kind in ("seconds", "cpu"))
+    per_sample, cpu_per_sample = child["seconds"] / count, child["cpu"] / count
     return {"samples": count, "peak_rss_gib": round(child["peak_kib"] / 2**20, 2),
             "seconds": round(child["seconds"], 1), "seconds_per_sample": round(per_sample, 4),
             "fp32_forward_ms": {k: round(1000 * v, 2) for k, v in forward.items()},
             "per_sample_over_forward": {k: round(per_sample / v, 2) for k, v in forward.items()},
+            # CPU time of all threads: less sensitive to other jobs on the machine than wall
+            # time, and lower than the wall-time ratio of an idle machine (the statistics
+            # run on one core while ONNX Runtime uses all)
+            "cpu_per_sample_over_forward_cpu": {k: round(cpu_per_sample / v, 2)
+                                                for k, v in forward_cpu.items()},
             "forward_passes_per_sample": child["passes"], "segments": child["segments"],
             "providers": child["providers"], "tensors": child["tensors"],
             "load_average": [round(v, 2) for v in load]}
@@ -367,7 +375,9 @@ def _table(results: dict) -> str:
                 f"{forward['basic']:.1f} ms), peak RSS {row['peak_rss_gib']:.2f} GiB, "
                 f"{row['forward_passes_per_sample']} passes, {row['segments']} segment(s), "
                 f"{row['providers'][0]}, load {row['load_average'][0]:.1f}-"
-                f"{row['load_average'][1]:.1f}")
+                f"{row['load_average'][1]:.1f}; CPU time "
+                f"{row['cpu_per_sample_over_forward_cpu']['default']:.2f} / "
+                f"{row['cpu_per_sample_over_forward_cpu']['basic']:.2f} x")
     return "\n".join(lines)
 
 
