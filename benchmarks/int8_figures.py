@@ -4,6 +4,7 @@ against its baseline measured in the same run (interleaved timings).
     python benchmarks/int8_figures.py speed        [--iterations 30]
     python benchmarks/int8_figures.py accuracy     [--samples 100]
     python benchmarks/int8_figures.py calibration  [--counts 25,100] [--size 512x1024]
+                                                   [--demo-samples 100] [--calib-providers cpu]
     python benchmarks/int8_figures.py all          [--json]
 
 - speed: the Cityscapes configuration (``OCRNetConfig.cityscapes()``, random weights) at
@@ -14,14 +15,18 @@ against its baseline measured in the same run (interleaved timings).
   options, timed in interleaved rounds (median).
 - accuracy: the demo model on ``--samples`` synthetic validation images: mIoU drop and label
   agreement against FP32, ours (default entropy calibration) and ``quantize_static``.
-- calibration: peak RSS and time of streamed calibration (entropy, the default) of the
-  Cityscapes configuration at ``--size`` for each sample count, each in its own process.
+- calibration: time per sample and peak RSS of streamed calibration (entropy, the default)
+  of the Cityscapes configuration at ``--size`` for each sample count, and of the demo
+  model, each in its own process, between two processes timing one FP32 forward pass of
+  one sample (ONNX Runtime's default optimisation, and the basic level the calibration
+  runs at to keep its kernels), with the load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -204,18 +209,91 @@ from ocr_deploy.metadata import read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import load_samples
 onnx_path, folder, count, cache = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+providers = sys.argv[5].split(",") if len(sys.argv) > 5 else None
 data = load_samples(folder, read_metadata(onnx_path), count)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 result = calibrate(Path(onnx_path).read_bytes(), data, CalibrationSettings(), Path(cache),
-                   force=True)
+                   force=True, providers=providers)
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
 status = Path("/proc/self/status").read_text()  # VmHWM: this process image's peak RSS
 peak_kib = int(next(l for l in status.splitlines() if l.startswith("VmHWM")).split()[1])
-print(json.dumps({"seconds": time.perf_counter() - start, "groups": result.groups,
-                  "tensors": len(result.ranges), "peak_kib": peak_kib}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "segments": result.segments,
+                  "passes": result.passes,
+                  "providers": result.providers, "tensors": len(result.ranges),
+                  "peak_kib": peak_kib}))
+"""
+
+FORWARD_CHILD = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+from ocr_deploy.metadata import read_metadata
+from ocr_deploy.precision.calibrate import calibration_providers
+from ocr_deploy.precision.calibration_data import load_samples
+onnx_path, folder = sys.argv[1], Path(sys.argv[2])
+providers = calibration_providers(sys.argv[3].split(",") if len(sys.argv) > 3 else None)
+batch = next(load_samples(folder, read_metadata(onnx_path), 1).batches(1))[0]
+seconds, cpu = {}, {}
+for label, level in (("default", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
+                     ("basic", ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)):
+    options = ort.SessionOptions()
+    options.graph_optimization_level = level
+    session = ort.InferenceSession(onnx_path, options, providers=providers)
+    feed = {session.get_inputs()[0].name: batch}
+    session.run(None, feed)
+    seconds[label], cpu[label] = [], []
+    for _ in range(5):
+        begin, begin_cpu = time.perf_counter(), time.process_time()
+        session.run(None, feed)
+        seconds[label].append(time.perf_counter() - begin)
+        cpu[label].append(time.process_time() - begin_cpu)
+print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
 
 
+def _child(code: str, *args) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
+                          check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark child failed: {' '.join(map(str, args))}")
+    return json.loads(proc.stdout)
+
+
+def calibrate_in_child(onnx_path: Path, images: Path, count: int, folder: Path,
+                       providers: str | None) -> dict:
+    """Calibration (entropy) in a fresh process, between two processes timing one FP32
+    forward pass of one sample (5 runs each, the median of the 10; ONNX Runtime's default
+    optimisation and the basic level the calibration runs at), in wall and CPU time, with
+    the load average."""
+    extra = [providers] if providers else []
+    load = [os.getloadavg()[0]]
+    before = _child(FORWARD_CHILD, onnx_path, images, *extra)
+    # the child reports its own peak (VmHWM): getrusage's ru_maxrss of a child also
+    # counts the forked copy of this TensorFlow-laden parent from before its exec
+    child = _child(CALIBRATE_CHILD, onnx_path, images, count, folder / "cache", *extra)
+    after = _child(FORWARD_CHILD, onnx_path, images, *extra)
+    load.append(os.getloadavg()[0])
+    forward, forward_cpu = ({k: float(np.median(before[kind][k] + after[kind][k]))
+                             for k in before[kind]} for kind in ("seconds", "cpu"))
+    per_sample, cpu_per_sample = child["seconds"] / count, child["cpu"] / count
+    return {"samples": count, "peak_rss_gib": round(child["peak_kib"] / 2**20, 2),
+            "seconds": round(child["seconds"], 1), "seconds_per_sample": round(per_sample, 4),
+            "fp32_forward_ms": {k: round(1000 * v, 2) for k, v in forward.items()},
+            "per_sample_over_forward": {k: round(per_sample / v, 2) for k, v in forward.items()},
+            # CPU time of all threads: less sensitive to other jobs on the machine than wall
+            # time, and lower than the wall-time ratio of an idle machine (the statistics
+            # run on one core while ONNX Runtime uses all)
+            "cpu_per_sample_over_forward_cpu": {k: round(cpu_per_sample / v, 2)
+                                                for k, v in forward_cpu.items()},
+            "forward_passes_per_sample": child["passes"], "segments": child["segments"],
+            "providers": child["providers"], "tensors": child["tensors"],
+            "load_average": [round(v, 2) for v in load]}
+
+
 def run_calibration(args, folder: Path) -> dict:
+    from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
+
     height, width = (int(v) for v in args.size.split("x"))
     counts = [int(c) for c in args.counts.split(",")]
     city = export_cityscapes(folder, height, width)
@@ -223,19 +301,14 @@ def run_calibration(args, folder: Path) -> dict:
     rows = []
     for count in counts:
         log(f"[calibration] {count} images at {height}x{width} (entropy, streamed) ...")
-        # the child reports its own peak (VmHWM): getrusage's ru_maxrss of a child also
-        # counts the forked copy of this TensorFlow-laden parent from before its exec
-        proc = subprocess.run([sys.executable, "-c", CALIBRATE_CHILD, str(city), str(images),
-                               str(count), str(folder / "cache")], stdout=subprocess.PIPE,
-                              check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"calibration of {count} images failed")
-        child = json.loads(proc.stdout)
-        rows.append({"samples": count, "peak_rss_gib": round(child["peak_kib"] / 2**20, 2),
-                     "seconds": round(child["seconds"], 1),
-                     "seconds_per_sample": round(child["seconds"] / count, 2),
-                     "inference_groups": child["groups"], "tensors": child["tensors"]})
-    return {"model": f"cityscapes config {height}x{width}", "method": "entropy", "rows": rows}
+        rows.append(calibrate_in_child(city, images, count, folder, args.calib_providers))
+    demo = export_demo(folder)
+    demo_images = folder / "demo_calib"
+    write_samples(demo_images, args.demo_samples, seed=TRAIN_SEED)
+    log(f"[calibration] demo: {args.demo_samples} images (entropy) ...")
+    return {"model": f"cityscapes config {height}x{width}", "method": "entropy", "rows": rows,
+            "demo": calibrate_in_child(demo, demo_images, args.demo_samples, folder,
+                                       args.calib_providers)}
 
 
 def main() -> None:
@@ -250,7 +323,13 @@ def main() -> None:
                         help="demo calibration and validation images (default 100)")
     parser.add_argument("--counts", default="25,100",
                         help="calibration sample counts (default 25,100)")
-    parser.add_argument("--size", default="512x1024", help="calibration input size")
+    parser.add_argument("--size", default="512x1024",
+                        help="calibration input size (default 512x1024)")
+    parser.add_argument("--demo-samples", type=int, default=100,
+                        help="demo calibration images (default 100)")
+    parser.add_argument("--calib-providers", metavar="LIST",
+                        help="calibration execution providers (default: CUDA if ONNX Runtime "
+                             "has it, else CPU)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     sections = ("speed", "accuracy", "calibration") if args.section == "all" \
@@ -283,10 +362,21 @@ def _table(results: dict) -> str:
                          f"drop {row['miou_drop']:.2f}), agreement {row['agreement']:.4%}")
     if "calibration" in results:
         cal = results["calibration"]
-        lines.append(f"streamed calibration, {cal['model']}, {cal['method']}:")
-        for row in cal["rows"]:
-            lines.append(f"  {row['samples']:4d} samples: peak RSS {row['peak_rss_gib']:.2f} GiB, "
-                         f"{row['seconds']:.0f} s ({row['seconds_per_sample']:.2f} s/sample)")
+        lines.append(f"streamed calibration ({cal['method']}), s/sample over one FP32 forward "
+                     "(ONNX Runtime default / basic optimisation):")
+        for label, row in [*((cal["model"], row) for row in cal["rows"]),
+                           ("demo", cal["demo"])]:
+            ratio, forward = row["per_sample_over_forward"], row["fp32_forward_ms"]
+            lines.append(
+                f"  {label}, {row['samples']} samples: {row['seconds']:.1f} s, "
+                f"{row['seconds_per_sample']:.3f} s/sample = {ratio['default']:.2f} / "
+                f"{ratio['basic']:.2f} x forward ({forward['default']:.1f} / "
+                f"{forward['basic']:.1f} ms), peak RSS {row['peak_rss_gib']:.2f} GiB, "
+                f"{row['forward_passes_per_sample']} passes, {row['segments']} segment(s), "
+                f"{row['providers'][0]}, load {row['load_average'][0]:.1f}-"
+                f"{row['load_average'][1]:.1f}; CPU time "
+                f"{row['cpu_per_sample_over_forward_cpu']['default']:.2f} / "
+                f"{row['cpu_per_sample_over_forward_cpu']['basic']:.2f} x")
     return "\n".join(lines)
 
 

@@ -154,8 +154,11 @@ def int_list(text: str) -> list[int]:
 
 
 def name_list(text: str) -> list[str]:
-    """Parse ``cuda,cpu``."""
-    return [v.strip() for v in text.split(",") if v.strip()]
+    """Parse ``cuda,cpu`` (at least one name)."""
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, found '{text}'")
+    return names
 
 
 __all__ = ["EXIT_OK", "HelpFormatter", "add_force", "add_renamed", "add_reporting",

@@ -52,14 +52,7 @@ def small_segnet(seed: int = 0, size: int = SIZE, tied: bool = False) -> onnx.Mo
     n4, _ = conv("classifier", "features", 24, CLASSES, 1, relu=False)
     nodes += n4
     nodes.append(helper.make_node("Identity", ["classifier_out"], ["logits"], name="out"))
-    graph = helper.make_graph(
-        nodes, "small_segnet",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
-                                       ["batch", CLASSES, size, size])], weights)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    return _model(nodes, weights, size, "small_segnet")
 
 
 def small_segnet_metadata(size: int = SIZE) -> ExportMetadata:
@@ -76,3 +69,63 @@ def write_inputs(folder, count: int, seed: int = 0, size: int = SIZE) -> np.ndar
     inputs = rng.normal(0, 1, (count, 3, size, size)).astype(np.float32)
     np.save(folder / "inputs.npy", inputs)
     return inputs
+
+
+def small_attention_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
+    """NCHW ``image`` -> ``logits`` through OCRNet's attention pattern: features transposed
+    and reshaped to pixels (``Transpose``, ``Reshape``), ``MatMul`` -> ``Softmax`` ->
+    ``MatMul`` over 4 "objects", reshaped back and concatenated with the features."""
+    rng = np.random.default_rng(seed)
+
+    def weight(name, *shape):
+        return numpy_helper.from_array(rng.normal(0, 0.5, shape).astype(np.float32), name)
+
+    weights = [weight("stem_w", 8, 3, 3, 3), weight("stem_b", 8), weight("keys", 8, 4),
+               weight("values", 4, 8), weight("head_w", CLASSES, 16, 1, 1),
+               weight("head_b", CLASSES),
+               numpy_helper.from_array(np.array([0, size * size, 8], np.int64), "to_pixels"),
+               numpy_helper.from_array(np.array([0, size, size, 8], np.int64), "to_map")]
+    nodes = [
+        helper.make_node("Conv", ["image", "stem_w", "stem_b"], ["stem"], pads=[1] * 4),
+        helper.make_node("Relu", ["stem"], ["features"]),
+        helper.make_node("Transpose", ["features"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["nhwc", "to_pixels"], ["pixels"]),
+        helper.make_node("MatMul", ["pixels", "keys"], ["scores"]),
+        helper.make_node("Softmax", ["scores"], ["attention"], axis=-1),
+        helper.make_node("MatMul", ["attention", "values"], ["context"]),
+        helper.make_node("Reshape", ["context", "to_map"], ["context_nhwc"]),
+        helper.make_node("Transpose", ["context_nhwc"], ["context_map"], perm=[0, 3, 1, 2]),
+        helper.make_node("Concat", ["features", "context_map"], ["joined"], axis=1),
+        helper.make_node("Conv", ["joined", "head_w", "head_b"], ["logits"])]
+    return _model(nodes, weights, size, "small_attention_segnet")
+
+
+def outer_read_chain(size: int = SIZE) -> onnx.ModelProto:
+    """``image`` -> three ReLU-like steps -> an ``If`` whose branches add the first step's
+    output, read from the outer graph (a subgraph reading an earlier tensor) -> ``logits``."""
+    def arm(name):
+        return helper.make_graph(
+            [helper.make_node("Add", ["first", "third"], [f"{name}_sum"])], name, [],
+            [helper.make_tensor_value_info(f"{name}_sum", TensorProto.FLOAT, None)])
+
+    nodes = [helper.make_node("Relu", ["image"], ["first"]),
+             helper.make_node("Sigmoid", ["first"], ["second"]),
+             helper.make_node("Relu", ["second"], ["third"]),
+             helper.make_node("If", ["always"], ["joined"], then_branch=arm("then"),
+                              else_branch=arm("else")),
+             helper.make_node("Conv", ["joined", "head_w"], ["logits"])]
+    weights = [numpy_helper.from_array(np.array(True), "always"),
+               numpy_helper.from_array(np.ones((CLASSES, 3, 1, 1), np.float32), "head_w")]
+    return _model(nodes, weights, size, "outer_read_chain")
+
+
+def _model(nodes, weights, size: int, name: str) -> onnx.ModelProto:
+    """``image [N,3,size,size]`` -> ``logits [N,4,size,size]`` through ``nodes``, checked."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["batch", CLASSES, size, size])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model, full_check=True)
+    return model

@@ -99,6 +99,8 @@ def test_int8_onnxruntime_placement_coverage_and_cache_reuse(demo_onnx, tmp_path
     first = build(_request(demo_onnx, tmp_path, "int8", "a.onnx", calib_dir=calib_dir,
                            val_dir=val_dir))
     assert first.info["calibration"]["cache_hit"] is False
+    assert first.info["calibration"]["providers"][-1] == "CPUExecutionProvider"
+    assert first.info["calibration"]["forward_passes_per_sample"] == 1  # minmax: one pass
     placement = first.info["placement"]
     assert placement["name"].startswith("onnxruntime-")
     assert read_metadata(first.artifact).build["placement"] == placement
@@ -219,6 +221,8 @@ def test_bad_inputs(demo_onnx, tmp_path, calib_dir, capsys):
     args = [demo_onnx, "--int8", "--backend", "onnxruntime", "-o", tmp_path / "o.onnx",
             "--calib-dir", bad, "--calib-method", "minmax", "--no-verify"]
     assert "zz_broken.png" in _fails(capsys, *args, "--calib-samples", "5")
+    assert "NoSuchExecutionProvider" in _fails(capsys, *args, "--calib-providers",
+                                               "NoSuchExecutionProvider")
     assert "at least 5" in _fails(capsys, *args, "--calib-samples", "5", "--skip-unreadable")
     assert main([str(a) for a in args] + ["--calib-samples", "4", "--skip-unreadable", "-q"]) == 0
     assert "--force" in _fails(capsys, *args, "--calib-samples", "4")

@@ -11,6 +11,7 @@ from ocr_deploy.cli_support import (
     EXIT_OK,
     add_force,
     add_reporting,
+    name_list,
     parser_for,
     print_json,
     run_command,
@@ -71,8 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="for --calib-method percentile (default: %(default)s)")
     cal.add_argument("--calib-memory-mib", type=_bounded(int, 16, 1 << 20, "MiB >= 16"),
                      default=request.calib_memory_mib, metavar="MIB",
-                     help="activation memory per calibration inference; more tensors are "
-                          "split into groups (default: %(default)s)")
+                     help="activations held per sample while calibrating; the model runs "
+                          "in segments that fit (default: %(default)s)")
+    cal.add_argument("--calib-providers", type=name_list, default=request.calib_providers,
+                     metavar="LIST",
+                     help="ONNX Runtime execution providers to calibrate on, comma-separated "
+                          "(cuda, cpu or full names; default: CUDA where onnxruntime-gpu "
+                          "has it, else CPU)")
     cal.add_argument("--skip-unreadable", action="store_true",
                      help="skip unreadable calibration files with a warning")
     cal.add_argument("--recalibrate", action="store_true", help="ignore the calibration cache")
@@ -127,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
         onnx=model, precision=args.precision, backend=args.backend, output=args.output,
         force=args.force, calib_dir=args.calib_dir, calib_samples=args.calib_samples,
         calib=CalibrationSettings(method=args.calib_method, percentile=args.percentile),
-        calib_memory_mib=args.calib_memory_mib,
+        calib_memory_mib=args.calib_memory_mib, calib_providers=args.calib_providers,
         skip_unreadable=args.skip_unreadable, recalibrate=args.recalibrate,
         calib_cache=args.calib_cache, quantize_attention=args.quantize_attention,
         keep_fp32=args.keep_fp32, verify=not args.no_verify, val_dir=args.val_dir,

@@ -26,7 +26,12 @@ from ocr_deploy.backends.options import changed_flags
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.files import check_writable_output, latest_file
 from ocr_deploy.metadata import ExportMetadata, write_metadata
-from ocr_deploy.precision.calibrate import MEMORY_MIB, CalibrationSettings, calibrate
+from ocr_deploy.precision.calibrate import (
+    MEMORY_MIB,
+    CalibrationSettings,
+    calibrate,
+    calibration_providers,
+)
 from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
 from ocr_deploy.precision.evaluate import (
     IGNORE_INDEX,
@@ -67,6 +72,7 @@ class BuildRequest:
     calib_samples: int | None = None  # None: up to CALIB_SAMPLES (fewer: all, with a warning)
     calib: CalibrationSettings = field(default_factory=CalibrationSettings)
     calib_memory_mib: int = MEMORY_MIB  # activations per inference while calibrating
+    calib_providers: list[str] = field(default_factory=list)  # empty: CUDA if there, else CPU
     skip_unreadable: bool = False
     recalibrate: bool = False
     calib_cache: Path | None = None  # default: <output folder>/.calibration-cache
@@ -141,6 +147,8 @@ def validate(request: BuildRequest) -> None:
                         ("--val-samples", request.val_samples)):
         if value is not None and (not isinstance(value, int) or value < 1):
             raise BadInputError(None, f"{name} >= 1", f"{value}", f"pass a positive {name}")
+    if request.calib_providers:
+        calibration_providers(request.calib_providers)  # names this onnxruntime has
 
 
 def ignored_options(request: BuildRequest, backend: Backend) -> list[str]:
@@ -162,6 +170,7 @@ def ignored_options(request: BuildRequest, backend: Backend) -> list[str]:
                            ("--quantize-attention", "quantize_attention"),
                            ("--no-sensitivity-search", "sensitivity_search"),
                            ("--calib-memory-mib", "calib_memory_mib"),
+                           ("--calib-providers", "calib_providers"),
                            ("--calib-method/--percentile", "calib"))
     if not request.verify:
         ignored += changed(("--val-dir", "val_dir"), ("--val-samples", "val_samples"),
@@ -370,11 +379,13 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
                           "not represent the data the model will see")
         cache_dir = request.calib_cache or output.parent / ".calibration-cache"
         result = calibrate(fp32_bytes, data, request.calib, cache_dir, request.recalibrate,
-                           request.quiet, request.calib_memory_mib)
+                           request.quiet, request.calib_memory_mib,
+                           request.calib_providers or None)
         progress.note(f"{len(data)} samples, {len(result.ranges)} tensors; " + (
             f"reused cached ranges {result.cache_path.name}" if result.cache_hit else
-            f"computed in {result.seconds:.1f} s ({result.groups} inference group(s) per "
-            f"batch), cached as {result.cache_path.name}"))
+            f"computed in {result.seconds:.1f} s ({result.seconds_per_sample:.2f} s per "
+            f"sample, {result.passes} forward pass(es) in {result.segments} segment(s) on "
+            f"{result.providers[0]}), cached as {result.cache_path.name}"))
         if data.skipped:
             progress.note(f"skipped {len(data.skipped)} unreadable file(s)")
     return result, data

@@ -1,18 +1,21 @@
 """Activation ranges from calibration data, streamed batch by batch and cached on disk.
 
-The FP32 model is run in ONNX Runtime with the calibrated tensors added as outputs, one
-batch at a time; statistics are folded in and the outputs dropped (``ranges``), so memory
-depends on the model and the batch, never on the number of samples. Tensors are split into
-groups whose activations fit ``memory_mib`` per sample, one inference per group.
+The FP32 model runs in ONNX Runtime cut into segments (``segments``: every node runs once
+per batch, and only one segment's activations are held, within ``memory_mib`` per sample);
+the calibrated tensors are folded into statistics as they come and dropped (``ranges``), so
+memory depends on the model and the batch, never on the number of samples. A tensor that
+only rearranges another (Transpose, Reshape, ...) has its statistics, so it is measured
+once.
 
 - ``minmax``: one pass (running minimum and maximum);
 - ``entropy`` and ``percentile``: a second pass fills 2048-bin histograms over the final
   range, so the streamed result equals the all-at-once result.
 
-The cache file (JSON, ``CACHE_VERSION``) is named by a hash of the model, the data, the
-method and its settings and the tensor list; it carries a checksum and is validated when
-read. A bad entry is a cache miss with a warning, never an error; non-finite ranges are
-never cached.
+Calibration runs on ONNX Runtime's CUDA execution provider where it is available, else on
+the CPU (``calibration_providers``). The cache file (JSON, ``CACHE_VERSION``) is named by a
+hash of the model, the data, the method and its settings, the tensor list and the
+providers; it carries a checksum and is validated when read. A bad entry is a cache miss
+with a warning, never an error; non-finite ranges are never cached.
 """
 
 from __future__ import annotations
@@ -22,23 +25,27 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 
+from ocr_deploy.backends.onnxruntime.runner import choose_providers
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.ranges import TensorStats, entropy_threshold, percentile_threshold
-from ocr_deploy.precision.shapes import float_tensors, static_shapes
+from ocr_deploy.precision.segments import SegmentedModel
+from ocr_deploy.precision.shapes import float_tensors
 from ocr_deploy.progress import Counter
 
 METHODS = ("minmax", "entropy", "percentile")
-CACHE_VERSION = 3  # bump when the format or the range algorithms change
-MEMORY_MIB = 512  # default activation budget per calibration inference (Jetson-friendly)
+CACHE_VERSION = 4  # bump when the format, the key or the range algorithms change
+MEMORY_MIB = 512  # default budget of a segment's activations, per sample (Jetson-friendly)
+# Ops whose output holds its (first) input's values, rearranged: the same statistics.
+REARRANGING_OPS = ("Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 # Activations feeding or produced by these ops are calibrated: every op a placement in
 # ocr_deploy.precision.placement may quantise.
 CALIBRATED_OPS = ("Conv", "MatMul", "Gemm", "Add", "Mul", "Concat", "Resize", "MaxPool",
@@ -89,7 +96,9 @@ class TensorRange:
 
 @dataclass
 class CalibrationResult:
-    """The ranges, where they are cached, whether they came from the cache, and the cost."""
+    """The ranges, where they are cached, whether they came from the cache, and the cost:
+    seconds, forward passes over the data (each runs every node once per sample), the
+    segments the model was cut into, and the execution providers that computed them."""
 
     ranges: dict[str, TensorRange]
     cache_path: Path
@@ -98,14 +107,32 @@ class CalibrationResult:
     samples: int
     data_sha256: str
     settings: CalibrationSettings
-    groups: int = 1
+    providers: list[str] = field(default_factory=list)
+    passes: int = 0
+    segments: int = 0
+
+    @property
+    def seconds_per_sample(self) -> float:
+        return self.seconds / max(self.samples, 1)
 
     def to_dict(self) -> dict:
         return {"method": self.settings.method, "settings": asdict(self.settings),
                 "samples": self.samples, "data_sha256": self.data_sha256,
                 "tensors": len(self.ranges), "cache_file": str(self.cache_path),
                 "cache_version": CACHE_VERSION, "cache_hit": self.cache_hit,
-                "inference_groups": self.groups, "seconds": round(self.seconds, 3)}
+                "providers": self.providers, "segments": self.segments,
+                "forward_passes_per_sample": self.passes, "seconds": round(self.seconds, 3),
+                "seconds_per_sample": round(self.seconds_per_sample, 4)}
+
+
+def calibration_providers(requested: Sequence[str] | None = None) -> list[str]:
+    """The execution providers to calibrate on, in order: ``requested`` (ONNX Runtime
+    names, or "cuda"/"cpu") checked against this onnxruntime, else CUDA where ONNX Runtime
+    offers it; the CPU last unless asked for (ONNX Runtime falls back to it anyway)."""
+    available = ort.get_available_providers()
+    chosen = choose_providers(list(requested), available) if requested else \
+        [p for p in ("CUDAExecutionProvider",) if p in available]
+    return chosen if "CPUExecutionProvider" in chosen else [*chosen, "CPUExecutionProvider"]
 
 
 def calibrated_tensors(model: onnx.ModelProto) -> list[str]:
@@ -123,31 +150,40 @@ def calibrated_tensors(model: onnx.ModelProto) -> list[str]:
 
 
 def cache_key(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings,
-              tensors: list[str]) -> str:
-    """The hash that names a calibration: model, data, method, settings, tensors."""
+              tensors: list[str], providers: list[str]) -> str:
+    """The hash that names a calibration: model, data, method, settings, tensors and the
+    execution providers asked for (a GPU rounds differently from the CPU)."""
     parts = {"model": hashlib.sha256(model_bytes).hexdigest(), "data": data.sha256,
-             "settings": asdict(settings), "tensors": tensors, "version": CACHE_VERSION}
+             "settings": asdict(settings), "tensors": tensors, "providers": providers,
+             "version": CACHE_VERSION}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings,
               cache_dir: Path, force: bool = False, quiet: bool = False,
-              memory_mib: int = MEMORY_MIB) -> CalibrationResult:
-    """Compute (or reuse) the activation ranges of the FP32 model on ``data``."""
+              memory_mib: int = MEMORY_MIB,
+              providers: Sequence[str] | None = None) -> CalibrationResult:
+    """Compute (or reuse) the activation ranges of the FP32 model on ``data``, on
+    ``providers`` (default: ``calibration_providers()``)."""
     settings.validate()
+    chosen = calibration_providers(providers)
     model = onnx.load_from_string(model_bytes)
     tensors = calibrated_tensors(model)
-    key = cache_key(model_bytes, data, settings, tensors)
+    key = cache_key(model_bytes, data, settings, tensors, chosen)
     path = Path(cache_dir) / f"{settings.method}-{key}.json"
     if not force:
         cached = read_cache(path, key, tensors)
         if cached is not None:
-            return CalibrationResult(cached, path, True, 0.0, len(data), data.sha256, settings)
+            ranges, ran_on = cached
+            return CalibrationResult(ranges, path, True, 0.0, len(data), data.sha256, settings,
+                                     ran_on)
     start = time.perf_counter()
-    groups = _groups(model, tensors, memory_mib)
-    stats = {name: TensorStats() for name in tensors}
+    sources = _sources(model, tensors)
+    measured = list(dict.fromkeys(sources.values()))
+    runner = SegmentedModel(model, measured, memory_mib, chosen)
+    _warn_dropped(chosen, runner.providers)
+    stats = {name: TensorStats() for name in measured}
     passes = 1 if settings.method == "minmax" else 2
-    runner = _AugmentedModel(model, groups)
     for number in range(1, passes + 1):
         label = f"calibration pass {number}/{passes} ({'range' if number == 1 else 'histograms'})"
         counter = Counter(label, len(data), quiet, eta=True)
@@ -161,11 +197,36 @@ def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings
             done += len(batch)
             counter.update(done)
         if number == 1:
-            _check_finite(stats, data)
-    ranges = {name: _range(stat, settings) for name, stat in stats.items()}
-    write_cache(path, key, settings, data, ranges)
+            _check_finite(stats, sources, data)
+    found = {name: _range(stat, settings) for name, stat in stats.items()}
+    ranges = {name: found[sources[name]] for name in tensors}
+    write_cache(path, key, settings, data, ranges, runner.providers)
     return CalibrationResult(ranges, path, False, time.perf_counter() - start, len(data),
-                             data.sha256, settings, len(groups))
+                             data.sha256, settings, runner.providers, passes, len(runner))
+
+
+def _sources(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
+    """Each tensor -> the tensor whose values it holds, rearranged (itself unless made by
+    ``REARRANGING_OPS`` from a computed tensor): the same extremes and histogram."""
+    producer = {name: node for node in model.graph.node for name in node.output}
+    initializers = {t.name for t in model.graph.initializer}
+    sources = {}
+    for name in tensors:
+        source = name
+        node = producer.get(source)
+        while node is not None and node.op_type in REARRANGING_OPS and \
+                node.input[0] not in initializers:
+            source = node.input[0]
+            node = producer.get(source)
+        sources[name] = source
+    return sources
+
+
+def _warn_dropped(chosen: list[str], ran_on: list[str]) -> None:
+    dropped = [p for p in chosen if p not in ran_on]
+    if dropped:
+        print(f"warning: ONNX Runtime could not use {', '.join(dropped)} for calibration (see "
+              f"its log) and calibrates on {', '.join(ran_on)}", file=sys.stderr)
 
 
 def _range(stat: TensorStats, settings: CalibrationSettings) -> TensorRange:
@@ -178,9 +239,10 @@ def _range(stat: TensorStats, settings: CalibrationSettings) -> TensorRange:
     return TensorRange(stat.minimum, stat.maximum, threshold)
 
 
-def _check_finite(stats: dict[str, TensorStats], data: SampleSet) -> None:
-    bad = [name for name, stat in stats.items()
-           if not (math.isfinite(stat.minimum) and math.isfinite(stat.maximum))]
+def _check_finite(stats: dict[str, TensorStats], sources: dict[str, str],
+                  data: SampleSet) -> None:
+    bad = [name for name, source in sources.items()
+           if not (math.isfinite(stats[source].minimum) and math.isfinite(stats[source].maximum))]
     if bad:
         raise BadInputError(data.folder, "finite activations on the calibration data",
                             f"NaN or infinite values in {len(bad)} tensor(s), first {bad[0]}",
@@ -194,81 +256,14 @@ def _batch_size(data: SampleSet) -> int:
     return 8 if sample_bytes <= 1 << 20 else 1
 
 
-class _AugmentedModel:
-    """One session per group of tensors: the FP32 model cut down to the nodes those tensors
-    need, with the tensors as its outputs (no memory arena, so memory is returned between
-    runs)."""
-
-    def __init__(self, model: onnx.ModelProto, groups: list[list[str]]):
-        self.input_name = model.graph.input[0].name
-        self.sessions = []
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.enable_cpu_mem_arena = False
-        options.log_severity_level = 3
-        for group in groups:
-            session = ort.InferenceSession(_cut(model, group).SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
-            self.sessions.append((session, group))
-
-    def outputs(self, batch: np.ndarray):
-        """Yield ``(tensor name, values)`` for every calibrated tensor, group by group; each
-        group's arrays are released before the next group runs."""
-        for session, group in self.sessions:
-            values = session.run(group, {self.input_name: batch})
-            for index, name in enumerate(group):
-                yield name, values[index]
-                values[index] = None
-            del values
-
-
-def _cut(model: onnx.ModelProto, outputs: list[str]) -> onnx.ModelProto:
-    """``model`` with ``outputs`` as its only outputs and only the nodes they need (all
-    nodes when a node has subgraphs, whose inputs are not listed)."""
-    needed = set(outputs)
-    kept = []
-    nested = any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                 for node in model.graph.node for a in node.attribute)
-    for node in reversed(model.graph.node):  # exported graphs are topologically sorted
-        if nested or any(name in needed for name in node.output):
-            kept.append(node)
-            needed.update(name for name in node.input if name)
-    cut = onnx.ModelProto()
-    cut.CopyFrom(model)
-    del cut.graph.node[:]
-    cut.graph.node.extend(reversed(kept))
-    del cut.graph.output[:]
-    cut.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
-                                                               None) for name in outputs)
-    initializers = [t for t in cut.graph.initializer if t.name in needed]
-    del cut.graph.initializer[:]
-    cut.graph.initializer.extend(initializers)
-    return cut
-
-
-def _groups(model: onnx.ModelProto, tensors: list[str], memory_mib: int) -> list[list[str]]:
-    """Split ``tensors`` into groups whose per-sample activations fit ``memory_mib``."""
-    sizes = {name: 4 * int(np.prod(dims)) for name, dims in static_shapes(model).items()}
-    budget = memory_mib << 20
-    groups: list[list[str]] = [[]]
-    used = 0
-    for name in tensors:
-        size = sizes.get(name, 0)
-        if groups[-1] and used + size > budget:
-            groups.append([])
-            used = 0
-        groups[-1].append(name)
-        used += size
-    return groups
-
-
 # --- the cache file ------------------------------------------------------------------------
 
 def write_cache(path: Path, key: str, settings: CalibrationSettings, data: SampleSet,
-                ranges: dict[str, TensorRange]) -> None:
+                ranges: dict[str, TensorRange], providers: list[str]) -> None:
     """Write the ranges atomically with a checksum (finite ranges only, else nothing)."""
     body = {"format": "ocr-deploy-calibration", "version": CACHE_VERSION, "key": key,
             "settings": asdict(settings), "samples": len(data), "data_sha256": data.sha256,
+            "providers": providers,
             "tensors": {name: [r.minimum, r.maximum, r.threshold]
                         for name, r in ranges.items()}}
     if not all(math.isfinite(v) for r in body["tensors"].values() for v in r):
@@ -278,9 +273,11 @@ def write_cache(path: Path, key: str, settings: CalibrationSettings, data: Sampl
     write_bytes_atomic(path, json.dumps(document).encode())
 
 
-def read_cache(path: Path, key: str, tensors: list[str]) -> dict[str, TensorRange] | None:
-    """The cached ranges, or None (with a warning on stderr) when the file is missing,
-    unreadable, tampered with, from another version, or does not cover ``tensors``."""
+def read_cache(path: Path, key: str,
+               tensors: list[str]) -> tuple[dict[str, TensorRange], list[str]] | None:
+    """The cached ranges and the providers that computed them, or None (with a warning on
+    stderr) when the file is missing, unreadable, tampered with, from another version, or
+    does not cover ``tensors``."""
     if not path.is_file():
         return None
     try:
@@ -295,7 +292,7 @@ def read_cache(path: Path, key: str, tensors: list[str]) -> dict[str, TensorRang
         ranges = {name: TensorRange(*(float(v) for v in entries[name])) for name in tensors}
         if not all(math.isfinite(v) for r in ranges.values() for v in asdict(r).values()):
             raise ValueError("non-finite range")
-        return ranges
+        return ranges, [str(p) for p in body["providers"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         print(f"warning: ignoring calibration cache {path} ({type(exc).__name__}: "
               f"{' '.join(str(exc).split())[:120]}); recalibrating", file=sys.stderr)

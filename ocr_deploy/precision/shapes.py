@@ -1,4 +1,5 @@
-"""Static tensor shapes of an exported model at batch 1 (ONNX shape inference)."""
+"""Static tensor shapes (at batch 1) and element types of an exported model, from ONNX
+shape inference."""
 
 from __future__ import annotations
 
@@ -28,11 +29,18 @@ def static_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     return shapes
 
 
-def float_tensors(model: onnx.ModelProto) -> set[str]:
-    """Names of float32 tensors, from the graph's declarations and shape inference."""
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """``name -> ONNX element type`` of every tensor the graph declares or shape inference
+    types (initializers excluded)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:
         inferred = model
     infos = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
-    return {i.name for i in infos if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    return {i.name: i.type.tensor_type.elem_type for i in infos
+            if i.type.tensor_type.elem_type}
+
+
+def float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of float32 tensors, from the graph's declarations and shape inference."""
+    return {name for name, kind in tensor_types(model).items() if kind == onnx.TensorProto.FLOAT}
