@@ -39,6 +39,7 @@ from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_mode
 from ocr_deploy.export.outputs import OutputChoice, choose_outputs
 from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
+from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
@@ -237,7 +238,7 @@ def _attention(model, request: ExportRequest, options: ConvertOptions):
                               "use --attention auto or keep, and report the model")
     info.update(form="keep", reason=f"the '{info['form']}' rewrite does not run in ONNX "
                 f"Runtime ({problem}); the graph is left as exported",
-                opset=next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))
+                opset=opset_of(model))
     return model, info
 
 

@@ -21,7 +21,7 @@ import onnx
 from ocr_deploy.errors import BadInputError, ConversionError, OcrDeployError
 from ocr_deploy.graph.find import Findings, find_attention_cores
 from ocr_deploy.graph.forms import ATTENTION_OPSET, to_attention, to_decomposed, upgrade_opset
-from ocr_deploy.graph.index import name_nodes, remove_dead, toposort
+from ocr_deploy.graph.index import name_nodes, opset_of, remove_dead, toposort
 
 FORMS = ("auto", "decomposed", "attention", "keep")
 TARGETS = ("onnxruntime", "tensorrt")
@@ -66,7 +66,7 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
             "left_as_exported": list(findings.problems) if form == "auto" else [],
             "other_softmaxes": findings.others}
     if chosen == "keep":
-        info["opset"] = _opset(model)
+        info["opset"] = opset_of(model)
         return model, info
     if form != "auto":
         try:
@@ -84,7 +84,7 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
         info.update(form="keep", reason=f"the '{chosen}' rewrite did not validate "
                     f"({found[:300]}); the graph is left as exported",
                     cores=[core.to_dict() for core in findings.cores])
-        info["opset"] = _opset(model)
+        info["opset"] = opset_of(model)
         return model, info
 
 
@@ -109,12 +109,8 @@ def _rewrite(model, chosen: str, source, info: dict) -> tuple[onnx.ModelProto, d
     remove_dead(model)
     toposort(model)
     _check(model, chosen, source)
-    info["opset"] = _opset(model)
+    info["opset"] = opset_of(model)
     return model, info
-
-
-def _opset(model) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def summary(info: dict) -> str:

@@ -36,7 +36,7 @@ from onnx import TensorProto, helper
 from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.graph.emit import Emitter, rename_tensor
 from ocr_deploy.graph.image_resize import resize_image
-from ocr_deploy.graph.index import remove_dead, toposort
+from ocr_deploy.graph.index import opset_of, remove_dead, toposort
 from ocr_deploy.graph.input_fold import fold_input
 from ocr_deploy.graph.label_maps import (
     ARGMAX_FORMS,
@@ -133,7 +133,7 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     meta = meta or read_metadata(model, source)
     check_signature(source, meta, onnx_signature(model))
     _validate(meta, sizes, color_order, scores, labels_form, argmax_form, target, source)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    opset = opset_of(model)
     if opset < MIN_OPSET:
         raise BadInputError(source, f"a model of opset {MIN_OPSET} or later", f"opset {opset}",
                             "export it again with ocr-export (opset 17 by default)")

@@ -34,8 +34,7 @@ class GraphIndex:
         self.initializers = {t.name: t for t in self.graph.initializer}
         self.graph_outputs = {o.name for o in self.graph.output}
         self._shapes: dict[str, list | None] | None = None
-        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
-                          0)
+        self.opset = opset_of(model)
 
     def label(self, node) -> str:
         """The node's name, or ``op_type@index`` when it has none."""
@@ -73,6 +72,11 @@ class GraphIndex:
     def rank(self, name: str) -> int | None:
         dims = self.shape(name)
         return None if dims is None else len(dims)
+
+
+def opset_of(model) -> int:
+    """The model's default-domain (ai.onnx) opset; 0 when it declares none."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
 def _dims(value) -> list | None:

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 
+from ocr_deploy.graph.index import GraphIndex
 from ocr_deploy.precision.shapes import static_shapes
 
 COMPUTE_OPS = ("Conv", "MatMul", "Gemm")
@@ -80,17 +81,17 @@ def integer_coverage(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
     costs = layer_macs(fp32_model)
     reasons = {name: KEPT_REASONS.get(key, f"kept in higher precision ({key})")
                for key, names in kept.items() for name in names}
-    graph = _GraphIndex(qdq_model)
-    runtime_producers = None if runtime_model is None else \
-        {out: n for n in runtime_model.graph.node for out in n.output}
+    index = GraphIndex(qdq_model)
+    nodes = {n.name: n for n in qdq_model.graph.node}
+    runtime_producers = None if runtime_model is None else GraphIndex(runtime_model).producer
     layers = []
     for name, (op_type, macs) in costs.items():
-        quantized = graph.quantized_inputs(name)
+        quantized = _quantized_inputs(index, nodes.get(name))
         if runtime_producers is None:
             kernel = "INT8 (Q/DQ inputs)" if quantized else op_type
             integer = quantized
         else:
-            kernel = graph.runtime_kernel(name, runtime_producers, folded)
+            kernel = _runtime_kernel(index, nodes.get(name), runtime_producers, folded)
             integer = kernel in integer_kernels
         reason = None
         if not integer:
@@ -114,39 +115,27 @@ def integer_coverage(fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
     }
 
 
-class _GraphIndex:
-    """Producers and consumers of the Q/DQ graph's tensors."""
+def _quantized_inputs(index: GraphIndex, node) -> bool:
+    """Whether every activation and weight input of ``node`` comes from a DQ node."""
+    data_inputs = [i for i in node.input[:2] if i] if node is not None else []
+    return bool(data_inputs) and all(
+        getattr(index.producer.get(i), "op_type", "") == "DequantizeLinear"
+        for i in data_inputs)
 
-    def __init__(self, model: onnx.ModelProto):
-        self.nodes = {n.name: n for n in model.graph.node}
-        self.producers = {out: n for n in model.graph.node for out in n.output}
-        self.consumers: dict[str, list] = {}
-        for node in model.graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
 
-    def quantized_inputs(self, name: str) -> bool:
-        """Whether every activation and weight input of ``name`` comes from a DQ node."""
-        node = self.nodes.get(name)
-        data_inputs = [i for i in node.input[:2] if i] if node is not None else []
-        return bool(data_inputs) and all(
-            getattr(self.producers.get(i), "op_type", "") == "DequantizeLinear"
-            for i in data_inputs)
-
-    def runtime_kernel(self, name: str, runtime_producers: dict, folded: tuple[str, ...]
-                       ) -> str:
-        """The kernel that now computes ``name``, found through its output tensors (its
-        own, its Q node's, or a folded activation's)."""
-        node = self.nodes.get(name)
-        if node is None:
-            return "missing"
-        candidates = [node.output[0]]
-        for consumer in self.consumers.get(node.output[0], []):
-            if consumer.op_type == "QuantizeLinear" or consumer.op_type in folded:
-                candidates.append(consumer.output[0])
-                candidates += [c.output[0] for c in self.consumers.get(consumer.output[0], [])
-                               if c.op_type == "QuantizeLinear"]
-        for tensor in candidates:
-            if tensor in runtime_producers:
-                return runtime_producers[tensor].op_type
-        return "fused away (unknown)"
+def _runtime_kernel(index: GraphIndex, node, runtime_producers: dict,
+                    folded: tuple[str, ...]) -> str:
+    """The kernel that now computes ``node``, found through its output tensors (its own,
+    its Q node's, or a folded activation's)."""
+    if node is None:
+        return "missing"
+    candidates = [node.output[0]]
+    for consumer in index.consumers.get(node.output[0], []):
+        if consumer.op_type == "QuantizeLinear" or consumer.op_type in folded:
+            candidates.append(consumer.output[0])
+            candidates += [c.output[0] for c in index.consumers.get(consumer.output[0], [])
+                           if c.op_type == "QuantizeLinear"]
+    for tensor in candidates:
+        if tensor in runtime_producers:
+            return runtime_producers[tensor].op_type
+    return "fused away (unknown)"

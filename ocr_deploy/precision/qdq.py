@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from ocr_deploy.files import private_tempdir
+from ocr_deploy.graph.index import GraphIndex, opset_of, remove_dead
 from ocr_deploy.precision.calibrate import CalibrationResult
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
@@ -32,41 +33,36 @@ LAYOUT_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Mul", "Identity")
 def attention_matmuls(model: onnx.ModelProto) -> list[str]:
     """MatMuls next to a Softmax (through layout ops and the scale): OCRNet's spatial
     gather and both MatMuls of the attention core."""
-    nodes = model.graph.node
-    producers = {out: n for n in nodes for out in n.output}
-    consumers: dict[str, list] = {}
-    for node in nodes:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    index = GraphIndex(model)
 
     def from_softmax(tensor: str) -> bool:
-        node = producers.get(tensor)
+        node = index.producer.get(tensor)
         while node is not None and node.op_type in LAYOUT_OPS:
-            node = producers.get(node.input[0])
+            node = index.producer.get(node.input[0])
         return node is not None and node.op_type == "Softmax"
 
     def into_softmax(tensor: str) -> bool:
-        pending = list(consumers.get(tensor, []))
+        pending = list(index.consumers.get(tensor, []))
         while pending:
             node = pending.pop()
             if node.op_type == "Softmax":
                 return True
             if node.op_type in LAYOUT_OPS:
-                pending.extend(consumers.get(node.output[0], []))
+                pending.extend(index.consumers.get(node.output[0], []))
         return False
 
-    return [n.name for n in nodes if n.op_type == "MatMul"
+    return [n.name for n in model.graph.node if n.op_type == "MatMul"
             and (any(from_softmax(t) for t in n.input) or into_softmax(n.output[0]))]
 
 
 def classifier_convs(model: onnx.ModelProto) -> list[str]:
     """The last Conv before each logits output (through Resize/Transpose/Identity)."""
-    producers = {out: n for n in model.graph.node for out in n.output}
+    producer = GraphIndex(model).producer
     found = []
     for output in model.graph.output:
-        node = producers.get(output.name)
+        node = producer.get(output.name)
         while node is not None and node.op_type != "Conv":
-            node = producers.get(node.input[0]) if node.input else None
+            node = producer.get(node.input[0]) if node.input else None
         if node is not None and node.name not in found:
             found.append(node.name)
     return found
@@ -117,8 +113,7 @@ def _on_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:
     from ocr_deploy.graph.forms import upgrade_opset
     from ocr_deploy.precision.fp16 import convert_fp16
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < FP16_QDQ_OPSET:
+    if opset_of(model) < FP16_QDQ_OPSET:
         model = upgrade_opset(model, FP16_QDQ_OPSET)
     return convert_fp16(model, keep_fp32=keep_fp32)
 
@@ -133,35 +128,23 @@ def _float_outputs(model: onnx.ModelProto, exclude: list[str],
     (and on a Relu/Clip right after it) leaves it in float; its consumers read the float
     tensor directly.
     """
-    nodes = model.graph.node
-    by_name = {n.name: n for n in nodes}
-    consumers: dict[str, list] = {}
-    for node in nodes:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    graph_outputs = {o.name for o in model.graph.output}
-    removed = set()
+    index = GraphIndex(model)
+    by_name = {n.name: n for n in model.graph.node}
     for name in exclude:
         node = by_name.get(name)
         pending = list(node.output) if node is not None else []
         while pending:
             tensor = pending.pop()
-            for consumer in consumers.get(tensor, []):
+            for consumer in index.consumers.get(tensor, []):
                 if consumer.op_type in folded:
                     pending.append(consumer.output[0])
-                elif consumer.op_type == "QuantizeLinear" and not any(
-                        dq.op_type != "DequantizeLinear" or dq.output[0] in graph_outputs
-                        for dq in consumers.get(consumer.output[0], [])):
-                    for dq in consumers.get(consumer.output[0], []):
-                        for reader in consumers.get(dq.output[0], []):
+                    continue
+                dequantizers = index.consumers.get(consumer.output[0], [])
+                if consumer.op_type == "QuantizeLinear" and not any(
+                        dq.op_type != "DequantizeLinear" or dq.output[0] in index.graph_outputs
+                        for dq in dequantizers):
+                    for dq in dequantizers:  # readers take the float tensor; Q/DQ go dead
+                        for reader in index.consumers.get(dq.output[0], []):
                             reader.input[:] = [tensor if i == dq.output[0] else i
                                                for i in reader.input]
-                        removed.add(id(dq))
-                    removed.add(id(consumer))
-    kept = [n for n in nodes if id(n) not in removed]
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
-    used = {name for node in kept for name in node.input}
-    initializers = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(initializers)
+    remove_dead(model)
