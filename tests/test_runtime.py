@@ -228,8 +228,8 @@ def test_onnx_artifact_with_sidecar_opens_on_cpu(tmp_path, nhwc_onnx):
 
 
 def test_a_provider_onnxruntime_dropped_is_reported():
-    from ocr_deploy.backends.onnxruntime.runner import _warn_dropped
+    from ocr_deploy.backends.onnxruntime.runner import warn_dropped
 
     with pytest.warns(UserWarning, match="could not use TensorrtExecutionProvider"):
-        _warn_dropped([("TensorrtExecutionProvider", {}), "CPUExecutionProvider"],
+        warn_dropped([("TensorrtExecutionProvider", {}), "CPUExecutionProvider"],
                       ["CPUExecutionProvider"])

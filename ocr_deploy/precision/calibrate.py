@@ -32,9 +32,10 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from ocr_deploy.backends.onnxruntime.runner import choose_providers
+from ocr_deploy.backends.onnxruntime.runner import choose_providers, warn_dropped
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
+from ocr_deploy.graph.index import GraphIndex
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.ranges import TensorStats, entropy_threshold, percentile_threshold
 from ocr_deploy.precision.segments import SegmentedModel
@@ -181,7 +182,7 @@ def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings
     sources = _sources(model, tensors)
     measured = list(dict.fromkeys(sources.values()))
     runner = SegmentedModel(model, measured, memory_mib, chosen)
-    _warn_dropped(chosen, runner.providers)
+    warn_dropped(chosen, runner.providers, "calibrates")
     stats = {name: TensorStats() for name in measured}
     passes = 1 if settings.method == "minmax" else 2
     for number in range(1, passes + 1):
@@ -208,8 +209,8 @@ def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings
 def _sources(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
     """Each tensor -> the tensor whose values it holds, rearranged (itself unless made by
     ``REARRANGING_OPS`` from a computed tensor): the same extremes and histogram."""
-    producer = {name: node for node in model.graph.node for name in node.output}
-    initializers = {t.name for t in model.graph.initializer}
+    index = GraphIndex(model)
+    producer, initializers = index.producer, index.initializers
     sources = {}
     for name in tensors:
         source = name
@@ -220,13 +221,6 @@ def _sources(model: onnx.ModelProto, tensors: list[str]) -> dict[str, str]:
             node = producer.get(source)
         sources[name] = source
     return sources
-
-
-def _warn_dropped(chosen: list[str], ran_on: list[str]) -> None:
-    dropped = [p for p in chosen if p not in ran_on]
-    if dropped:
-        print(f"warning: ONNX Runtime could not use {', '.join(dropped)} for calibration (see "
-              f"its log) and calibrates on {', '.join(ran_on)}", file=sys.stderr)
 
 
 def _range(stat: TensorStats, settings: CalibrationSettings) -> TensorRange:

@@ -46,7 +46,7 @@ def choose_providers(requested: Sequence | None, available: Sequence[str],
     return chosen
 
 
-def _warn_dropped(chosen: Sequence, active: Sequence[str]) -> None:
+def warn_dropped(chosen: Sequence, active: Sequence[str], what: str = "runs") -> None:
     """Say so when ONNX Runtime silently fell back from a provider it was given (its
     TensorRT provider, for one, needs the TensorRT major it was built against: 1.31's needs
     libnvinfer.so.10 and prints "EP Error" with TensorRT 11, then retries without it)."""
@@ -54,8 +54,8 @@ def _warn_dropped(chosen: Sequence, active: Sequence[str]) -> None:
     dropped = [p for p in wanted if p not in active]
     if dropped:
         warnings.warn(f"ONNX Runtime could not use {', '.join(dropped)} (see its log above) "
-                      f"and runs on {active[0]}; check that the CUDA/TensorRT libraries match "
-                      "this onnxruntime-gpu build", stacklevel=3)
+                      f"and {what} on {', '.join(active)}; check that the CUDA/TensorRT "
+                      "libraries match this onnxruntime-gpu build", stacklevel=3)
 
 
 class OnnxRuntimeRunner(Runner):
@@ -83,7 +83,7 @@ class OnnxRuntimeRunner(Runner):
                                 f"an error ({first[:200]})",
                                 "re-export the model with ocr-export") from exc
         self.providers = self.session.get_providers()
-        _warn_dropped(chosen, self.providers)
+        warn_dropped(chosen, self.providers)
         self.device = "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
         self.device_id = device_id
         inputs = self.session.get_inputs()
