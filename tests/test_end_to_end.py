@@ -120,7 +120,7 @@ def test_dynamic_sizes_match_segmenter_predict(tmp_path, target, labels_form):
     resize, comparison argmax) runs here on ONNX Runtime: its arithmetic, not TensorRT."""
     report, meta = _parity(tmp_path, segnet("NHWC"), RANGE, target=target,
                            labels_form=labels_form)
-    assert meta.end_to_end["image_range"] == {"min": [5, 6], "max": [40, 50]}
+    assert meta.end_to_end["image_range"] == {"min": [5, 6], "opt": [40, 50], "max": [40, 50]}
     sizes = report["sizes"]
     assert len(sizes) == 4 and [5, 6] in sizes and [40, 50] in sizes and list(SIZE) in sizes
     assert any(h % 2 and w % 2 and h not in (5, 40) for h, w in sizes)  # odd, in between
@@ -321,7 +321,7 @@ def test_bad_images_get_one_line_errors(tmp_path):
 
 @pytest.mark.parametrize("options, match", [
     ({"sizes": ImageSizes.fixed(0, 16)}, "sides 1..65536"),
-    ({"sizes": ImageSizes((10, 10), (9, 20))}, "min <= max"),
+    ({"sizes": ImageSizes((10, 10), (9, 20))}, "min <= opt <= max"),
     ({"color_order": "BRG"}, "colour order among RGB, BGR"),
     ({"labels_form": "sparse"}, "labels form among auto, dense, boundary"),
     ({"argmax_form": "topk"}, "argmax form among auto, argmax, compare"),

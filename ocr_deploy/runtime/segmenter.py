@@ -189,7 +189,7 @@ class Segmenter:
                                 f"{self.runner.input_dtype}", _describe(batch),
                                 "call prepare(images) first")
         if self.metadata.end_to_end:
-            self._check_image_sizes([batch.shape[1:3]])
+            self.check_image_sizes([batch.shape[1:3]])
         self._check_batch(batch.shape[0])
         return self.runner.run(np.ascontiguousarray(batch), outputs)
 
@@ -266,10 +266,14 @@ class Segmenter:
         """The artifact, what runs it and its contract, for reports."""
         self._check_open()
         meta = self.metadata
+        sizes = meta.image_sizes()
         return {"artifact": str(self.source), **self.runner.info(),
                 "precision": meta.precision, "input_size": list(self.input_size),
                 "input_layout": meta.input_layout, "num_classes": meta.num_classes,
-                "outputs": list(self._hw), "max_batch": self.max_batch}
+                "outputs": list(self._hw), "max_batch": self.max_batch,
+                "end_to_end": None if sizes is None else {
+                    "image_sizes": [list(s) for s in sizes],
+                    "color_order": meta.end_to_end["color_order"]}}
 
     def close(self) -> None:
         """Release the backend; the segmenter is unusable afterwards."""
@@ -296,7 +300,7 @@ class Segmenter:
     def _run_by_size(self, items: list, sizes: list, output: str) -> list[np.ndarray]:
         """An end-to-end artifact's ``output`` per image: images of one size run together
         (``max_batch`` at a time); results are views of the backend's output."""
-        self._check_image_sizes(sizes)
+        self.check_image_sizes(sizes)
         groups: dict[tuple, list[int]] = {}
         for i, size in enumerate(sizes):
             groups.setdefault(tuple(size), []).append(i)
@@ -312,7 +316,7 @@ class Segmenter:
         """An end-to-end artifact's input: the validated uint8 images of one size, stacked."""
         items, _ = as_image_list(images)
         arrays = [check_image(im, i, self.metadata.input_channels) for i, im in enumerate(items)]
-        self._check_image_sizes([a.shape[:2] for a in arrays])
+        self.check_image_sizes([a.shape[:2] for a in arrays])
         sizes = sorted({a.shape[:2] for a in arrays})
         if len(sizes) > 1:
             raise BadInputError(None, "images of one size in a batch (end-to-end artifact)",
@@ -320,8 +324,11 @@ class Segmenter:
                                 "batch images by size (predict() does)")
         return np.stack(arrays)
 
-    def _check_image_sizes(self, sizes) -> None:
-        """Every ``(H, W)`` within the end-to-end artifact's fixed size or range."""
+    def check_image_sizes(self, sizes) -> None:
+        """Every ``(H, W)`` within an end-to-end artifact's fixed size or range (a plain
+        artifact takes any size); else ``BadInputError``."""
+        if not self.metadata.end_to_end:
+            return
         (low_h, low_w), (high_h, high_w) = self.metadata.image_sizes()
         for i, (height, width) in enumerate(sizes):
             if not (low_h <= height <= high_h and low_w <= width <= high_w):
