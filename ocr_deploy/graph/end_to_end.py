@@ -350,10 +350,12 @@ def _dim(dim) -> int | str:
     return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
 
 
-def record_parity(model: onnx.ModelProto, meta: ExportMetadata, report: dict
+def record_parity(model: onnx.ModelProto | None, meta: ExportMetadata, report: dict
                   ) -> ExportMetadata:
     """Store a parity report (``end_to_end_parity``) in an end-to-end graph's metadata
-    (``end_to_end.parity``); returns the new metadata."""
+    (``end_to_end.parity``), written into ``model`` unless it is None (a build writes it
+    into the built artifact or its sidecar); returns the new metadata."""
     meta = replace(meta, end_to_end={**meta.end_to_end, "parity": report})
-    write_metadata(model, meta)
+    if model is not None:
+        write_metadata(model, meta)
     return meta

@@ -194,7 +194,8 @@ class Segmenter:
         return self.runner.run(np.ascontiguousarray(batch), outputs)
 
     def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
-                   stream: int | None = None, device: str | None = None) -> None:
+                   stream: int | None = None, device: str | None = None,
+                   image_size: tuple[int, int] | None = None) -> None:
         """Run on memory the caller already holds; no copies through Python objects.
 
         ``input``: the prepared input (see ``input_shape``/``input_dtype``) and ``outputs``:
@@ -206,6 +207,8 @@ class Segmenter:
         backend runs); ``batch`` is then required. ``stream``: a
         CUDA stream handle: TensorRT enqueues on it and returns at once (synchronise it
         yourself); ONNX Runtime waits for it first and returns when done.
+        ``image_size``: ``(H, W)`` of an end-to-end artifact's images when its size varies
+        (default: from the input's shape; required with raw addresses).
         """
         self._check_open()
         if not outputs:
@@ -219,10 +222,11 @@ class Segmenter:
                                     "pass the number of images")
             batch = int(shape[0])
         self._check_batch(batch)
+        size = self._device_image_size(input, image_size)
         where = device or self.runner.device
         consumer = stream if stream is not None else self.runner.stream
         alignment = self.runner.address_alignment
-        in_ref = tensor_ref(input, "the input", self.input_shape(batch),
+        in_ref = tensor_ref(input, "the input", _sized(self.input_shape(batch), size),
                             self.runner.input_dtype, where, self.runner.device_id,
                             stream=consumer, alignment=alignment)
         out_refs = {}
@@ -230,7 +234,8 @@ class Segmenter:
             if name not in self.runner.output_names:
                 raise BadInputError(None, f"an output among {list(self.runner.output_names)}",
                                     repr(name), "use Segmenter.output_names")
-            out_refs[name] = tensor_ref(value, f"output '{name}'", self.output_shape(name, batch),
+            out_refs[name] = tensor_ref(value, f"output '{name}'",
+                                        _sized(self.output_shape(name, batch), size),
                                         self.runner.output_dtype(name), where,
                                         self.runner.device_id, writable=True, stream=consumer,
                                         alignment=alignment)
@@ -341,6 +346,21 @@ class Segmenter:
                                     "resize or crop it to that size, or build an end-to-end "
                                     "artifact for this size")
 
+    def _device_image_size(self, input, given) -> tuple[int, int] | None:
+        """The image size ``run_device`` runs an end-to-end artifact of varying size at (None
+        when the artifact's shapes are fixed), checked against what it takes."""
+        if not self.metadata.end_to_end or -1 not in self.input_shape(1):
+            return None
+        shape = getattr(input, "shape", None) or getattr(
+            input, "__cuda_array_interface__", {}).get("shape")
+        size = tuple(given) if given is not None else tuple(shape[1:3]) if shape else None
+        if size is None or len(size) != 2:
+            raise BadInputError(None, "image_size=(H, W) with raw addresses (the end-to-end "
+                                "artifact takes a range of sizes)", "none",
+                                "pass the images' height and width")
+        self.check_image_sizes([size])
+        return tuple(int(v) for v in size)
+
     def _chunks(self, items: list):
         step = self.max_batch or len(items)
         for start in range(0, len(items), step):
@@ -374,6 +394,11 @@ def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"shape {list(value.shape)} of {value.dtype}"
     return f"a {type(value).__name__}"
+
+
+def _sized(shape: tuple[int, ...], size: tuple[int, int] | None) -> tuple[int, ...]:
+    """An end-to-end tensor's shape with its image height and width (axes 1, 2) filled in."""
+    return shape if size is None else (shape[0], *size, *shape[3:])
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
