@@ -124,6 +124,12 @@ class Backend(ABC):
     def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
         """The exported model's metadata, from the artifact or its sidecar."""
 
+    def compute_capability(self, sidecar: dict | None) -> str | None:
+        """The GPU compute capability (``"8.9"``) the artifact was built for and runs on
+        only, from its sidecar; None for an artifact that runs on any device. Default:
+        None."""
+        return None
+
     def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
         """Extra ``config.pbtxt`` entries (``packaging.pbtxt`` messages) for Triton's backend
         of this platform, from what the build recorded. Default: none."""

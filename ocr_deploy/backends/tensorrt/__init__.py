@@ -92,6 +92,11 @@ class TensorRT(Backend):
         raise BadInputError(path, "an engine that stays in place while it loads",
                             "one replaced on every attempt", "retry after the build ends")
 
+    def compute_capability(self, sidecar: dict | None) -> str | None:
+        from ocr_deploy.backends.tensorrt.library import capability
+
+        return capability((sidecar or {}).get("compute_capability"))
+
     def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
         data = (sidecar or {}).get("metadata")
         if not isinstance(data, dict) or not data:

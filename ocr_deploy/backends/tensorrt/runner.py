@@ -37,7 +37,12 @@ import numpy as np
 
 from ocr_deploy import cuda
 from ocr_deploy.backends.runner import Runner
-from ocr_deploy.backends.tensorrt.library import import_tensorrt, release, shared_logger
+from ocr_deploy.backends.tensorrt.library import (
+    capability,
+    import_tensorrt,
+    release,
+    shared_logger,
+)
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.runtime.tensors import TensorRef
 
@@ -54,14 +59,14 @@ def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, devi
     built = sidecar.get("tensorrt_version")
     here_gpu = f"{device['gpu_name']} (compute capability {device['compute_capability']})"
     built_gpu = f"{sidecar.get('gpu_name', 'unknown GPU')} (compute capability " \
-                f"{_capability(sidecar.get('compute_capability')) or 'unknown'})"
+                f"{capability(sidecar.get('compute_capability')) or 'unknown'})"
     if built and release(built) != release(tensorrt_version):
         raise BadInputError(path, f"an engine built with this machine's TensorRT "
                             f"{tensorrt_version}", f"one built with TensorRT {built} on "
                             f"{built_gpu}", "rebuild the engine here with ocr-build-engine: "
                             "engines are tied to one TensorRT version and one GPU")
-    capability = _capability(sidecar.get("compute_capability"))
-    if capability and capability != device["compute_capability"]:
+    built_for = capability(sidecar.get("compute_capability"))
+    if built_for and built_for != device["compute_capability"]:
         raise BadInputError(path, f"an engine built for this GPU, {here_gpu}",
                             f"one built for {built_gpu}",
                             "rebuild the engine on this machine with ocr-build-engine")
@@ -292,12 +297,3 @@ class TensorRTRunner(Runner):
             raise cuda.CudaError(None, "execute_async_v3 to succeed",
                                  f"a failure ({reason[:300]})", "rerun with a smaller batch, "
                                  "or check the engine with trtexec")
-
-
-def _capability(value) -> str | None:
-    """A compute capability as ``"8.9"`` from ``"8.9"``, ``[8, 9]`` or ``8.9``."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)):
-        return ".".join(str(v) for v in value)
-    return str(value)
