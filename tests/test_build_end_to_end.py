@@ -396,3 +396,21 @@ def test_copied_artifact_keeps_its_pair(tmp_path, bgr_artifact):
     shutil.copyfile(artifact, tmp_path / "copy.onnx")
     with Segmenter.open(tmp_path / "copy.onnx") as seg:
         assert seg.metadata.end_to_end["parity"] == read_metadata(artifact).end_to_end["parity"]
+
+
+def test_int8_search_runs_on_the_core_and_the_rebuild_is_judged_end_to_end(tmp_path,
+                                                                          images_dir):
+    """A budget the first INT8 verdict misses: the sensitivity search keeps layers (on the
+    core, ONNX Runtime CPU proxy) and the rebuilt artifact is judged end to end again."""
+    result = _build(tmp_path, segnet("NHWC"), EndToEndRequest(ImageSizes.fixed(*CAMERA)),
+                    "int8", calib_dir=images_dir, calib_samples=12, val_dir=images_dir,
+                    budget=Budget(min_agreement=0.999))
+    verification = result.info["verification"]
+    search = verification["sensitivity_search"]
+    kept = search["kept_in_higher_precision"]
+    assert search["first_verdict"]["agreement"] < 0.999 and kept
+    assert search["first_verdict"]["runner"]["role"].startswith("the built end-to-end")
+    assert verification["met_budget"] and verification["accuracy"]["agreement"] >= 0.999
+    assert result.info["kept_in_higher_precision"]["sensitivity_search"] == kept
+    assert read_metadata(result.artifact).end_to_end["parity"] == \
+        result.info["end_to_end_parity"]
