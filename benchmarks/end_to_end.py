@@ -6,14 +6,14 @@ Runtime CPU: the figures of issue #16.
 
 For the demo model and the Cityscapes configuration (``OCRNetConfig.cityscapes()``, random
 weights, 512x1024): the export and the plain INT8 artifact as ``ocr-build-engine --int8``
-builds it today (ONNX Runtime placement, entropy calibration, no verification), and the
-end-to-end artifacts made from the same Q/DQ graph (the calibration is reused from the
-build's cache): wrapped for fixed 1024x2048 images, once per labels form, then optimised as
-the ONNX Runtime build backend saves a build. All are cached in ``--scratch`` (outside the
-repository). Then on 1024x2048 uint8 camera-size images (``scenes``: the demo's synthetic
-scenes, few class boundaries; ``noise``: uniform random pixels, class boundaries
-everywhere for the random-weight model), 2 threads, batch 1, in interleaved rounds
-(medians):
+builds it (ONNX Runtime placement, entropy calibration, no verification), and the
+end-to-end artifacts as ``ocr-build-engine --int8 --end-to-end --image-size 1024x2048``
+builds them from the same export and calibration data (its cached ranges are reused),
+once per labels form (``--e2e-labels``), with their verdict and parity figure. All are
+cached in ``--scratch`` (outside the repository). Then on 1024x2048 uint8 camera-size
+images (``scenes``: the demo's synthetic scenes, few class boundaries; ``noise``: uniform
+random pixels, class boundaries everywhere for the random-weight model), 2 threads,
+batch 1, in interleaved rounds (medians):
 
 - the end-to-end artifact (``Segmenter.predict``), in each labels form;
 - ``Segmenter.predict`` on the plain artifact;
@@ -35,7 +35,6 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,49 +81,31 @@ def prepare_model(name: str, folder: Path, fresh: bool) -> dict:
 
 
 def end_to_end_artifact(name: str, paths: dict, form: str, folder: Path, fresh: bool) -> Path:
-    """The end-to-end artifact around the plain build's own Q/DQ graph, optimised as the
-    ONNX Runtime build backend saves one (what a ``--end-to-end`` build will make)."""
+    """The end-to-end artifact as ``ocr-build-engine --int8 --end-to-end --image-size
+    1024x2048 --e2e-labels FORM`` builds it (the library call; same calibration data, so
+    the build reuses the plain build's cached ranges), verified on 4 calibration images
+    resized to the camera size."""
     out = folder / f"{name}_int8_e2e_{form}.onnx"
     if out.exists() and not fresh:
         return out
-    import onnx
-    from ocr_deploy.builder.backends.onnxruntime import OnnxRuntimeBuild
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.graph.end_to_end import ImageSizes
 
-    from ocr_deploy.builder.pipeline import BuildRequest
-    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
-    from ocr_deploy.metadata import read_metadata, write_metadata
-    from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
-    from ocr_deploy.precision.calibration_data import load_samples
-    from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
-
-    log(f"[{name}] end-to-end artifact ({form}) ...")
-    fp32_bytes = paths["onnx"].read_bytes()
-    fp32 = onnx.load_from_string(fp32_bytes)
-    meta = read_metadata(fp32)
-    backend = OnnxRuntimeBuild()
-    placement = backend.placement()
-    data = load_samples(paths["calib"], meta, CALIBRATION[name])
-    calibration = calibrate(fp32_bytes, data, CalibrationSettings(),
-                            paths["plain"].parent / ".calibration-cache", quiet=True)
-    kept = [n for names in default_exclusions(fp32, placement).values() for n in names]
-    qdq = quantize_int8(fp32, calibration, placement, kept)
-    int8_meta = replace(meta, precision="int8")
-    write_metadata(qdq, int8_meta)
-    wrapped, wrapped_meta = make_end_to_end(qdq, ImageSizes.fixed(*IMAGE), labels_form=form,
-                                            meta=int8_meta)
-    backend.build(wrapped.SerializeToString(), out, out, wrapped_meta, "int8",
-                  BuildRequest(onnx=paths["onnx"]), log)
+    log(f"[{name}] building the end-to-end artifact ({form}) ...")
+    int8_figures.build(paths["onnx"], "int8", out, paths["calib"], CALIBRATION[name],
+                       val_samples=4, end_to_end=EndToEndRequest(ImageSizes.fixed(*IMAGE),
+                                                                 labels_form=form))
     return out
 
 
-def camera_images(kind: str, count: int) -> list[np.ndarray]:
-    """Camera-size frames: the demo's synthetic scenes or uniform noise at 1024x2048."""
+def camera_images(kind: str, count: int, size: tuple[int, int] = IMAGE) -> list[np.ndarray]:
+    """Camera-size frames: the demo's synthetic scenes or uniform noise (1024x2048)."""
     if kind == "noise":
         rng = np.random.default_rng(0)
-        return [rng.integers(0, 256, (*IMAGE, 3), np.uint8) for _ in range(count)]
+        return [rng.integers(0, 256, (*size, 3), np.uint8) for _ in range(count)]
     from ocr_deploy.demo.synthetic import VALIDATION_SEED, make_sample
 
-    return [make_sample(VALIDATION_SEED, i, *IMAGE)[0] for i in range(count)]
+    return [make_sample(VALIDATION_SEED, i, *size)[0] for i in range(count)]
 
 
 def interleaved(calls: dict, rounds: int) -> dict[str, np.ndarray]:

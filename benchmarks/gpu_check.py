@@ -19,6 +19,15 @@ otherwise, 2 for a bad command line.
 
 ``--simulate`` runs the same flow on the simulated runtime of ``tests/cuda_sim.py`` (host
 memory, no GPU): a check of this script's control flow, not of CUDA.
+
+End-to-end engines (``ocr-build-engine --end-to-end``: uint8 frames in, labels out) are
+not checked here: what is left to check on a GPU is TensorRT itself building and running
+that graph (its uint8 input profile, the int32 resize, the comparison argmax, float32
+tables), which a machine without TensorRT cannot do. Their CUDA side is the one checked
+here (the same runner; an image range only changes the input shape it sets), and their
+arithmetic runs on ONNX Runtime CPU in tests/test_end_to_end.py; replaying it in PyTorch
+would check PyTorch, not TensorRT. On a machine with TensorRT:
+``pytest -m gpu tests/test_tensorrt_build.py`` builds and runs end-to-end engines.
 """
 
 from __future__ import annotations

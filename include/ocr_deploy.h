@@ -30,7 +30,10 @@
  *   - Label maps are at each image's own size, whatever size the model runs at; one label
  *     map from ocr_segmenter_predict equals the Python runtime's Segmenter.predict for the
  *     same pixels (same resizing, colour handling and post-processing, read from the
- *     artifact's metadata).
+ *     artifact's metadata). An end-to-end artifact (ocr-build-engine --end-to-end: the
+ *     resizing and post-processing are in its graph) takes images of the size, or range of
+ *     sizes, it was built for (ocr_model_info.image_*, ABI 1.1); other sizes are
+ *     OCR_E_INVALID_ARGUMENT.
  *   - Thread safety: one segmenter may be used from several threads at once
  *     (ocr_segmenter_info, _predict, _predict_scores); results equal those of serial calls.
  *     ocr_segmenter_destroy must not run while another call on the same segmenter is in
@@ -61,7 +64,9 @@
  *     run under the lock.
  *   - Pixel conversion: BGR8/RGBA8/BGRA8 are reordered to RGB (alpha dropped); GRAY8 is
  *     repeated into three channels for a colour model. A greyscale (1-channel) model takes
- *     GRAY8 only.
+ *     GRAY8 only. An end-to-end artifact gets the pixels in its own colour order, copied
+ *     once into its input batch: BGR8 (or BGRA8) to one built with --bgr, RGB8 (or RGBA8)
+ *     to an RGB one need no reordering.
  */
 #ifndef OCR_DEPLOY_H
 #define OCR_DEPLOY_H
@@ -91,7 +96,7 @@ extern "C" {
  * A new major version may break compatibility; a new minor version only adds functions,
  * enum values and trailing struct fields. */
 #define OCR_ABI_VERSION_MAJOR 1
-#define OCR_ABI_VERSION_MINOR 0
+#define OCR_ABI_VERSION_MINOR 1
 #define OCR_ABI_VERSION ((uint32_t)((OCR_ABI_VERSION_MAJOR << 16) | OCR_ABI_VERSION_MINOR))
 
 /* The ABI version of the library loaded at run time. Compatible with this header when
@@ -180,6 +185,12 @@ typedef struct ocr_model_info {
     const char *precision;           /* "fp32", "fp16" or "int8" */
     const char *backend;             /* what runs the model: "onnxruntime", "tensorrt" */
     const char *device;              /* where: "cpu" or "cuda" */
+    /* ABI 1.1: the image sizes an end-to-end artifact takes, from min to max (equal: one
+     * fixed size); 0 for a plain artifact, which takes images of any size. */
+    uint32_t image_min_width;
+    uint32_t image_min_height;
+    uint32_t image_max_width;
+    uint32_t image_max_height;
 } ocr_model_info;
 
 /* An image of any size, borrowed for the call. */

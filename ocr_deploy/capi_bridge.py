@@ -55,14 +55,17 @@ def _open(path, backend, providers, device_id, threads, max_batch) -> Segmenter:
 
 def describe(segmenter: Segmenter) -> tuple:
     """``ocr_model_info``: (num_classes, class names, palette bytes, input height, width,
-    channels, has_scores, max_batch, precision, backend, device)."""
+    channels, has_scores, max_batch, precision, backend, device, (image min height, min
+    width, max height, max width): an end-to-end artifact's sizes, zeros for a plain one)."""
     meta = segmenter.metadata
     count = meta.num_classes
     info = segmenter.describe()
+    sizes = meta.image_sizes() or ((0, 0), (0, 0))
     return (count, class_names_of(meta, count), palette_of(meta, count)[:count].tobytes(),
             meta.input_height, meta.input_width, meta.input_channels,
             segmenter.logits_output is not None, segmenter.max_batch or 0,
-            str(meta.precision), str(info.get("backend", "")), str(info.get("device", "")))
+            str(meta.precision), str(info.get("backend", "")), str(info.get("device", "")),
+            (*sizes[0], *sizes[1]))
 
 
 def predict(segmenter: Segmenter, images: list[tuple], outputs: list[tuple]) -> None:
@@ -108,7 +111,8 @@ def error_status(exc: BaseException, during: str) -> tuple[int, str]:
 
 def _image(segmenter: Segmenter, view, width: int, height: int, stride: int,
            pixel_format: int) -> np.ndarray:
-    """A zero-copy ``[H,W,3]`` RGB (or ``[H,W]`` greyscale) view of the caller's pixels."""
+    """A zero-copy ``[H,W,3]`` view of the caller's pixels in the order the artifact takes
+    (RGB; an end-to-end artifact's own colour order), or ``[H,W]`` greyscale."""
     size, order = PIXEL_FORMATS[pixel_format]
     pixels = _strided(view, np.dtype(np.uint8), (height, width, size), (stride, size, 1))
     if order is None:
@@ -116,7 +120,9 @@ def _image(segmenter: Segmenter, view, width: int, height: int, stride: int,
         if segmenter.metadata.input_channels == 1:
             return grey
         return np.broadcast_to(grey[..., None], (height, width, 3))
-    return pixels[..., order] if order != [0, 1, 2] or size != 3 else pixels
+    e2e = segmenter.metadata.end_to_end
+    wanted = order[::-1] if e2e and e2e["color_order"] == "BGR" else order
+    return pixels[..., :3] if wanted == [0, 1, 2] else pixels[..., 2::-1]
 
 
 def _strided(view, dtype: np.dtype, shape: tuple, strides: tuple) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.precision.evaluate import TIE_RTOL
+from ocr_deploy.runtime.preprocess import end_to_end_pixels
 
 
 def parity_sizes(meta) -> list[tuple[int, int]]:
@@ -54,36 +55,56 @@ def sample_images(sizes: list[tuple[int, int]], per_size: int = 2, channels: int
     return images
 
 
-def end_to_end_parity(end_to_end, plain, images: list[np.ndarray]) -> dict:
+def label_pair(end_to_end, reference, image: np.ndarray) -> tuple:
+    """One RGB ``image`` through both open ``Segmenter`` objects (given to the end-to-end
+    one in its colour order): ``(end-to-end labels, reference labels, the reference's
+    scores at the image size or None)``."""
+    scores = reference.predict_scores(image) if reference.logits_output is not None else None
+    expected = reference.predict(image)
+    return end_to_end.predict(end_to_end_pixels(image, end_to_end.metadata)), expected, scores
+
+
+def add_pair(comparison: Comparison, candidate: np.ndarray, expected: np.ndarray,
+             scores: np.ndarray | None, counted: np.ndarray | None = None) -> None:
+    """Fold one ``label_pair`` into a ``label_comparison``."""
+    comparison.add_labels("labels", candidate == expected,
+                          None if scores is None else top2_gap(scores), counted,
+                          0.0 if scores is None else float(np.abs(scores).max()))
+
+
+def label_comparison() -> Comparison:
+    """The labels comparison both judge with: ties at ``TIE_RTOL`` of the largest reference
+    score magnitude, fed by ``add_labels(..., scale=)``."""
+    return Comparison({"labels": "labels", "scores": "logits"}, check_values=False,
+                      tie_atol=0.0, tie_rtol=TIE_RTOL)
+
+
+def end_to_end_parity(end_to_end, plain, images) -> dict:
     """Compare two open ``Segmenter`` objects, an end-to-end artifact and the plain
-    artifact it wraps, on RGB ``images`` (given to the end-to-end one in its colour order).
+    artifact it wraps, on RGB ``images`` (any iterable; read one at a time).
 
     Returns the agreement over all pixels and outside ties, the disagreeing tie pixels, the
     sizes, and the largest score difference when the end-to-end artifact outputs scores.
     """
-    swap = end_to_end.metadata.end_to_end["color_order"] == "BGR" \
-        and end_to_end.metadata.input_channels == 3
-    scores = [plain.predict_scores(image) for image in images] \
-        if plain.logits_output is not None else []
-    tol = TIE_RTOL * max(float(np.abs(s).max()) for s in scores) if scores else None
-    labels = Comparison({"labels": "labels"}, check_values=False, tie_atol=tol or 0.0,
-                        tie_rtol=0.0)
-    with_scores = bool(scores) and end_to_end.logits_output is not None
+    labels = label_comparison()
+    with_scores = plain.logits_output is not None and end_to_end.logits_output is not None
     values = Comparison({"scores": "logits"}, check_values=False) if with_scores else None
-    for i, image in enumerate(images):
-        given = np.ascontiguousarray(image[..., ::-1]) if swap else image
-        same = end_to_end.predict(given).astype(np.int64) == \
-            plain.predict(image).astype(np.int64)
-        labels.add_labels("labels", same, top2_gap(scores[i]) if scores else None)
+    sizes, count, pixels = set(), 0, 0
+    for image in images:
+        candidate, expected, scores = label_pair(end_to_end, plain, image)
+        add_pair(labels, candidate, expected, scores)
         if values is not None:
-            values.add({"scores": scores[i][None]},
+            given = end_to_end_pixels(image, end_to_end.metadata)
+            values.add({"scores": scores[None]},
                        {"scores": end_to_end.predict_scores(given)[None]})
-    (result,) = labels.report().outputs
+        sizes.add(image.shape[:2])
+        count, pixels = count + 1, pixels + image.shape[0] * image.shape[1]
+    report = labels.report()
+    result = report.output("labels")
     return {"reference": "Segmenter.predict on the plain artifact",
-            "images": len(images),
-            "sizes": [list(size) for size in sorted({im.shape[:2] for im in images})],
-            "pixels": int(sum(im.shape[0] * im.shape[1] for im in images)),
+            "images": count, "sizes": [list(size) for size in sorted(sizes)],
+            "pixels": int(pixels),
             "agreement": result.label_agreement,
             "agreement_excl_ties": result.label_agreement_excl_ties,
-            "tie_pixels": result.tie_pixels, "tie_tolerance": tol,
+            "tie_pixels": result.tie_pixels, "tie_tolerance": report.tie_tolerance or None,
             "max_abs_score_diff": values.report().outputs[0].max_abs_err if values else None}

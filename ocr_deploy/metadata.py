@@ -10,7 +10,8 @@ An *end-to-end* artifact (``ocr_deploy.graph.end_to_end``: uint8 camera images i
 at the image size out) keeps every field describing the model it wraps, and says what its
 own tensors are in ``end_to_end``: the input (``E2E_INPUT``, uint8 ``[N,H,W,C]`` in
 ``color_order``), the image size (``image_size: [H, W]``) or dynamic range
-(``image_range: {min: [H, W], max: [H, W]}``), the outputs (``E2E_LABELS`` of
+(``image_range: {min: [H, W], opt: [H, W], max: [H, W]}``, opt: the size a TensorRT
+profile is tuned for, optional), the outputs (``E2E_LABELS`` of
 ``label_dtype``, ``E2E_SCORES`` or null), the target backend, the forms used, what was
 folded into the first convolution and the parity figures. A plain model has ``{}``.
 """
@@ -109,6 +110,15 @@ class ExportMetadata:
         span = self.end_to_end["image_range"]
         return tuple(span["min"]), tuple(span["max"])
 
+    def image_profile(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+        """An end-to-end artifact's smallest, tuned-for (``opt``, default the largest) and
+        largest image ``(H, W)``; None for a plain model."""
+        if not self.end_to_end:
+            return None
+        low, high = self.image_sizes()
+        opt = (self.end_to_end.get("image_range") or {}).get("opt")
+        return low, tuple(opt) if opt else high, high
+
 
 def write_metadata(model, metadata: ExportMetadata) -> None:
     """Replace the ``ocr_deploy.*`` entries of an ``onnx.ModelProto`` in place."""
@@ -190,7 +200,7 @@ def check_schema(values: dict, origin: object = None) -> None:
     need("end_to_end", isinstance(given["end_to_end"], dict) and (
         not given["end_to_end"] or _end_to_end_ok(given["end_to_end"], given["num_classes"])),
         "{} (a plain model) or {input, labels, scores, image_size [H, W] or image_range "
-        "{min, max}, color_order, label_dtype holding num_classes, target, forms, "
+        "{min, opt (optional), max}, color_order, label_dtype holding num_classes, target, forms, "
         "normalization, parity}")
 
 
@@ -201,9 +211,10 @@ def _end_to_end_ok(e2e: dict, num_classes) -> bool:
     if fixed is not None:
         sizes_ok = span is None and _side_pair(fixed)
     else:
+        opt = span.get("opt", span.get("max")) if isinstance(span, dict) else None
         sizes_ok = isinstance(span, dict) and _side_pair(span.get("min")) \
-            and _side_pair(span.get("max")) \
-            and all(a <= b for a, b in zip(span["min"], span["max"], strict=True))
+            and _side_pair(span.get("max")) and _side_pair(opt) \
+            and all(a <= b <= c for a, b, c in zip(span["min"], opt, span["max"], strict=True))
     limit = E2E_LABEL_DTYPES.get(e2e.get("label_dtype"), 0)
     return (all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)
             and sizes_ok and e2e.get("color_order") in ("RGB", "BGR")

@@ -74,6 +74,8 @@ def segnet(layout: str = "NCHW", classes: int = 4, size: tuple[int, int] = SIZE,
         outputs.append(helper.make_tensor_value_info("labels", TensorProto.INT32,
                                                      ["batch", out_h, out_w]))
         specs["labels"] = {"kind": "labels", "layout": "NHW", "stride": stride}
+    for index, node in enumerate(nodes):  # named, as exports are (INT8 coverage reads them)
+        node.name = f"{node.op_type.lower()}_{index}"
     input_shape = ["batch", height, width, channels] if layout == "NHWC" else \
         ["batch", channels, height, width]
     graph = helper.make_graph(nodes, "segnet", [helper.make_tensor_value_info(

@@ -26,8 +26,8 @@ def _check_stats(stats: dict, batch: int) -> None:
 
 def _check_result(result: dict, batches: list[int], end_to_end: bool = True) -> None:
     assert set(result) == {"artifact", "name", "kind", "backend", "device", "providers",
-                           "precision", "input_size", "image_size", "outputs", "open_s",
-                           "batches", "memory", "warnings"}
+                           "precision", "input_size", "image_size", "end_to_end_artifact",
+                           "outputs", "open_s", "batches", "memory", "warnings"}
     assert result["kind"] in ("onnx", "engine", "keras") and result["device"] in ("cpu", "cuda")
     assert [b["batch"] for b in result["batches"]] == batches
     for entry in result["batches"]:

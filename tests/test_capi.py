@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from capi_models import handmade_onnx
+from e2e_models import save, segnet
 from runtime_models import CLASS_NAMES, PALETTE
 
 from ocr_deploy.runtime import Segmenter
@@ -101,16 +102,16 @@ def test_info_describes_the_model(build, nhwc_onnx, nchw_onnx):
     done = run(build, "info", nhwc_onnx)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[:9] == ["abi 65536", "classes 4", "input 64x64x3", "label_type 1",
-                         "has_scores 1", "max_batch 0", "precision fp32",
-                         "backend onnxruntime", "device cpu"]
-    assert lines[9:] == [f"class {k} {r} {g} {b} {name}" for k, ((r, g, b), name)
+    assert lines[:10] == ["abi 65537", "classes 4", "input 64x64x3", "label_type 1",
+                          "has_scores 1", "max_batch 0", "precision fp32",
+                          "backend onnxruntime", "device cpu", "images 0x0 to 0x0"]
+    assert lines[10:] == [f"class {k} {r} {g} {b} {name}" for k, ((r, g, b), name)
                          in enumerate(zip(PALETTE, CLASS_NAMES, strict=True))]
     done = run(build, "info", nchw_onnx)  # labels only, no model card: fallbacks
     lines = done.stdout.splitlines()
     assert "has_scores 0" in lines
     colors = fallback_palette(4)
-    assert lines[9:] == [f"class {k} {r} {g} {b} class_{k}"
+    assert lines[10:] == [f"class {k} {r} {g} {b} class_{k}"
                          for k, (r, g, b) in enumerate(colors.tolist())]
 
 
@@ -190,6 +191,31 @@ def test_greyscale_model_takes_gray8_only(build, tmp_path):
     assert done.returncode == 1
     assert "images[0].pixel_format: expected OCR_PIXEL_GRAY8 (the model is greyscale)" \
         in done.stderr
+
+
+@pytest.mark.parametrize("color_order", ["RGB", "BGR"])
+def test_end_to_end_artifact_gets_its_pixels_and_checks_their_size(build, color_order,
+                                                                   tmp_path):
+    """An end-to-end artifact's labels from C equal Segmenter.predict on the plain core for
+    every pixel format (the bridge hands it its own colour order); other sizes are refused
+    with the runtime's one line; ocr_model_info says the sizes."""
+    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+
+    core = segnet("NHWC", classes=5)
+    plain = save(core, tmp_path, "plain")
+    model = save(make_end_to_end(core, ImageSizes.fixed(40, 50), color_order)[0], tmp_path,
+                 f"e2e_{color_order}")
+    lines = run(build, "info", model).stdout.splitlines()
+    assert "images 50x40 to 50x40" in lines and "input 16x12x3" in lines
+    specs = [f"50x40:{f}" for f in FORMATS[:4]]
+    expected = python_labels(plain, specs)
+    c_maps = c_labels(build, model, specs, tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(c_maps, expected, strict=True))
+    assert any(np.unique(m).size > 1 for m in c_maps)
+    done = run(build, "predict", model, tmp_path / "x.raw", "u8", "30x40:RGB8")
+    assert done.returncode == 1
+    assert ("OCR_E_INVALID_ARGUMENT" in done.stderr and "expected images of 40x50 (what this "
+            "end-to-end artifact was built for), found an image of 40x30") in done.stderr
 
 
 def test_bad_input_returns_a_status_and_one_line(build, nhwc_onnx, nchw_onnx, tmp_path):

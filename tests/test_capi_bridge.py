@@ -43,6 +43,6 @@ def test_options_are_checked(nhwc_onnx):
         info = bridge.describe(seg)
         assert info[0] == 4 and len(info[1]) == 4 and len(info[2]) == 12
         assert info[3:8] == (64, 64, 3, True, 2)
-        assert info[8:] == ("fp32", "onnxruntime", "cpu")
+        assert info[8:] == ("fp32", "onnxruntime", "cpu", (0, 0, 0, 0))
     finally:
         bridge.close(seg)

@@ -120,7 +120,7 @@ def test_dynamic_sizes_match_segmenter_predict(tmp_path, target, labels_form):
     resize, comparison argmax) runs here on ONNX Runtime: its arithmetic, not TensorRT."""
     report, meta = _parity(tmp_path, segnet("NHWC"), RANGE, target=target,
                            labels_form=labels_form)
-    assert meta.end_to_end["image_range"] == {"min": [5, 6], "max": [40, 50]}
+    assert meta.end_to_end["image_range"] == {"min": [5, 6], "opt": [40, 50], "max": [40, 50]}
     sizes = report["sizes"]
     assert len(sizes) == 4 and [5, 6] in sizes and [40, 50] in sizes and list(SIZE) in sizes
     assert any(h % 2 and w % 2 and h not in (5, 40) for h, w in sizes)  # odd, in between
@@ -160,8 +160,8 @@ def test_labels_only_model_is_resized_nearest(tmp_path, layout):
 
 
 def test_more_than_256_classes(tmp_path):
-    """uint16 labels (int32 for TensorRT, which has no 16-bit integers). The uint16 graph
-    runs on a bare session here: the runtime's ONNX Runtime backend maps no uint16 yet."""
+    """uint16 labels (int32 for TensorRT, which has no 16-bit integers), through the
+    runtime's ONNX Runtime backend."""
     core = segnet("NHWC", classes=300)
     bias = next(t for t in core.graph.initializer if t.name == "b3")
     raised = numpy_helper.to_array(bias).copy()
@@ -171,13 +171,13 @@ def test_more_than_256_classes(tmp_path):
     assert meta.end_to_end["label_dtype"] == "int32" and _ties_only(report)
     wrapped, meta = make_end_to_end(core, RANGE)
     assert meta.end_to_end["label_dtype"] == "uint16"
-    session = ort.InferenceSession(wrapped.SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
-    with Segmenter.open(save(core, tmp_path, "plain")) as plain:
+    with Segmenter.open(save(core, tmp_path, "plain")) as plain, \
+            Segmenter.open(save(wrapped, tmp_path, "e2e_uint16")) as e2e:
+        assert e2e.output_dtype(LABELS) == np.uint16
         for image in sample_images([DOWN, ODD_UP], seed=4):
-            (labels,) = session.run([LABELS], {INPUT: image[None]})
+            labels = e2e.predict(image)
             scores = plain.predict_scores(image)
-            same = labels[0] == plain.predict(image)
+            same = labels == plain.predict(image)
             assert labels.dtype == np.uint16 and labels.max() > 255
             assert same[top2_gap(scores) > 2e-3 * np.abs(scores).max()].all()
 
@@ -321,7 +321,7 @@ def test_bad_images_get_one_line_errors(tmp_path):
 
 @pytest.mark.parametrize("options, match", [
     ({"sizes": ImageSizes.fixed(0, 16)}, "sides 1..65536"),
-    ({"sizes": ImageSizes((10, 10), (9, 20))}, "min <= max"),
+    ({"sizes": ImageSizes((10, 10), (9, 20))}, "min <= opt <= max"),
     ({"color_order": "BRG"}, "colour order among RGB, BGR"),
     ({"labels_form": "sparse"}, "labels form among auto, dense, boundary"),
     ({"argmax_form": "topk"}, "argmax form among auto, argmax, compare"),

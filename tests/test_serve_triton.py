@@ -31,6 +31,7 @@ from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 pytestmark = pytest.mark.slow
 
 SIZES = [(64, 64), (37, 90), (130, 75)]  # the model's own size (in-graph labels), others
+CAMERA = (40, 50)  # the end-to-end artifact's fixed size
 
 
 def group_members(pgid: int) -> list[int]:
@@ -52,10 +53,24 @@ def serving_env():
 
 
 @pytest.fixture(scope="module")
-def repo(nhwc_onnx, nchw_onnx, tmp_path_factory) -> Path:
+def end_to_end(tmp_path_factory) -> tuple[Path, Path]:
+    """A BGR end-to-end artifact for CAMERA-size frames and the plain core it wraps."""
+    from e2e_models import save, segnet
+
+    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+
+    folder = tmp_path_factory.mktemp("e2e")
+    core = segnet("NHWC", classes=5)
+    wrapped, _ = make_end_to_end(core, ImageSizes.fixed(*CAMERA), "BGR")
+    return save(wrapped, folder, "seg_bgr"), save(core, folder, "seg_plain")
+
+
+@pytest.fixture(scope="module")
+def repo(nhwc_onnx, nchw_onnx, end_to_end, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("serve") / "repo"
     write_triton_repository(read_artifact(nhwc_onnx), folder)
     write_triton_repository(read_artifact(nchw_onnx), folder)
+    write_triton_repository(read_artifact(end_to_end[0]), folder)
     return folder
 
 
@@ -63,8 +78,8 @@ def repo(nhwc_onnx, nchw_onnx, tmp_path_factory) -> Path:
 def server(serving_env, repo, tmp_path_factory):
     ports = Ports(*free_ports(3))
     log = tmp_path_factory.mktemp("serve_log") / "tritonserver.log"
-    triton = TritonServer(serving_env, repo, ports, models=["nhwc_e2e", "nchw_labels_e2e"],
-                          log=log)
+    triton = TritonServer(serving_env, repo, ports,
+                          models=["nhwc_e2e", "nchw_labels_e2e", "seg_bgr_e2e"], log=log)
     triton.start()
     pid = triton.pid
     yield triton
@@ -125,6 +140,27 @@ def test_label_maps_identical_to_the_runtime(server, images, variant, nhwc_onnx,
     stacked = np.stack([images[1], images[1][::-1].copy()])
     answer = grpc_infer(server, model, stacked)
     assert np.array_equal(answer[1], seg_predict(artifact, stacked[1]))
+
+
+def test_end_to_end_artifact_runs_in_the_python_backend(server, end_to_end):
+    """The end-to-end artifact's Python-backend model: frames in its colour order (BGR)
+    or encoded (decoded RGB, then reordered), labels as Segmenter.predict on the plain
+    core; another size is a clean error and the server keeps serving."""
+    from ocr_deploy.end_to_end_parity import sample_images
+
+    plain = end_to_end[1]
+    image = sample_images([CAMERA], per_size=1, seed=6)[0]
+    expected = seg_predict(plain, image)
+    bgr = np.ascontiguousarray(image[None, ..., ::-1])
+    for answer in (grpc_infer(server, "seg_bgr_e2e", bgr),
+                   http_infer(server, "seg_bgr_e2e", encoded=png(image))):
+        assert answer.shape == (1, *CAMERA) and np.array_equal(answer[0], expected)
+    assert np.unique(expected).size > 1
+    with pytest.raises(InferenceServerException, match="unexpected shape"):
+        http_infer(server, "seg_bgr_e2e", np.zeros((1, 30, 50, 3), np.uint8))
+    with pytest.raises(InferenceServerException, match="images of 40x50"):
+        http_infer(server, "seg_bgr_e2e", encoded=png(np.zeros((30, 50, 3), np.uint8)))
+    assert server.ready()
 
 
 def seg_predict(artifact, image):
@@ -192,7 +228,8 @@ def test_ocr_serve_command_starts_prints_and_stops(serving_env, repo):
         endpoints = json.loads("".join(lines))
         assert endpoints["http"] == f"127.0.0.1:{http}"
         assert endpoints["grpc"] == f"127.0.0.1:{grpc}"
-        assert endpoints["models"] == ["nchw_labels_e2e", "nhwc_e2e"]  # ORT models skipped
+        assert endpoints["models"] == ["nchw_labels_e2e", "nhwc_e2e", "seg_bgr_e2e"]
+        # the ORT models are skipped
         with httpclient.InferenceServerClient(endpoints["http"]) as client:
             assert client.is_model_ready("nhwc_e2e") and not client.is_model_ready("nhwc")
         process.send_signal(signal.SIGTERM)

@@ -3,6 +3,7 @@ say why. Nothing here has run on this project's CPU-only machines."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ocr_deploy.backends.tensorrt.library import availability
@@ -92,3 +93,38 @@ def test_fp32_on_dla_is_refused(small_onnx, tmp_path):
         build(BuildRequest(onnx=small_onnx, precision="fp32", backend="tensorrt",
                            output=tmp_path / "m.engine", verify=False, quiet=True,
                            backend_options={"tensorrt": TensorRTOptions(dla_core=0)}))
+
+
+@pytest.mark.parametrize("precision, sizes", [("fp16", "fixed"), ("int8", "range")])
+def test_end_to_end_engine_builds_runs_and_matches_predict(small_onnx, tmp_path, precision,
+                                                           sizes):
+    """An end-to-end engine (uint8 frames in, labels out) for a fixed size and for a range
+    (the uint8 input's optimisation profile): its verdict and parity ran the engine itself,
+    and its labels equal Segmenter.predict on the plain export outside ties."""
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.builder.pipeline import BuildRequest, build
+    from ocr_deploy.demo.synthetic import write_samples
+    from ocr_deploy.end_to_end_parity import end_to_end_parity, sample_images
+    from ocr_deploy.graph.end_to_end import ImageSizes
+    from ocr_deploy.precision.evaluate import Budget
+    from ocr_deploy.runtime import Segmenter
+
+    image_sizes = ImageSizes.fixed(120, 160) if sizes == "fixed" else \
+        ImageSizes((48, 64), (240, 320), (120, 160))
+    calib = tmp_path / "calib"
+    write_samples(calib, 8)
+    result = build(BuildRequest(
+        onnx=small_onnx, precision=precision, backend="tensorrt", quiet=True,
+        output=tmp_path / f"e2e_{precision}.engine", calib_dir=calib, calib_samples=8,
+        budget=Budget(max_miou_drop=100, min_agreement=0.9),
+        end_to_end=EndToEndRequest(image_sizes, "BGR")))
+    info = result.info
+    assert info["verification"]["accuracy"]["runner"]["backend"] == "tensorrt"
+    profile = info["profiles"][0]
+    assert profile["input"] == "image" and profile["opt"][1:] == [120, 160, 3]
+    assert info["end_to_end_parity"]["agreement_excl_ties"] >= 0.999
+    images = sample_images([(120, 160)] if sizes == "fixed" else [(48, 64), (131, 97)])
+    with Segmenter.open(result.artifact) as engine, Segmenter.open(small_onnx) as plain:
+        assert engine.runner.input_dtype == np.uint8
+        report = end_to_end_parity(engine, plain, images)
+    assert report["agreement_excl_ties"] >= (0.999 if precision == "fp16" else 0.9)

@@ -249,15 +249,16 @@ static ocr_status read_info(ocr_segmenter *s)
     PyObject *answer = PyObject_CallMethod(host_bridge(), "describe", "O", s->runtime);
     if (answer == NULL)
         return host_failure("create");
-    unsigned int classes, height, width, channels, max_batch;
+    unsigned int classes, height, width, channels, max_batch, min_h, min_w, max_h, max_w;
     int has_scores;
     PyObject *names;
     const char *palette, *precision, *backend, *device;
     Py_ssize_t palette_size;
     ocr_status status = OCR_OK;
-    if (!PyArg_ParseTuple(answer, "IO!y#IIIpIsss", &classes, &PyList_Type, &names, &palette,
-                          &palette_size, &height, &width, &channels, &has_scores, &max_batch,
-                          &precision, &backend, &device)) {
+    if (!PyArg_ParseTuple(answer, "IO!y#IIIpIsss(IIII)", &classes, &PyList_Type, &names,
+                          &palette, &palette_size, &height, &width, &channels, &has_scores,
+                          &max_batch, &precision, &backend, &device, &min_h, &min_w, &max_h,
+                          &max_w)) {
         status = host_failure("create");
         goto done;
     }
@@ -270,6 +271,10 @@ static ocr_status read_info(ocr_segmenter *s)
     info->label_type = classes >= 1 && classes <= 256 ? OCR_LABEL_U8 : OCR_LABEL_U16;
     info->has_scores = has_scores;
     info->max_batch = max_batch;
+    info->image_min_width = min_w;
+    info->image_min_height = min_h;
+    info->image_max_width = max_w;
+    info->image_max_height = max_h;
     s->class_names = calloc(classes ? classes : 1, sizeof(char *));
     s->palette = malloc(palette_size ? (size_t)palette_size : 1);
     s->precision = copy_string(precision);

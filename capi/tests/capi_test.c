@@ -102,10 +102,11 @@ static int cmd_info(const char *model)
     if (status != OCR_OK)
         return die("open", status);
     printf("abi %u\nclasses %u\ninput %ux%ux%u\nlabel_type %d\nhas_scores %d\nmax_batch %u\n"
-           "precision %s\nbackend %s\ndevice %s\n", (unsigned)ocr_abi_version(),
-           info.num_classes, info.input_width, info.input_height, info.input_channels,
-           (int)info.label_type, (int)info.has_scores, info.max_batch, info.precision,
-           info.backend, info.device);
+           "precision %s\nbackend %s\ndevice %s\nimages %ux%u to %ux%u\n",
+           (unsigned)ocr_abi_version(), info.num_classes, info.input_width, info.input_height,
+           info.input_channels, (int)info.label_type, (int)info.has_scores, info.max_batch,
+           info.precision, info.backend, info.device, info.image_min_width,
+           info.image_min_height, info.image_max_width, info.image_max_height);
     for (uint32_t k = 0; k < info.num_classes; k++)
         printf("class %u %u %u %u %s\n", k, info.palette[3 * k], info.palette[3 * k + 1],
                info.palette[3 * k + 2], info.class_names[k]);

@@ -89,6 +89,12 @@ class Backend(ABC):
         """Write the artifact's bytes to ``target`` (a temporary file the pipeline commits
         with the sidecar as one pair, at ``artifact``); return the facts for the sidecar."""
 
+    def store_metadata(self, built: Path, meta: ExportMetadata) -> None:
+        """Write ``meta`` into the artifact at ``built`` when it carries its metadata (a
+        build's later figures, e.g. the end-to-end parity). Default: nothing, the sidecar
+        holds the metadata."""
+        return None
+
     @abstractmethod
     def coverage(self, fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto,
                  built: Path, kept: dict[str, list[str]]) -> dict:
@@ -118,10 +124,29 @@ class Backend(ABC):
     def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
         """The exported model's metadata, from the artifact or its sidecar."""
 
+    def compute_capability(self, sidecar: dict | None) -> str | None:
+        """The GPU compute capability (``"8.9"``) the artifact was built for and runs on
+        only, from its sidecar; None for an artifact that runs on any device. Default:
+        None."""
+        return None
+
     def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
         """Extra ``config.pbtxt`` entries (``packaging.pbtxt`` messages) for Triton's backend
         of this platform, from what the build recorded. Default: none."""
         return []
+
+
+def end_to_end_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """An end-to-end artifact's tensors as its metadata records them: the uint8 image
+    ``[-1, H, W, C]``, labels ``[-1, H, W]`` of its label dtype, float32 scores
+    ``[-1, H, W, K]`` when it has them (H, W: the fixed size, or -1 where a side varies)."""
+    e2e = meta.end_to_end
+    low, high = meta.image_sizes()
+    sides = [a if a == b else -1 for a, b in zip(low, high, strict=True)]
+    outputs = [TensorSpec(e2e["labels"], e2e["label_dtype"], [-1, *sides])]
+    if e2e.get("scores"):
+        outputs.append(TensorSpec(e2e["scores"], "float32", [-1, *sides, meta.num_classes]))
+    return [TensorSpec(e2e["input"], "uint8", [-1, *sides, meta.input_channels])], outputs
 
 
 def unknown_backend(name: str, choices: tuple[str, ...]) -> BadInputError:

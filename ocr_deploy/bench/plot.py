@@ -28,7 +28,7 @@ def plot_report(report: dict, path: Path) -> Path:
             batches = [b["batch"] for b in entries]
             median = [b[mode]["median_ms"] for b in entries]
             line, = axis.plot(batches, median, marker="o",
-                              label=f"{result['name']} ({result['backend']}, {result['device']})")
+                              label=_label(result))
             axis.fill_between(batches, [b[mode]["min_ms"] for b in entries],
                               [b[mode]["p90_ms"] for b in entries], color=line.get_color(),
                               alpha=0.2)
@@ -44,3 +44,10 @@ def plot_report(report: dict, path: Path) -> Path:
     plt.close(figure)
     write_bytes_atomic(Path(path), buffer.getvalue())
     return Path(path)
+
+
+def _label(result: dict) -> str:
+    """``name [e2e] HxW (backend, device)``: the image size tells rows of one model apart."""
+    e2e = " e2e" if result.get("end_to_end_artifact") else ""
+    size = "x".join(map(str, result.get("image_size", [])))
+    return f"{result['name']}{e2e} {size} ({result['backend']}, {result['device']})"

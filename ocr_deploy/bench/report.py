@@ -10,8 +10,9 @@ JSON layout (``schema`` = ``"ocr-bench/1"``)::
     results     one per artifact, in the order given:
       artifact, name, kind ("onnx" | "engine" | "keras"), backend ("onnxruntime" |
       "tensorrt" | "tensorflow"), device ("cpu" | "cuda"), providers (ONNX Runtime's, else
-      null), precision, input_size [h, w], image_size [H, W], outputs (what was fetched),
-      open_s (seconds to load),
+      null), precision, input_size [h, w], image_size [H, W], end_to_end_artifact (true:
+      pre- and post-processing in its graph; its compute and end_to_end rows are the same
+      call), outputs (what was fetched), open_s (seconds to load),
       batches     one per batch size: {batch, compute: STATS, end_to_end: STATS (absent with
                   --compute-only)}
       memory      {peak_rss_mib, rss_before_mib, rss_peak_scope ("since reset": this
@@ -34,8 +35,8 @@ STATS_KEYS = ("iterations", "min_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms"
 
 def format_table(report: dict) -> str:
     """All artifacts side by side, grouped by batch size; '!' marks unstable timings."""
-    header = ["batch", "artifact", "backend", "device", "compute ms", "p90", "p99", "img/s",
-              "end-to-end ms", "p90", "p99", "img/s", "peak MiB"]
+    header = ["batch", "artifact", "backend", "device", "image", "compute ms", "p90", "p99",
+              "img/s", "end-to-end ms", "p90", "p99", "img/s", "peak MiB"]
     rows = []
     batches = sorted({b["batch"] for r in report["results"] for b in r["batches"]})
     for batch in batches:
@@ -43,7 +44,9 @@ def format_table(report: dict) -> str:
             entry = next((b for b in result["batches"] if b["batch"] == batch), None)
             if entry is None:
                 continue
-            row = [str(batch), result["name"], result["backend"], result["device"]]
+            name = result["name"] + (" (e2e)" if result.get("end_to_end_artifact") else "")
+            row = [str(batch), name, result["backend"], result["device"],
+                   "x".join(map(str, result["image_size"]))]
             for mode in ("compute", "end_to_end"):
                 stats = entry.get(mode)
                 if stats is None:
@@ -55,12 +58,15 @@ def format_table(report: dict) -> str:
             row.append(f"{result['memory']['peak_rss_mib']:.0f}")
             rows.append(row)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i >= 4 or i == 0 else cell.ljust(w)
+    lines = ["  ".join(cell.rjust(w) if i >= 5 or i == 0 else cell.ljust(w)
                        for i, (cell, w) in enumerate(zip(line, widths, strict=True)))
              for line in [header, *rows]]
     lines.insert(1, "-" * len(lines[0]))
     notes = ["median latency per batch in ms; img/s = batch / mean latency; "
-             "'!' = runs vary more than 5 %"]
+             "'!' = runs vary more than 5 %; image: the end-to-end images' size"]
+    if any(r.get("end_to_end_artifact") for r in report["results"]):
+        notes.append("(e2e): an end-to-end artifact, pre- and post-processing in its graph: "
+                     "compute and end-to-end are the same call on uint8 images of its size")
     if report["warnings"]:
         notes += [f"warning: {w}" for w in report["warnings"]]
         notes.append("unstable timings: close other programs, or measure longer "

@@ -4,6 +4,11 @@
   this includes the host/device copies; for ONNX Runtime its I/O-bound run).
 - **end_to_end**: ``Segmenter.predict`` on uint8 images of the original size: resize,
   normalise, run, resize the scores back, argmax.
+
+An end-to-end artifact (``ocr-build-engine --end-to-end``) does all of that in its graph:
+both rows are its own run on uint8 images of its size (its fixed size; for a range
+``image_size``, else its largest size), ``compute`` on a batch stacked once and
+``end_to_end`` through ``predict``: the same call.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int
     with segmenter:
         info = segmenter.describe()
         gpu = segmenter.runner.device == "cuda"
-        size = tuple(image_size) if image_size else segmenter.input_size
+        size = bench_size(segmenter, image_size)
         if segmenter.max_batch and max(batches) > segmenter.max_batch:
             raise BadInputError(path, f"batch sizes up to the artifact's maximum "
                                 f"{segmenter.max_batch}", f"{max(batches)}",
@@ -115,6 +120,7 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int
                 "backend": info["backend"], "device": info["device"],
                 "providers": info.get("providers"), "precision": info["precision"],
                 "input_size": info["input_size"], "image_size": list(size),
+                "end_to_end_artifact": bool(segmenter.metadata.end_to_end),
                 "outputs": outputs, "open_s": round(open_s, 3), "batches": runs,
                 "memory": {"peak_rss_mib": memory.peak_rss_mib(), "rss_before_mib": rss_before,
                            "rss_peak_scope": rss_method,
@@ -123,21 +129,35 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int
                 "warnings": warnings}
 
 
+def bench_size(segmenter: Segmenter, image_size: tuple[int, int] | None) -> tuple[int, int]:
+    """The end-to-end image size: ``image_size``, else the model's input size (an
+    end-to-end artifact: its fixed size, or its range's largest; a given size is checked)."""
+    sizes = segmenter.metadata.image_sizes()
+    if image_size:
+        segmenter.check_image_sizes([tuple(image_size)])
+        return tuple(image_size)
+    return segmenter.input_size if sizes is None else sizes[1]
+
+
 def benchmark(paths: Sequence[Path], batches: Sequence[int] = BATCHES, warmup: int = WARMUP,
               iterations: int | None = ITERATIONS, duration: float | None = None,
               image_size: tuple[int, int] | None = None, end_to_end: bool = True,
               providers: Sequence | None = None, threads: int | None = None, seed: int = 0,
-              progress: Callable[[str], None] | None = None) -> dict:
-    """Benchmark several artifacts one after another; return the whole report."""
+              progress: Callable[[str], None] | None = None,
+              image_sizes: Sequence[tuple[int, int] | None] | None = None) -> dict:
+    """Benchmark several artifacts one after another; return the whole report.
+    ``image_sizes``: one per artifact, where given in place of ``image_size``."""
     _check_settings(batches, warmup, iterations, duration)
     if not paths:
         raise BadInputError(None, "at least one artifact", "none", "name .onnx/.engine files")
     results = []
-    for index, path in enumerate(paths, 1):
+    own = list(image_sizes or [None] * len(paths))
+    for index, (path, size) in enumerate(zip(paths, own, strict=True), 1):
         if progress:
             progress(f"[{index}/{len(paths)}] {path}")
         results.append(benchmark_artifact(path, batches, warmup, iterations, duration,
-                                          image_size, end_to_end, providers, threads, seed))
+                                          size or image_size, end_to_end, providers, threads,
+                                          seed))
     return {"schema": SCHEMA,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),

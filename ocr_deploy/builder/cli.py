@@ -1,5 +1,6 @@
 """``ocr-build-engine [MODEL.onnx] --fp32|--fp16|--int8``: a deployable artifact within an
-accuracy budget, on TensorRT (GPU) or ONNX Runtime (CPU, or GPU execution providers)."""
+accuracy budget, on TensorRT (GPU) or ONNX Runtime (CPU, or GPU execution providers).
+With --end-to-end it takes uint8 camera images and returns the label map at their size."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from ocr_deploy.cli_support import (
     parser_for,
     print_json,
     run_command,
+    size_arg,
 )
+from ocr_deploy.errors import BadInputError
 
 EPILOG = """Without MODEL, the most recent export in export/ is used.
 exit codes: 0 built (and verified); 2 bad input or usage; 3 accuracy budget missed;
@@ -33,6 +36,82 @@ def _bounded(kind, low: float, high: float, what: str):
             raise argparse.ArgumentTypeError(f"expected {what}, found '{text}'")
         return value
     return parse
+
+
+def image_range(text: str):
+    """Parse ``MINxMIN:MAXxMAX`` or ``MIN:OPT:MAX`` sizes (``480x640:1080x1920``) into
+    ``ImageSizes``."""
+    from ocr_deploy.graph.end_to_end import ImageSizes
+
+    parts = text.split(":")
+    try:
+        sizes = [size_arg(part) for part in parts]
+    except argparse.ArgumentTypeError:
+        sizes = []
+    if len(sizes) not in (2, 3) or not all(a <= b <= c for a, b, c in zip(
+            sizes[0], sizes[-2] if len(sizes) == 3 else sizes[0], sizes[-1], strict=True)):
+        raise argparse.ArgumentTypeError(
+            f"expected MINxMIN:MAXxMAX (or MIN:OPT:MAX sizes), each side growing, like "
+            f"480x640:1080x1920, found '{text}'")
+    return ImageSizes(sizes[0], sizes[-1], sizes[1] if len(sizes) == 3 else None)
+
+
+def add_end_to_end(parser: argparse.ArgumentParser) -> None:
+    """The --end-to-end group, its defaults from ``builder.end_to_end.EndToEndRequest``."""
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.graph.label_maps import ARGMAX_FORMS, LABEL_FORMS
+
+    defaults = EndToEndRequest(sizes=None)
+    group = parser.add_argument_group(
+        "end to end: uint8 camera images [N,H,W,3] in, uint8 labels at their size out "
+        "(resize, colour order, normalisation, the model, resize back, argmax in the graph)")
+    group.add_argument("--end-to-end", action="store_true",
+                       help="build an end-to-end artifact (needs --image-size or "
+                            "--image-range)")
+    sizes = group.add_mutually_exclusive_group()
+    sizes.add_argument("--image-size", type=size_arg, metavar="HxW",
+                       help="the camera's fixed image size, e.g. 1024x2048 (default: none)")
+    sizes.add_argument("--image-range", type=image_range, metavar="MIN:MAX",
+                       help="a range of image sizes, MINxMIN:MAXxMAX (e.g. 480x640:1080x1920) "
+                            "or MIN:OPT:MAX (TensorRT tunes for OPT; default OPT: MAX) "
+                            "(default: none)")
+    group.add_argument("--bgr", action="store_true",
+                       help="images in BGR order (OpenCV, DeepStream); default RGB")
+    group.add_argument("--scores", action="store_true", default=defaults.scores,
+                       help="also output float32 scores [N,H,W,K] at the image size")
+    group.add_argument("--e2e-labels", choices=("auto", "dense", "boundary"),
+                       default=defaults.labels_form,
+                       help="how labels reach the image size; auto: per backend "
+                            f"({'/'.join(LABEL_FORMS)}, docs/end_to_end.md)")
+    group.add_argument("--e2e-argmax", choices=("auto", *ARGMAX_FORMS),
+                       default=defaults.argmax_form,
+                       help="argmax op or comparison chain; auto: per backend")
+
+
+def end_to_end_request(args: argparse.Namespace):
+    """The ``EndToEndRequest`` the flags ask for (None without --end-to-end); its flags
+    without --end-to-end, or --end-to-end without a size, are an error."""
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.graph.end_to_end import ImageSizes
+
+    defaults = EndToEndRequest(sizes=None)
+    given = [flag for flag, value, default in (
+        ("--image-size", args.image_size, None), ("--image-range", args.image_range, None),
+        ("--bgr", args.bgr, False), ("--scores", args.scores, defaults.scores),
+        ("--e2e-labels", args.e2e_labels, defaults.labels_form),
+        ("--e2e-argmax", args.e2e_argmax, defaults.argmax_form)) if value != default]
+    if not args.end_to_end:
+        if given:
+            raise BadInputError(None, f"{', '.join(given)} with --end-to-end",
+                                f"{', '.join(given)} without it",
+                                "add --end-to-end, or drop the option(s)")
+        return None
+    if args.image_size is None and args.image_range is None:
+        raise BadInputError(None, "--image-size HxW or --image-range MIN:MAX with "
+                            "--end-to-end", "neither", "give the camera's image size")
+    sizes = ImageSizes.fixed(*args.image_size) if args.image_size else args.image_range
+    return EndToEndRequest(sizes, "BGR" if args.bgr else "RGB", args.scores,
+                           args.e2e_labels, args.e2e_argmax)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--no-verify", action="store_true", help="skip verification")
     ver.add_argument("--no-sensitivity-search", action="store_true",
                      help="fail instead of searching for layers to keep when INT8 misses")
+    add_end_to_end(parser)
     for backend in BACKENDS:
         add_arguments(parser, f"{backend.name} backend", backend.options_type, backend.name)
     add_reporting(parser, "the sidecar")
@@ -125,6 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     from ocr_deploy.precision.evaluate import Budget
     from ocr_deploy.progress import Progress
 
+    end_to_end = end_to_end_request(args)
     model = args.model
     if model is None:
         model = latest_export()
@@ -142,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         sensitivity_search=not args.no_sensitivity_search,
         backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
-        quiet=args.quiet or args.json))
+        end_to_end=end_to_end, quiet=args.quiet or args.json))
     if args.json:
         print_json(result.info)
     else:
@@ -164,6 +245,10 @@ def _summary(result, precision: str) -> str:
         line += f" (verified by {runner.get('backend')} on {where}: {verification['data']})"
     else:
         line += ", not verified"
+    parity = info.get("end_to_end_parity")
+    if parity:
+        line += (f", end to end: labels as Segmenter.predict on {parity['agreement']:.4%} "
+                 f"of pixels ({parity['agreement_excl_ties']:.4%} outside ties)")
     coverage = info.get("int8_coverage")
     if coverage:
         line += f", {coverage['integer_mac_share']:.1%} of MACs in integer kernels"

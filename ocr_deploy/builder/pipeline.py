@@ -1,13 +1,18 @@
 """The build pipeline behind ``ocr-build-engine``:
 read and check metadata -> precision ONNX (FP16 casts, or INT8 Q/DQ placed for the chosen
-backend from streamed calibration) -> backend build -> the verdict: the built artifact in
-its own backend's runner against FP32 within the budget (INT8 that misses: a sensitivity
-search on the ONNX Runtime CPU proxy, then a rebuild and a new verdict) -> INT8 coverage
-report -> the artifact and its sidecar, written as one pair (nothing when the verdict fails).
+backend from streamed calibration) -> [``--end-to-end``: the end-to-end graph around it,
+``builder.end_to_end``] -> backend build -> the verdict: the built artifact in its own
+backend's runner against FP32 within the budget (INT8 that misses: a sensitivity search on
+the ONNX Runtime CPU proxy, on the core, then a rebuild and a new verdict) -> [end to end:
+the parity figure against ``Segmenter.predict`` on the plain core, into the metadata] ->
+INT8 coverage report -> the artifact and its sidecar, written as one pair (nothing when the
+verdict fails).
 
 Verification always runs unless ``--no-verify``: on the validation set (masks optional:
 agreement always, mIoU with masks), else on the calibration images, else on seeded
-synthetic images in the export's input range (agreement only, said in the summary).
+synthetic images in the export's input range (agreement only, said in the summary). An
+end-to-end build is judged on camera-size images against ``Segmenter.predict`` on the FP32
+export (``builder.end_to_end.camera_images``).
 """
 
 from __future__ import annotations
@@ -23,8 +28,17 @@ import onnx
 from ocr_deploy import backends
 from ocr_deploy.backends import Backend
 from ocr_deploy.backends.options import changed_flags
+from ocr_deploy.builder.end_to_end import (
+    EndToEndRequest,
+    camera_images,
+    cpu_segmenter,
+    default_name,
+    parity_images,
+)
+from ocr_deploy.end_to_end_parity import end_to_end_parity
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.files import check_writable_output, latest_file
+from ocr_deploy.graph.end_to_end import record_parity
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibrate import (
     MEMORY_MIB,
@@ -38,6 +52,7 @@ from ocr_deploy.precision.evaluate import (
     Accuracy,
     Budget,
     artifact_accuracy,
+    end_to_end_accuracy,
     proxy_accuracy,
     reference,
 )
@@ -47,6 +62,7 @@ from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
 from ocr_deploy.precision.sensitivity import search
 from ocr_deploy.progress import Progress
 from ocr_deploy.runtime.artifact import check_contract
+from ocr_deploy.runtime.segmenter import Segmenter
 from ocr_deploy.sidecar import sidecar_output, sidecar_path
 from ocr_deploy.signature import check_onnx
 
@@ -84,6 +100,7 @@ class BuildRequest:
     budget: Budget = field(default_factory=Budget)
     ignore_index: int | None = IGNORE_INDEX
     sensitivity_search: bool = True
+    end_to_end: EndToEndRequest | None = None  # camera pixels in, label map out
     # backend name -> its options (``Backend.options_type``); missing: the defaults
     backend_options: dict = field(default_factory=dict)
     quiet: bool = False
@@ -112,16 +129,19 @@ def latest_export(folder: Path = EXPORT_FOLDER) -> Path:
     return found
 
 
-def default_output(onnx_path: Path, precision: str, backend: Backend) -> Path:
-    """``engines/<model>_<precision><suffix>``."""
-    return ENGINE_FOLDER / f"{Path(onnx_path).stem}_{precision}{backend.suffix}"
+def default_output(onnx_path: Path, precision: str, backend: Backend,
+                   end_to_end: bool = False) -> Path:
+    """``engines/<model>_<precision>[_e2e]<suffix>``."""
+    stem = f"{Path(onnx_path).stem}_{precision}"
+    return ENGINE_FOLDER / f"{default_name(stem) if end_to_end else stem}{backend.suffix}"
 
 
 def resolve_output(request: BuildRequest, backend: Backend) -> Path:
     """The artifact path: ``-o`` (a suffix-less name gets the backend's suffix) or the
     default; a folder, or a suffix of another backend's artifact, is an error."""
     if request.output is None:
-        return default_output(request.onnx, request.precision, backend)
+        return default_output(request.onnx, request.precision, backend,
+                              request.end_to_end is not None)
     output = Path(request.output)
     if output.is_dir():
         raise BadInputError(output, "a file path for the artifact", "a folder",
@@ -187,10 +207,13 @@ def build(request: BuildRequest) -> BuildResult:
     meta = check_onnx(fp32_model, source)
     _check_node_names(source, fp32_model, request.keep_fp32)
     backend, why = backends.choose(request.backend)
+    if request.end_to_end is not None:
+        request.end_to_end.validate(meta, backend.name, source)
     output = resolve_output(request, backend)
     check_writable_output(output, request.force)
     check_writable_output(sidecar_path(output), request.force)
-    stages = 2 + (request.precision == "int8") + request.verify
+    stages = 2 + (request.precision == "int8") + request.verify \
+        + (request.verify and request.end_to_end is not None)
     progress = Progress(stages, request.quiet)
     progress.note(f"backend: {backend.name} ({why})")
     for flag in ignored_options(request, backend):
@@ -212,6 +235,8 @@ def build(request: BuildRequest) -> BuildResult:
                                  _flatten(job.exclusions))
     data = _validation_data(request, meta, job.calib_data, progress) if request.verify \
         else None
+    if request.end_to_end is not None:
+        progress.note(f"end to end: {request.end_to_end.describe()} in, labels out")
     with sidecar_output(output, request.force) as write:
         model, backend_info = job.build_and_verify(model, data, write.artifact_tmp)
         if request.precision == "int8":
@@ -245,6 +270,7 @@ class _Job:
     exclusions: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     meta: ExportMetadata | None = None
+    core: tuple[bytes, ExportMetadata] | None = None  # an end-to-end build's plain core
 
     def __post_init__(self):
         self.info["precision"] = self.request.precision
@@ -272,6 +298,8 @@ class _Job:
                               f"{request.budget.min_agreement:.2%})", _describe(accuracy),
                               "loosen --max-miou-drop/--min-agreement, add calibration data, "
                               "or keep layers with --keep-fp32")
+        if request.end_to_end is not None:
+            self._parity(target, built)
         return model, built
 
     def _build(self, model: onnx.ModelProto, target: Path) -> dict:
@@ -279,21 +307,37 @@ class _Job:
         self.meta = replace(self.source_meta, precision=self.request.precision,
                             build={k: v for k, v in self.info.items() if k != "verification"})
         write_metadata(model, self.meta)
+        e2e = self.request.end_to_end
+        if e2e is not None:
+            self.core = model.SerializeToString(), self.meta
+            model, self.meta = e2e.wrap(model, self.meta, self.backend.name, self.request.onnx)
+            self.progress.note(f"wrapped end to end for {self.backend.name}: labels "
+                               f"{self.meta.end_to_end['forms']['labels']}, argmax "
+                               f"{self.meta.end_to_end['forms']['argmax']}")
         with self.progress.stage(f"building with {self.backend.name}"):
             return self.backend.build(model.SerializeToString(), target, self.output,
                                       self.meta, self.request.precision, self.options,
                                       self.progress.note)
 
     def _verdict(self, target: Path, built: dict, data: SampleSet) -> Accuracy:
-        """The built artifact through its own backend's runner against FP32."""
-        backend = self.backend
+        """The built artifact through its own backend's runner against FP32 (an end-to-end
+        one on camera-size images against ``Segmenter.predict`` on the FP32 export)."""
+        backend, e2e = self.backend, self.request.end_to_end is not None
+        if e2e:
+            data = camera_images(data, self.meta, self.request.val_samples or SYNTHETIC_SAMPLES)
         with self.progress.stage(f"verifying the built artifact against FP32 ({backend.name} "
                                  f"runner, {data.description})"):
             runner = backend.open_runner(target, {"backend": backend.name, **built})
             try:
                 check_contract(target, self.meta, runner)
-                accuracy = artifact_accuracy(runner, self.fp32_bytes, data, self.meta,
-                                             self.request.ignore_index)
+                if e2e:
+                    with cpu_segmenter(self.fp32_bytes, self.source_meta, "fp32") as fp32:
+                        accuracy = end_to_end_accuracy(
+                            Segmenter(runner, self.meta, target), fp32, data,
+                            data.data.folder if data.data else None, self.request.ignore_index)
+                else:
+                    accuracy = artifact_accuracy(runner, self.fp32_bytes, data, self.meta,
+                                                 self.request.ignore_index)
             finally:
                 runner.close()
             self.info.setdefault("verification", {}).update({
@@ -302,6 +346,33 @@ class _Job:
                 "ignore_index": self.request.ignore_index})
             self.progress.note(_describe(accuracy))
         return accuracy
+
+    def _parity(self, target: Path, built: dict) -> None:
+        """An end-to-end artifact's labels against ``Segmenter.predict`` on its plain core
+        (ONNX Runtime CPU) on images of the sizes it takes: into its metadata, the sidecar."""
+        backend = self.backend
+        images = parity_images(self.meta)
+        with self.progress.stage(f"end-to-end parity against Segmenter.predict on the plain "
+                                 f"{self.request.precision} core ({len(images)} images)"):
+            runner = backend.open_runner(target, {"backend": backend.name, **built})
+            core_bytes, core_meta = self.core
+            try:
+                with cpu_segmenter(core_bytes, core_meta, "plain core") as plain:
+                    report = end_to_end_parity(Segmenter(runner, self.meta, target), plain,
+                                               images)
+            finally:
+                runner.close()
+            report["reference"] += f" (the plain {self.request.precision} core on ONNX " \
+                "Runtime CPU)"
+            self.meta = record_parity(None, self.meta, report)
+            backend.store_metadata(target, self.meta)
+            self.info["end_to_end_parity"] = report
+            self.progress.note(f"labels agree with Segmenter.predict on "
+                               f"{report['agreement']:.4%} of {report['pixels']} pixels "
+                               f"({report['agreement_excl_ties']:.4%} outside ties)")
+            if report["agreement_excl_ties"] < 1.0:
+                self.progress.warn("the end-to-end labels differ from Segmenter.predict on "
+                                   "the plain core outside ties (see end_to_end_parity)")
 
     def _search(self, data: SampleSet, missed: Accuracy) -> onnx.ModelProto:
         """Layers to keep in higher precision, ranked and searched on the ONNX Runtime CPU

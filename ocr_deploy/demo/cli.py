@@ -2,8 +2,10 @@
 
 Exports the shipped demo OCRNet with a parity check (export/), builds FP32, FP16 and INT8
 artifacts within the accuracy budget (engines/: TensorRT where present, else ONNX
-Runtime), draws prediction overlays and benchmarks Keras against the built artifacts
-(demo_output/: predictions.png, latency.png, bench.json).
+Runtime) and an INT8 end-to-end artifact for 480x640 frames (uint8 pixels in, labels
+out), draws prediction overlays and benchmarks Keras against the built artifacts, the
+end-to-end one beside the plain INT8 one on 480x640 images (demo_output/:
+predictions.png, latency.png, bench.json).
 """
 
 from __future__ import annotations

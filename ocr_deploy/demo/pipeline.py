@@ -1,7 +1,10 @@
 """The main job on the demo model, end to end:
 
 export with parity -> engines in FP32, FP16 and INT8 (TensorRT where present, else ONNX
-Runtime) within the accuracy budget -> prediction overlays -> benchmark table and plot.
+Runtime) within the accuracy budget, and an INT8 end-to-end artifact for 480x640 camera
+frames (uint8 pixels in, labels out: ``ocr-build-engine --end-to-end``) -> prediction
+overlays -> benchmark table and plot (the end-to-end artifact beside the plain INT8 one
+on images of its size).
 
 Exported models go to ``export/``, built artifacts to ``engines/``, and pictures, data and
 the benchmark report to ``demo_output/``. Rerunning replaces the demo's own outputs and
@@ -24,6 +27,8 @@ CALIB_SAMPLES = 64
 VAL_SAMPLES = 100
 OVERLAY_SAMPLES = 4
 BENCH_BATCHES = (1, 4, 8)
+CAMERA = (480, 640)  # the end-to-end artifact's image size (the demo model takes 96x96)
+END_TO_END = "int8_e2e"  # its key in DemoResult.builds
 
 
 @dataclass
@@ -45,14 +50,16 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
     from ocr_deploy.bench.plot import plot_report
     from ocr_deploy.bench.report import format_table
     from ocr_deploy.bench.runner import benchmark
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
     from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
     from ocr_deploy.files import write_bytes_atomic
+    from ocr_deploy.graph.end_to_end import ImageSizes
 
     workdir = Path(workdir)
     out = workdir / "demo_output"
-    progress = Progress(5, quiet)
+    progress = Progress(6, quiet)
     with progress.stage("exporting the demo model with parity check"):
         exported = export_model(ExportRequest(
             model=DEMO_MODEL, output=workdir / "export" / "demo_ocrnet.onnx", force=True,
@@ -75,12 +82,24 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
                 output=workdir / "engines" / f"demo_ocrnet_{precision}", quiet=True, **data))
             result.builds[precision] = built.info
             progress.note(_describe_build(precision, built.info))
+    with progress.stage(f"building an INT8 end-to-end artifact for {CAMERA[0]}x{CAMERA[1]} "
+                        "camera frames"):
+        built = build(BuildRequest(
+            onnx=exported.onnx_path, precision="int8", backend=backend, force=True,
+            output=workdir / "engines" / "demo_ocrnet_int8_e2e", quiet=True, val_dir=val,
+            calib_dir=calib, calib_samples=CALIB_SAMPLES,
+            end_to_end=EndToEndRequest(ImageSizes.fixed(*CAMERA))))
+        result.builds[END_TO_END] = built.info
+        progress.note(_describe_build(END_TO_END, built.info))
     with progress.stage("predicting overlays"):
         result.overlays = _overlays(result.builds, val, out / "predictions.png")
         progress.note(f"wrote {result.overlays}")
     with progress.stage("benchmarking (Keras vs the built artifacts)"):
         artifacts = [DEMO_MODEL] + [Path(result.builds[p]["artifact"]) for p in PRECISIONS]
-        result.bench = benchmark(artifacts, BENCH_BATCHES, warmup=3, iterations=iterations)
+        sizes = [None] * len(artifacts) + [CAMERA, None]  # plain INT8 and e2e at 480x640
+        artifacts += [Path(result.builds[p]["artifact"]) for p in ("int8", END_TO_END)]
+        result.bench = benchmark(artifacts, BENCH_BATCHES, warmup=3, iterations=iterations,
+                                 image_sizes=sizes)
         result.bench_table = format_table(result.bench)
         write_bytes_atomic(out / "bench.json", (json.dumps(result.bench, indent=2) + "\n")
                            .encode())
@@ -94,6 +113,9 @@ def _describe_build(precision: str, info: dict) -> str:
     if accuracy:
         text += (f", mIoU {accuracy['miou']:.2f} vs FP32 {accuracy['miou_fp32']:.2f}, "
                  f"label agreement {accuracy['agreement']:.2%}")
+    parity = info.get("end_to_end_parity")
+    if parity:
+        text += f", labels as Segmenter.predict on {parity['agreement']:.4%} of pixels"
     calibration = info.get("calibration")
     if calibration:
         text += (", calibration reused from cache" if calibration["cache_hit"] else
@@ -115,6 +137,8 @@ def _overlays(builds: dict, val: Path, path: Path) -> Path:
     truth = [np.asarray(Image.open(val / "labels" / f.name)) for f in files]
     columns = [("ground truth", truth)]
     for precision, info in builds.items():
+        if precision == END_TO_END:  # takes 480x640 frames only
+            continue
         with Segmenter.open(info["artifact"]) as segmenter:
             palette = palette_of(segmenter.metadata)
             columns.append((precision, segmenter.predict(images)))

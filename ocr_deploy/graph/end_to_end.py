@@ -89,10 +89,12 @@ AUTO = {
 @dataclass(frozen=True)
 class ImageSizes:
     """The image sizes an end-to-end graph takes: ``(H, W)`` from ``minimum`` to
-    ``maximum`` (equal: a fixed size)."""
+    ``maximum`` (equal: a fixed size). ``optimum``: the size a range is tuned for (a
+    TensorRT optimisation profile's opt; default the maximum)."""
 
     minimum: tuple[int, int]
     maximum: tuple[int, int]
+    optimum: tuple[int, int] | None = None
 
     @classmethod
     def fixed(cls, height: int, width: int) -> ImageSizes:
@@ -102,10 +104,16 @@ class ImageSizes:
     def is_fixed(self) -> bool:
         return self.minimum == self.maximum
 
+    @property
+    def profile(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """``(min, opt, max)`` sizes."""
+        return self.minimum, self.optimum or self.maximum, self.maximum
+
     def to_dict(self) -> dict:
         if self.is_fixed:
             return {"image_size": list(self.minimum)}
-        return {"image_range": {"min": list(self.minimum), "max": list(self.maximum)}}
+        low, opt, high = self.profile
+        return {"image_range": {"min": list(low), "opt": list(opt), "max": list(high)}}
 
     def describe(self) -> str:
         """``HxW``, or ``HxW to HxW`` for a range."""
@@ -113,12 +121,12 @@ class ImageSizes:
         return low if self.is_fixed else f"{low} to {high}"
 
     def validate(self) -> None:
-        sides = [*self.minimum, *self.maximum]
-        if len(sides) != 4 or not all(isinstance(s, int) and 1 <= s <= MAX_SIDE
+        sides = [side for size in self.profile for side in size]
+        if len(sides) != 6 or not all(isinstance(s, int) and 1 <= s <= MAX_SIDE
                                       for s in sides) \
-                or any(a > b for a, b in zip(self.minimum, self.maximum, strict=True)):
+                or not all(a <= b <= c for a, b, c in zip(*self.profile, strict=True)):
             raise BadInputError(None, f"image sizes HxW with sides 1..{MAX_SIDE} (a range: "
-                                "min <= max per side)", self.describe(),
+                                "min <= opt <= max per side)", self.describe(),
                                 "pass e.g. 1024x2048, or 480x640 to 1080x1920")
 
 
@@ -132,7 +140,7 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     names the model in errors. Bad arguments are ``BadInputError``."""
     meta = meta or read_metadata(model, source)
     check_signature(source, meta, onnx_signature(model))
-    _validate(meta, sizes, color_order, scores, labels_form, argmax_form, target, source)
+    validate_request(meta, sizes, color_order, scores, labels_form, argmax_form, target, source)
     opset = opset_of(model)
     if opset < MIN_OPSET:
         raise BadInputError(source, f"a model of opset {MIN_OPSET} or later", f"opset {opset}",
@@ -205,8 +213,11 @@ def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: 
     return size, normalization
 
 
-def _validate(meta: ExportMetadata, sizes: ImageSizes, color_order: str, scores: bool,
-              labels_form: str, argmax_form: str, target: str, source) -> None:
+def validate_request(meta: ExportMetadata, sizes: ImageSizes, color_order: str,
+                     scores: bool, labels_form: str, argmax_form: str, target: str,
+                     source) -> None:
+    """What ``make_end_to_end`` refuses, checked before any slow work
+    (``BadInputError``)."""
     if meta.end_to_end:
         raise BadInputError(source, "a plain exported model", "an end-to-end one",
                             "wrap the exported (or precision) model, not an end-to-end one")
@@ -339,10 +350,12 @@ def _dim(dim) -> int | str:
     return dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or "batch")
 
 
-def record_parity(model: onnx.ModelProto, meta: ExportMetadata, report: dict
+def record_parity(model: onnx.ModelProto | None, meta: ExportMetadata, report: dict
                   ) -> ExportMetadata:
     """Store a parity report (``end_to_end_parity``) in an end-to-end graph's metadata
-    (``end_to_end.parity``); returns the new metadata."""
+    (``end_to_end.parity``), written into ``model`` unless it is None (a build writes it
+    into the built artifact or its sidecar); returns the new metadata."""
     meta = replace(meta, end_to_end={**meta.end_to_end, "parity": report})
-    write_metadata(model, meta)
+    if model is not None:
+        write_metadata(model, meta)
     return meta

@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="N", help="GPU instances of the inference model")
     parser.add_argument("--e2e-instances", type=positive_int, default=defaults.e2e_instances,
                         metavar="N", help="CPU instances of the end-to-end model")
+    parser.add_argument("--other-gpu-engines", nargs="+", type=Path, default=[],
+                        metavar="ENGINE",
+                        help="TensorRT engines of the same model built on other GPUs: they "
+                             "join the Triton model, which picks the file for its GPU by "
+                             "compute capability (cc_model_filenames) (default: none)")
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help="ONNX Runtime threads per end-to-end instance (0: ONNX Runtime's "
                              "choice)")
@@ -68,6 +73,9 @@ def package(args: argparse.Namespace) -> int:
     if not args.triton and not args.deepstream:
         raise BadInputError(None, "--triton REPO and/or --deepstream DIR", "neither",
                             "say what to write")
+    if args.other_gpu_engines and not args.triton:
+        raise BadInputError(None, "--other-gpu-engines with --triton REPO", "no --triton",
+                            "add --triton REPO (DeepStream configs take one engine)")
     if args.threads < 0 or args.max_queue_delay_us < 0:
         raise BadInputError(None, "--threads and --max-queue-delay-us >= 0",
                             f"{args.threads} and {args.max_queue_delay_us}", "fix the value")
@@ -79,7 +87,8 @@ def package(args: argparse.Namespace) -> int:
                                 dynamic_batching=not args.no_dynamic_batching,
                                 max_queue_delay_us=args.max_queue_delay_us,
                                 instances=args.instances, e2e_instances=args.e2e_instances,
-                                threads=args.threads, force=args.force)
+                                threads=args.threads, force=args.force,
+                                gpu_engines=args.other_gpu_engines)
         written["triton"] = [str(p) for p in write_triton_repository(info, args.triton,
                                                                      options)]
     if args.deepstream:

@@ -6,7 +6,8 @@ channels. The export's ``(x - mean[c]) / std[c]`` maps onto it when the graph no
 itself (scale 1, offsets 0) or the three std values are equal; otherwise the artifact must
 be re-exported with ``--normalize-in-graph``. nvinfer reads class scores (the ``logits``
 or ``probabilities`` output) and takes the per-pixel argmax itself; a labels-only artifact
-cannot be used.
+cannot be used, nor an end-to-end one (``--end-to-end``: uint8 frames in, labels out),
+whose input is not the scaled float tensor nvinfer feeds and whose output is no score map.
 Written from NVIDIA's documented ``nvinfer`` properties; not run here (no DeepStream, no GPU).
 """
 
@@ -28,6 +29,13 @@ def nvinfer_properties(info: ArtifactInfo, model_file: str, labels_file: str,
                        batch_size: int = 1) -> dict[str, str]:
     """The ``[property]`` group of the nvinfer configuration, in file order."""
     meta = info.metadata
+    if meta.end_to_end:
+        raise BadInputError(info.path, "a plain artifact for DeepStream (nvinfer scales the "
+                            "frames to a float input itself, and its segmentation output "
+                            "(network-type=2) takes class scores and does its own argmax)",
+                            "an end-to-end artifact (uint8 images in, labels out)",
+                            "package the plain build (ocr-build-engine without --end-to-end) "
+                            "for DeepStream, or serve this one with ocr-package --triton")
     logits = info.output_of_kind("logits") or info.output_of_kind("probabilities")
     if logits is None:
         raise BadInputError(info.path, "a model with a logits output (nvinfer takes the "

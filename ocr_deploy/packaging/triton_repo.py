@@ -5,9 +5,17 @@ Two models per artifact, each with a version folder, a ``config.pbtxt`` and ``la
 - ``NAME``: the inference model itself (``onnxruntime_onnx`` for an ``.onnx``,
   ``tensorrt_plan`` for an ``.engine``): tensors, data types, dims and batch limits from the
   artifact; dynamic batching; GPU instances; the execution-provider settings the sidecar
-  recorded. Served by Triton's ONNX Runtime / TensorRT backends (GPU servers).
+  recorded. Served by Triton's ONNX Runtime / TensorRT backends (GPU servers). For an
+  end-to-end artifact (``ocr-build-engine --end-to-end``) this model alone serves camera
+  frames: ``UINT8`` images in (its fixed size, or ``[-1, -1, C]`` for a range), ``UINT8``
+  (``UINT16``) labels at their size out, no Python backend needed. Engines of one model
+  built for other GPUs (``gpu_engines``) go into it too, chosen by Triton per GPU through
+  ``cc_model_filenames`` (compute capability -> file, from each engine's sidecar).
 - ``NAME_e2e``: the end-to-end Python-backend model (``ocr_deploy.serving.triton_model``):
-  uint8 images of any size or encoded image bytes in, label maps at each image's size out.
+  uint8 images or encoded image bytes in, label maps at each image's size out (any size;
+  an end-to-end artifact's sizes), what a server with only the Python backend can serve.
+  It runs ``Segmenter.predict``: on an end-to-end artifact that is the artifact's own run,
+  with no pre- or post-processing in Python.
 
 Each model folder is written into a temporary folder and renamed into place; an existing
 model is replaced only with ``force``. The repository's ``README.md`` lists its models.
@@ -18,20 +26,20 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocr_deploy import serving
 from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
-from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec
+from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec, read_artifact
 from ocr_deploy.packaging.pbtxt import Enum, Message, parameter, render
 from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import sidecar_path
 
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16",
-                "float64": "TYPE_FP64", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8",
-                "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
+                "float64": "TYPE_FP64", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16",
+                "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
 E2E_SUFFIX = "_e2e"
 # model.py of the end-to-end model (not imported here: it needs Triton's Python backend)
 E2E_MODEL_SOURCE = Path(serving.__file__).with_name("triton_model.py")
@@ -49,6 +57,8 @@ class TritonOptions:
     e2e_instances: int = 1  # CPU instances of the end-to-end model
     threads: int = 0  # ONNX Runtime threads per end-to-end instance (0: its default)
     force: bool = False
+    # engines of the same model built on other GPUs: one Triton model, cc_model_filenames
+    gpu_engines: list[Path] = field(default_factory=list)
 
 
 def model_name(info: ArtifactInfo, options: TritonOptions) -> str:
@@ -72,15 +82,19 @@ def max_batch_size(info: ArtifactInfo, options: TritonOptions) -> int:
     return wanted
 
 
-def inference_config(info: ArtifactInfo, name: str, options: TritonOptions) -> Message:
-    """The inference model's config (a ``pbtxt`` message)."""
+def inference_config(info: ArtifactInfo, name: str, options: TritonOptions,
+                     gpu_files: dict[str, str] | None = None) -> Message:
+    """The inference model's config (a ``pbtxt`` message); ``gpu_files``: compute
+    capability -> model file (``cc_model_filenames``)."""
     batch = max_batch_size(info, options)
     config: Message = [("name", name), ("platform", info.backend.triton_platform),
                        ("max_batch_size", batch)]
-    layout = info.metadata.input_layout
+    meta = info.metadata
+    layout = "NHWC" if meta.end_to_end else meta.input_layout  # camera images: NHWC
     for tensor in info.inputs:
         config.append(("input", [*_tensor(tensor, batch), ("format", Enum(f"FORMAT_{layout}"))]))
-    labels_output = info.metadata.output_of_kind("labels")
+    labels_output = meta.end_to_end["labels"] if meta.end_to_end else \
+        meta.output_of_kind("labels")
     for tensor in info.outputs:
         extra = [("label_filename", LABELS_FILE)] if tensor.name == labels_output else []
         config.append(("output", _tensor(tensor, batch) + extra))
@@ -88,18 +102,61 @@ def inference_config(info: ArtifactInfo, name: str, options: TritonOptions) -> M
         config.append(("dynamic_batching", _batching(info, batch, options)))
     config.append(("instance_group", [("count", options.instances),
                                       ("kind", Enum("KIND_GPU"))]))
+    if gpu_files:
+        config.append(("default_model_filename", info.backend.triton_model_file))
+        config += [("cc_model_filenames", [("key", cc), ("value", file)])
+                   for cc, file in sorted(gpu_files.items())]
     return config + info.backend.triton_settings(info.sidecar, name)
+
+
+def gpu_model_files(info: ArtifactInfo, others: list[ArtifactInfo]) -> dict[str, ArtifactInfo]:
+    """``{compute capability: artifact}`` for ``info`` and the engines of the same model
+    built on other GPUs (empty without any): each engine's capability from its sidecar,
+    one engine per capability, and all of them the same model (source export, precision,
+    tensors and batch profile)."""
+    if not others:
+        return {}
+    by_capability: dict[str, ArtifactInfo] = {}
+    for entry in [info, *others]:
+        capability = entry.backend.compute_capability(entry.sidecar)
+        if capability is None:
+            raise BadInputError(entry.path, "an engine whose sidecar records the GPU "
+                                "compute capability it was built for (Triton picks one per "
+                                "GPU)", f"a {entry.backend.name} artifact without one",
+                                "pass TensorRT engines built by ocr-build-engine")
+        if capability in by_capability:
+            raise BadInputError(entry.path, "one engine per compute capability",
+                                f"a second engine for {capability} (beside "
+                                f"{by_capability[capability].path})", "drop one of them")
+        differs = [what for what, value in _identity(entry).items()
+                   if value != _identity(info)[what]]
+        if differs:
+            raise BadInputError(entry.path, f"an engine of the same model as {info.path}",
+                                f"another {' and '.join(differs)}", "build every engine "
+                                "from the same export with the same options, one per GPU")
+        by_capability[capability] = entry
+    return by_capability
+
+
+def _identity(info: ArtifactInfo) -> dict:
+    """What engines of one model share, whatever GPU they were built on."""
+    return {"source export": (info.sidecar or {}).get("source_onnx_sha256"),
+            "precision": info.precision, "tensors": (info.inputs, info.outputs),
+            "batch profile": info.profile_batches}
 
 
 def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
                labels_dtype: str) -> Message:
     """The end-to-end Python-backend model's config."""
-    channels = info.metadata.input_channels
+    meta = info.metadata
+    channels = meta.input_channels
     batch = options.max_batch or 8
+    sizes = meta.image_sizes()
+    sides = [a if a == b else -1 for a, b in zip(*sizes, strict=True)] if sizes else [-1, -1]
     config: Message = [
         ("name", name), ("backend", "python"), ("max_batch_size", batch),
         ("input", [("name", INPUT_PIXELS), ("data_type", Enum("TYPE_UINT8")),
-                   ("dims", [-1, -1, channels]), ("optional", True),
+                   ("dims", [*sides, channels]), ("optional", True),
                    ("allow_ragged_batch", True)]),
         ("input", [("name", INPUT_ENCODED), ("data_type", Enum("TYPE_STRING")),
                    ("dims", [1]), ("optional", True), ("allow_ragged_batch", True)]),
@@ -131,12 +188,19 @@ def write_triton_repository(info: ArtifactInfo, repo: Path,
             raise OutputExistsError(repo / model, "a model name not yet in the repository",
                                     "an existing model folder",
                                     "pass --force to replace it, or --name another")
-    labels_dtype = "uint8" if info.metadata.num_classes <= 256 else "int32"
+    e2e = info.metadata.end_to_end
+    labels_dtype = e2e["label_dtype"] if e2e else \
+        "uint8" if info.metadata.num_classes <= 256 else "int32"
     version = str(options.version)
     model_file = info.backend.triton_model_file
+    per_gpu = gpu_model_files(info, [read_artifact(p) for p in options.gpu_engines])
+    gpu_files = {cc: model_file if entry is info else f"{Path(model_file).stem}_{cc}"
+                 f"{Path(model_file).suffix}" for cc, entry in per_gpu.items()}
     written = [
-        _write_model(repo, name, inference_config(info, name, options), info,
-                     {f"{version}/{model_file}": info.path}),
+        _write_model(repo, name, inference_config(info, name, options, gpu_files), info,
+                     {f"{version}/{model_file}": info.path,
+                      **{f"{version}/{gpu_files[cc]}": entry.path
+                         for cc, entry in per_gpu.items() if entry is not info}}),
         _write_model(repo, e2e_name, e2e_config(info, e2e_name, options, labels_dtype), info,
                      {f"{version}/model.py": E2E_MODEL_SOURCE,
                       f"{version}/{info.path.name}": info.path,
@@ -213,6 +277,9 @@ Models:
 Each artifact gives two models. `NAME` is the inference model (`onnxruntime_onnx` for an
 ONNX, `tensorrt_plan` for a TensorRT engine): the raw model input (resized, normalised
 pixels) in, logits/labels out; it needs Triton's ONNX Runtime or TensorRT backend and a GPU.
+An end-to-end artifact's `NAME` takes the camera frames themselves (`image`, UINT8
+`[1,H,W,3]` in its colour order) and returns `labels` (UINT8, UINT16 beyond 256 classes)
+at their size: on a GPU server it is all you need.
 `NAME_e2e` is the end-to-end model (Python backend, `ocr_deploy.runtime` inside): send
 `IMAGE` (uint8 `[1,H,W,3]`, any size) or `IMAGE_BYTES` (`[1,1]` encoded PNG/JPEG), get
 `LABELS` `[1,H,W]` (class index per pixel, at the image's own size) back. Class names:

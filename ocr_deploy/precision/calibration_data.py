@@ -146,8 +146,15 @@ def _check_finite(path: Path, sample: np.ndarray) -> None:
 
 def _samples(path: Path, meta: ExportMetadata) -> Iterator[np.ndarray]:
     """Yield the preprocessed samples of one file."""
+    for sample in raw_samples(path, meta):
+        yield prepare_batch([sample], meta)[0] if sample.dtype == np.uint8 else sample
+
+
+def raw_samples(path: Path, meta: ExportMetadata) -> Iterator[np.ndarray]:
+    """Yield the samples of one file as stored: uint8 images ``[H,W,3]`` at their own size
+    (image files, uint8 arrays), or float inputs already shaped like the model input."""
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        yield prepare_batch([read_image(path)], meta)[0]
+        yield read_image(path)
         return
     try:
         if path.suffix.lower() == ".npz":
@@ -167,8 +174,7 @@ def _samples_from_array(path: Path, array: np.ndarray, meta: ExportMetadata):
                    if meta.input_layout == "NCHW"
                    else (meta.input_height, meta.input_width, meta.input_channels))
     if array.dtype == np.uint8 and array.ndim in (3, 4) and array.shape[-1] == 3:
-        for image in array.reshape(-1, *array.shape[-3:]):
-            yield prepare_batch([image], meta)[0]
+        yield from array.reshape(-1, *array.shape[-3:])
     elif np.issubdtype(array.dtype, np.floating) and array.shape[-3:] == model_shape:
         for sample in array.reshape(-1, *model_shape):
             yield np.asarray(sample, dtype=np.float32)
@@ -180,6 +186,12 @@ def _samples_from_array(path: Path, array: np.ndarray, meta: ExportMetadata):
 
 
 def _mask(folder: Path, path: Path, meta: ExportMetadata) -> np.ndarray:
+    return read_mask(folder, path, (meta.input_height, meta.input_width))
+
+
+def read_mask(folder: Path, path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The label mask of the image ``path`` (``folder/labels/<stem>.png``) as int32, at its
+    own size or resized nearest to ``size`` ``(H, W)``."""
     mask_path = folder / LABEL_FOLDER / f"{path.stem}.png"
     if not mask_path.is_file():
         raise BadInputError(mask_path, f"a label mask for {path.name}", "no such file",
@@ -187,9 +199,10 @@ def _mask(folder: Path, path: Path, meta: ExportMetadata) -> np.ndarray:
     from PIL import Image
 
     with Image.open(mask_path) as mask:
-        resized = mask.convert("L").resize((meta.input_width, meta.input_height),
-                                           Image.NEAREST)
-        return np.asarray(resized).astype(np.int32)
+        grey = mask.convert("L")
+        if size is not None and grey.size != (size[1], size[0]):
+            grey = grey.resize((size[1], size[0]), Image.NEAREST)
+        return np.asarray(grey).astype(np.int32)
 
 
 class SyntheticSamples(SampleSet):

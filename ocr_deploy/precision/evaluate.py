@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -103,10 +104,10 @@ class Reference:
 class _Tally:
     """Agreement (through ``Comparison``) and confusion matrices, batch by batch."""
 
-    def __init__(self, comparison: Comparison, labels_name: str, data: SampleSet,
-                 num_classes: int, ignore_index: int | None):
-        self.comparison, self.labels_name = comparison, labels_name
-        self.data, self.num_classes, self.ignore_index = data, num_classes, ignore_index
+    def __init__(self, comparison: Comparison, labels_name: str, samples: int,
+                 folder: Path | None, num_classes: int, ignore_index: int | None):
+        self.comparison, self.labels_name, self.samples = comparison, labels_name, samples
+        self.folder, self.num_classes, self.ignore_index = folder, num_classes, ignore_index
         self.confusion = self.confusion_fp32 = None
 
     def counted(self, masks: np.ndarray | None) -> np.ndarray | None:
@@ -121,7 +122,7 @@ class _Tally:
             found = [confusion_matrix(labels, masks, self.num_classes, self.ignore_index)
                      for labels in (candidate, fp32)]
         except ValueError as exc:
-            raise BadInputError(self.data.folder, f"masks with class indices below "
+            raise BadInputError(self.folder, f"masks with class indices below "
                                 f"{self.num_classes} (or the ignore index {self.ignore_index})",
                                 str(exc), "fix the masks or pass --ignore-index") from exc
         if self.confusion is None:
@@ -133,7 +134,7 @@ class _Tally:
     def accuracy(self, runner: dict, scores_name: str | None = None) -> Accuracy:
         report = self.comparison.report()
         labels = report.output(self.labels_name)
-        result = Accuracy(labels.label_agreement_excl_ties, None, None, len(self.data),
+        result = Accuracy(labels.label_agreement_excl_ties, None, None, self.samples,
                           labels.tie_pixels, labels.label_agreement, report.tie_tolerance,
                           runner=runner)
         if scores_name is not None:
@@ -175,7 +176,8 @@ def proxy_accuracy(candidate_bytes: bytes, data: SampleSet, meta: ExportMetadata
     run = _cpu_runner(candidate_bytes, meta)
     comparison = Comparison({"labels": "labels"}, check_values=False, tie_atol=ref.tol,
                             tie_rtol=0.0)
-    tally = _Tally(comparison, "labels", data, meta.num_classes, ignore_index)
+    tally = _Tally(comparison, "labels", len(data), data.folder, meta.num_classes,
+                   ignore_index)
     for index, (inputs, _) in enumerate(data.batches(BATCH)):
         candidate = labels_from_outputs(run(inputs), meta)
         masks = ref.masks[index]
@@ -195,7 +197,8 @@ def artifact_accuracy(runner, fp32_bytes: bytes, data: SampleSet, meta: ExportMe
     labels_name = meta.output_of_kind("labels") or scores_name
     kinds = {name: meta.outputs[name]["kind"] for name in (scores_name, labels_name) if name}
     comparison = Comparison(kinds, check_values=False, tie_atol=0.0, tie_rtol=TIE_RTOL)
-    tally = _Tally(comparison, labels_name, data, meta.num_classes, ignore_index)
+    tally = _Tally(comparison, labels_name, len(data), data.folder, meta.num_classes,
+                   ignore_index)
     for inputs, batch_masks in data.batches(BATCH):
         fp32 = run(inputs)
         built = _in_chunks(lambda chunk: runner.run(np.ascontiguousarray(
@@ -211,6 +214,28 @@ def artifact_accuracy(runner, fp32_bytes: bytes, data: SampleSet, meta: ExportMe
         tally.add_masks(candidate_labels, fp32_labels, masks)
     return tally.accuracy({**runner.info(), "role": "the built artifact in its own runner"},
                           scores_name)
+
+
+def end_to_end_accuracy(end_to_end, fp32, samples, folder: Path | None = None,
+                        ignore_index: int | None = IGNORE_INDEX) -> Accuracy:
+    """An end-to-end artifact (an open ``Segmenter`` on it, in its own runner) against
+    ``Segmenter.predict`` on the FP32 export (``fp32``), on camera-size RGB images:
+    ``samples`` (sized) yields ``(image, mask at the image size or None)``; ``folder``:
+    where they were read from (named in errors). The verdict of an end-to-end build."""
+    from ocr_deploy.end_to_end_parity import add_pair, label_comparison, label_pair
+
+    comparison = label_comparison()
+    tally = _Tally(comparison, "labels", len(samples), folder, fp32.metadata.num_classes,
+                   ignore_index)
+    for image, mask in samples:
+        candidate, expected, scores = label_pair(end_to_end, fp32, image)
+        masks = None if mask is None else mask[None]
+        counted = tally.counted(masks)
+        add_pair(comparison, candidate[None], expected[None],
+                 None if scores is None else scores[None], counted)
+        tally.add_masks(candidate[None], expected[None], masks)
+    return tally.accuracy({**end_to_end.runner.info(),
+                           "role": "the built end-to-end artifact in its own runner"})
 
 
 def _cpu_runner(model_bytes: bytes, meta: ExportMetadata):

@@ -4,7 +4,9 @@ For each image it writes ``OUTDIR/NAME.labels.png`` (one class index per pixel, 
 greyscale; 16-bit beyond 256 classes) and ``OUTDIR/NAME.overlay.png`` (the image blended
 with the class colours, with a legend of the classes present). Palette and class names
 come from the artifact's metadata; a standard colour map fills in when it has none.
-Folders given as IMAGE are expanded to their png/jpg/bmp files.
+Folders given as IMAGE are expanded to their png/jpg/bmp files. An end-to-end artifact
+(``ocr-build-engine --end-to-end``) gets the decoded pixels in its colour order and returns
+the labels itself; its images must have the size (or a size in the range) it was built for.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ocr_deploy.cli_support import (
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.images import list_images, read_image
+from ocr_deploy.runtime.preprocess import end_to_end_pixels
 from ocr_deploy.runtime.render import ALPHA, class_names_of, label_image, overlay, palette_of
 from ocr_deploy.runtime.segmenter import Segmenter
 
@@ -128,7 +131,8 @@ def _run(args: argparse.Namespace) -> int:
             chunk = files[begin:begin + args.max_batch]
             images = [read_image(f) for f in chunk]
             for offset, (path, image, labels) in enumerate(
-                    zip(chunk, images, seg.predict(images), strict=True)):
+                    zip(chunk, images, seg.predict([end_to_end_pixels(im, meta)
+                                                    for im in images]), strict=True)):
                 written.append(_write(args, path, image, labels, palette, names))
                 if not quiet:
                     print(f"[{begin + offset + 1}/{len(files)}] {path} -> "

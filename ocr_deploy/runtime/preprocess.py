@@ -56,6 +56,13 @@ def check_image(image, index: int, channels: int) -> np.ndarray:
     return image
 
 
+def end_to_end_pixels(image: np.ndarray, meta: ExportMetadata) -> np.ndarray:
+    """An RGB image as an end-to-end artifact takes it: in its colour order (the channels
+    reversed, as a view, for a BGR one); a plain artifact's images stay RGB."""
+    bgr = meta.end_to_end and meta.end_to_end["color_order"] == "BGR"
+    return image[..., ::-1] if bgr and image.ndim == 3 and image.shape[2] == 3 else image
+
+
 def prepare_batch(images: list[np.ndarray], meta: ExportMetadata,
                   dtype=np.float32) -> np.ndarray:
     """Validated images -> the model input batch (``[N,H,W,C]`` or ``[N,C,H,W]``)."""

@@ -189,12 +189,13 @@ class Segmenter:
                                 f"{self.runner.input_dtype}", _describe(batch),
                                 "call prepare(images) first")
         if self.metadata.end_to_end:
-            self._check_image_sizes([batch.shape[1:3]])
+            self.check_image_sizes([batch.shape[1:3]])
         self._check_batch(batch.shape[0])
         return self.runner.run(np.ascontiguousarray(batch), outputs)
 
     def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
-                   stream: int | None = None, device: str | None = None) -> None:
+                   stream: int | None = None, device: str | None = None,
+                   image_size: tuple[int, int] | None = None) -> None:
         """Run on memory the caller already holds; no copies through Python objects.
 
         ``input``: the prepared input (see ``input_shape``/``input_dtype``) and ``outputs``:
@@ -206,6 +207,8 @@ class Segmenter:
         backend runs); ``batch`` is then required. ``stream``: a
         CUDA stream handle: TensorRT enqueues on it and returns at once (synchronise it
         yourself); ONNX Runtime waits for it first and returns when done.
+        ``image_size``: ``(H, W)`` of an end-to-end artifact's images when its size varies
+        (default: from the input's shape; required with raw addresses).
         """
         self._check_open()
         if not outputs:
@@ -219,10 +222,11 @@ class Segmenter:
                                     "pass the number of images")
             batch = int(shape[0])
         self._check_batch(batch)
+        size = self._device_image_size(input, image_size)
         where = device or self.runner.device
         consumer = stream if stream is not None else self.runner.stream
         alignment = self.runner.address_alignment
-        in_ref = tensor_ref(input, "the input", self.input_shape(batch),
+        in_ref = tensor_ref(input, "the input", _sized(self.input_shape(batch), size),
                             self.runner.input_dtype, where, self.runner.device_id,
                             stream=consumer, alignment=alignment)
         out_refs = {}
@@ -230,7 +234,8 @@ class Segmenter:
             if name not in self.runner.output_names:
                 raise BadInputError(None, f"an output among {list(self.runner.output_names)}",
                                     repr(name), "use Segmenter.output_names")
-            out_refs[name] = tensor_ref(value, f"output '{name}'", self.output_shape(name, batch),
+            out_refs[name] = tensor_ref(value, f"output '{name}'",
+                                        _sized(self.output_shape(name, batch), size),
                                         self.runner.output_dtype(name), where,
                                         self.runner.device_id, writable=True, stream=consumer,
                                         alignment=alignment)
@@ -266,10 +271,14 @@ class Segmenter:
         """The artifact, what runs it and its contract, for reports."""
         self._check_open()
         meta = self.metadata
+        sizes = meta.image_sizes()
         return {"artifact": str(self.source), **self.runner.info(),
                 "precision": meta.precision, "input_size": list(self.input_size),
                 "input_layout": meta.input_layout, "num_classes": meta.num_classes,
-                "outputs": list(self._hw), "max_batch": self.max_batch}
+                "outputs": list(self._hw), "max_batch": self.max_batch,
+                "end_to_end": None if sizes is None else {
+                    "image_sizes": [list(s) for s in sizes],
+                    "color_order": meta.end_to_end["color_order"]}}
 
     def close(self) -> None:
         """Release the backend; the segmenter is unusable afterwards."""
@@ -296,7 +305,7 @@ class Segmenter:
     def _run_by_size(self, items: list, sizes: list, output: str) -> list[np.ndarray]:
         """An end-to-end artifact's ``output`` per image: images of one size run together
         (``max_batch`` at a time); results are views of the backend's output."""
-        self._check_image_sizes(sizes)
+        self.check_image_sizes(sizes)
         groups: dict[tuple, list[int]] = {}
         for i, size in enumerate(sizes):
             groups.setdefault(tuple(size), []).append(i)
@@ -312,7 +321,7 @@ class Segmenter:
         """An end-to-end artifact's input: the validated uint8 images of one size, stacked."""
         items, _ = as_image_list(images)
         arrays = [check_image(im, i, self.metadata.input_channels) for i, im in enumerate(items)]
-        self._check_image_sizes([a.shape[:2] for a in arrays])
+        self.check_image_sizes([a.shape[:2] for a in arrays])
         sizes = sorted({a.shape[:2] for a in arrays})
         if len(sizes) > 1:
             raise BadInputError(None, "images of one size in a batch (end-to-end artifact)",
@@ -320,8 +329,11 @@ class Segmenter:
                                 "batch images by size (predict() does)")
         return np.stack(arrays)
 
-    def _check_image_sizes(self, sizes) -> None:
-        """Every ``(H, W)`` within the end-to-end artifact's fixed size or range."""
+    def check_image_sizes(self, sizes) -> None:
+        """Every ``(H, W)`` within an end-to-end artifact's fixed size or range (a plain
+        artifact takes any size); else ``BadInputError``."""
+        if not self.metadata.end_to_end:
+            return
         (low_h, low_w), (high_h, high_w) = self.metadata.image_sizes()
         for i, (height, width) in enumerate(sizes):
             if not (low_h <= height <= high_h and low_w <= width <= high_w):
@@ -333,6 +345,21 @@ class Segmenter:
                                     + (f" (image {i})" if len(sizes) > 1 else ""),
                                     "resize or crop it to that size, or build an end-to-end "
                                     "artifact for this size")
+
+    def _device_image_size(self, input, given) -> tuple[int, int] | None:
+        """The image size ``run_device`` runs an end-to-end artifact of varying size at (None
+        when the artifact's shapes are fixed), checked against what it takes."""
+        if not self.metadata.end_to_end or -1 not in self.input_shape(1):
+            return None
+        shape = getattr(input, "shape", None) or getattr(
+            input, "__cuda_array_interface__", {}).get("shape")
+        size = tuple(given) if given is not None else tuple(shape[1:3]) if shape else None
+        if size is None or len(size) != 2:
+            raise BadInputError(None, "image_size=(H, W) with raw addresses (the end-to-end "
+                                "artifact takes a range of sizes)", "none",
+                                "pass the images' height and width")
+        self.check_image_sizes([size])
+        return tuple(int(v) for v in size)
 
     def _chunks(self, items: list):
         step = self.max_batch or len(items)
@@ -367,6 +394,11 @@ def _describe(value) -> str:
     if isinstance(value, np.ndarray):
         return f"shape {list(value.shape)} of {value.dtype}"
     return f"a {type(value).__name__}"
+
+
+def _sized(shape: tuple[int, ...], size: tuple[int, int] | None) -> tuple[int, ...]:
+    """An end-to-end tensor's shape with its image height and width (axes 1, 2) filled in."""
+    return shape if size is None else (shape[0], *size, *shape[3:])
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:

@@ -7,7 +7,10 @@ A request carries exactly one of two inputs (both declared optional in its confi
 
 and gets ``LABELS`` ``[N,H,W]`` back: ``Segmenter.predict`` of each image, at its own size.
 Every image of every request in one call (one dynamic batch) runs in one ``predict`` call;
-a bad request gets its own error and the others their answers.
+a bad request gets its own error and the others their answers. An end-to-end artifact
+takes ``IMAGE`` in its own colour order (encoded images are decoded to it) at the sizes it
+was built for (another size is that request's error) and runs pre- and post-processing in
+its graph.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import numpy as np
 
 from ocr_deploy.errors import OcrDeployError, RequestError
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.runtime.preprocess import check_image
+from ocr_deploy.runtime.preprocess import check_image, end_to_end_pixels
 
 INPUT_PIXELS = "IMAGE"
 INPUT_ENCODED = "IMAGE_BYTES"
@@ -89,6 +92,12 @@ class EndToEnd:
         for pixels, encoded in requests:
             try:
                 found = request_images(pixels, encoded, self.channels)
+                if encoded is not None:
+                    found = [end_to_end_pixels(im, self.segmenter.metadata) for im in found]
+                try:
+                    self.segmenter.check_image_sizes([im.shape[:2] for im in found])
+                except OcrDeployError as exc:
+                    raise RequestError(exc.one_line()) from None
                 if len({image.shape[:2] for image in found}) > 1:
                     raise RequestError(f"expected images of one size per request (a [N,H,W] "
                                        f"answer), found sizes "

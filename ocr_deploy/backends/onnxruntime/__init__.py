@@ -58,6 +58,15 @@ class OnnxRuntime(Backend):
 
         return build_artifact(model_bytes, target, artifact, options.optimization)
 
+    def store_metadata(self, built: Path, meta: ExportMetadata) -> None:
+        import onnx
+
+        from ocr_deploy.metadata import write_metadata
+
+        model = onnx.load(str(built))
+        write_metadata(model, meta)
+        onnx.save(model, str(built))
+
     def coverage(self, fp32_model: onnx.ModelProto, qdq_model: onnx.ModelProto, built: Path,
                  kept: dict[str, list[str]]) -> dict:
         import onnx

@@ -22,7 +22,8 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
            "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
-           "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(uint8)": np.uint8}
+           "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(uint8)": np.uint8,
+           "tensor(uint16)": np.uint16}
 
 
 def choose_providers(requested: Sequence | None, available: Sequence[str],

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ocr_deploy.backends.base import ArtifactTensors, Backend, TensorSpec
+from ocr_deploy.backends.base import ArtifactTensors, Backend, TensorSpec, end_to_end_tensors
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import ExportMetadata
@@ -92,6 +92,11 @@ class TensorRT(Backend):
         raise BadInputError(path, "an engine that stays in place while it loads",
                             "one replaced on every attempt", "retry after the build ends")
 
+    def compute_capability(self, sidecar: dict | None) -> str | None:
+        from ocr_deploy.backends.tensorrt.library import capability
+
+        return capability((sidecar or {}).get("compute_capability"))
+
     def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
         data = (sidecar or {}).get("metadata")
         if not isinstance(data, dict) or not data:
@@ -102,12 +107,15 @@ class TensorRT(Backend):
     def tensors(self, path: Path, meta: ExportMetadata, sidecar: dict | None
                 ) -> ArtifactTensors:
         """From the sidecar (an engine cannot be inspected without TensorRT): FP32 input
-        and scores, int32 labels, as ``ocr-build-engine`` builds them."""
+        and scores, int32 labels, as ``ocr-build-engine`` builds them (an end-to-end
+        engine: its uint8 image, labels and scores as its metadata records them)."""
         profiles = (sidecar or {}).get("profiles") or []
         if not profiles:
             raise BadInputError(path, "a sidecar with the engine's optimisation profile",
                                 "none", "rebuild it with ocr-build-engine")
         batches = tuple(int(profiles[0][key][0]) for key in ("min", "opt", "max"))
+        if meta.end_to_end:
+            return ArtifactTensors(*end_to_end_tensors(meta), batches)
         height, width, channels = meta.input_height, meta.input_width, meta.input_channels
         nchw = meta.input_layout == "NCHW"
         inputs = [TensorSpec(meta.input_name, "float32", [-1, channels, height, width]

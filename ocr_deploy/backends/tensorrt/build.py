@@ -6,7 +6,9 @@ GPU or TensorRT on the development machines): see README, "What has and has not 
 - Strongly typed by default: the precision is the ONNX's (Cast nodes, Q/DQ).
 - ``builder_flags`` (10.x only): weakly typed with ``BuilderFlag.FP16``/``INT8``.
 - The profile: the ONNX's static batch b as b:b:b (TensorRT refuses any other profile for
-  a static input), else ``--batch-profile`` or 1:1:8.
+  a static input), else ``--batch-profile`` or 1:1:8. An end-to-end graph's uint8 image
+  input gets the batch profile and its image sizes: a fixed size, or a range's min, opt
+  (default: the max) and max as the profile's height and width.
 - DLA (``dla_core``): FP16 only, on a static profile (DLA takes no dynamic shapes; with a
   dynamic one every layer silently falls back to the GPU), through the weakly typed FP16
   path NVIDIA documents for 10.x, with GPU fallback; an engine none of whose layers can run
@@ -104,12 +106,16 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
     if meta.attention.get("form") == "attention" and version_tuple(version)[:2] < (10, 14):
         raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
                             f"TensorRT {version}", "re-export with --attention decomposed")
+    if options.dla_core is not None and meta.end_to_end \
+            and len(set(meta.image_sizes())) > 1:
+        raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
+                            "--image-range", "build with --image-size HxW, or drop --dla-core")
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    shapes = [input_shape(meta, b) for b in options.batch]
+    name, shapes = profile_shapes(meta, options.batch)
     progress(f"building the engine with TensorRT {version} (minutes for large models)")
     built = engine.build_engine(engine.EngineSpec(
-        model_bytes, {meta.input_name: tuple(shapes)}, options.workspace_mib, flags,
+        model_bytes, {name: tuple(shapes)}, options.workspace_mib, flags,
         cache_bytes if cache_path else None, options.dla_core), progress=progress)
     for note in built.notes:
         progress(f"warning: {cache_path}: {note}")
@@ -118,12 +124,23 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
         write_bytes_atomic(cache_path, built.timing_cache)
     return {"tensorrt_version": version, **device_info(), "strongly_typed": not flags,
             "builder_flags": flags,
-            "profiles": [{"input": meta.input_name, "min": shapes[0], "opt": shapes[1],
+            "profiles": [{"input": name, "min": shapes[0], "opt": shapes[1],
                           "max": shapes[2]}],
             "workspace_mib": options.workspace_mib, "dla_core": options.dla_core,
             "dla_layers": built.dla_layers, "dla_subgraphs": built.dla_subgraphs,
             "network_layers": built.layers,
             "timing_cache": str(cache_path) if cache_path else None}
+
+
+def profile_shapes(meta: ExportMetadata, batches: tuple[int, int, int]
+                   ) -> tuple[str, list[tuple[int, int, int, int]]]:
+    """The engine input's name and its (min, opt, max) shapes for these batch sizes: the
+    model input's, or an end-to-end graph's uint8 ``[N, H, W, C]`` image over its sizes."""
+    if meta.end_to_end:
+        sides = meta.image_profile()
+        return meta.end_to_end["input"], [(batch, *side, meta.input_channels)
+                                          for batch, side in zip(batches, sides, strict=True)]
+    return meta.input_name, [input_shape(meta, b) for b in batches]
 
 
 def input_shape(meta: ExportMetadata, batch: int) -> tuple[int, int, int, int]:

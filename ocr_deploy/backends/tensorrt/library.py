@@ -25,6 +25,15 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in str(version).split(".") if part.isdigit())
 
 
+def capability(value) -> str | None:
+    """A compute capability as ``"8.9"`` from ``"8.9"``, ``[8, 9]`` or ``8.9``."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple)):
+        return ".".join(str(v) for v in value)
+    return str(value)
+
+
 def release(version: str) -> tuple[str, ...]:
     """``10.13.0.35`` -> ``("10", "13", "0")``: engines need the same release."""
     return tuple(str(version).split(".")[:3])

@@ -13,7 +13,7 @@ both exist.
   time and get exactly the results of serial calls (open one Segmenter per GPU stream to
   run several at once).
 - ``cuda_graph=True`` captures the enqueued kernels after one ordinary run and replays them
-  (``cudaGraphLaunch``); one graph per execution context, recaptured when the batch size
+  (``cudaGraphLaunch``); one graph per execution context, recaptured when the input shape
   changes or buffers move. If capturing fails, it warns once and falls back to ordinary
   enqueues, as trtexec does.
 - An engine built for a DLA core (the sidecar's ``dla_core``) is deserialised with
@@ -37,7 +37,12 @@ import numpy as np
 
 from ocr_deploy import cuda
 from ocr_deploy.backends.runner import Runner
-from ocr_deploy.backends.tensorrt.library import import_tensorrt, release, shared_logger
+from ocr_deploy.backends.tensorrt.library import (
+    capability,
+    import_tensorrt,
+    release,
+    shared_logger,
+)
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.runtime.tensors import TensorRef
 
@@ -54,14 +59,14 @@ def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, devi
     built = sidecar.get("tensorrt_version")
     here_gpu = f"{device['gpu_name']} (compute capability {device['compute_capability']})"
     built_gpu = f"{sidecar.get('gpu_name', 'unknown GPU')} (compute capability " \
-                f"{_capability(sidecar.get('compute_capability')) or 'unknown'})"
+                f"{capability(sidecar.get('compute_capability')) or 'unknown'})"
     if built and release(built) != release(tensorrt_version):
         raise BadInputError(path, f"an engine built with this machine's TensorRT "
                             f"{tensorrt_version}", f"one built with TensorRT {built} on "
                             f"{built_gpu}", "rebuild the engine here with ocr-build-engine: "
                             "engines are tied to one TensorRT version and one GPU")
-    capability = _capability(sidecar.get("compute_capability"))
-    if capability and capability != device["compute_capability"]:
+    built_for = capability(sidecar.get("compute_capability"))
+    if built_for and built_for != device["compute_capability"]:
         raise BadInputError(path, f"an engine built for this GPU, {here_gpu}",
                             f"one built for {built_gpu}",
                             "rebuild the engine on this machine with ocr-build-engine")
@@ -118,7 +123,7 @@ class TensorRTRunner(Runner):
         self._device = {n: cuda.DeviceBuffer() for n in names}
         self._host = {n: cuda.PinnedBuffer() for n in names}
         self._graph: cuda.CudaGraph | None = None
-        self._graph_batch = 0
+        self._graph_shape: tuple[int, ...] = ()
         self._use_graphs = cuda_graph
         self._lock = threading.Lock()
 
@@ -135,12 +140,12 @@ class TensorRTRunner(Runner):
         stream = self._stream.handle
         with self._lock:
             cuda.cuda_call("cudaSetDevice", self.device_id)
-            shapes = self._bind_own_buffers(batch.shape[0])
+            shapes = self._bind_own_buffers(batch.shape)
             host_input = self._host[self.input_name].view(batch.shape, batch.dtype)
             np.copyto(host_input, batch)
             cuda.copy_async(self._device[self.input_name].ptr, self._host[self.input_name].ptr,
                             batch.nbytes, True, stream)
-            self._enqueue(batch.shape[0], stream)
+            self._enqueue(batch.shape, stream)
             for name in outputs:
                 nbytes = int(np.prod(shapes[name])) * self._dtypes[name].itemsize
                 cuda.copy_async(self._host[name].ptr, self._device[name].ptr, nbytes, False,
@@ -165,9 +170,10 @@ class TensorRTRunner(Runner):
         handle = self._stream.handle if stream is None else int(stream)
         with self._lock:
             cuda.cuda_call("cudaSetDevice", self.device_id)
-            if self._graph is not None and batch != self._graph_batch:
+            shape = tuple(input_ref.shape)
+            if self._graph is not None and shape != self._graph_shape:
                 self._drop_graph()  # the context's shape changes: the graph would be stale
-            self._set_shape(batch)
+            self._set_shape(shape)
             self._bind(self.input_name, input_ref.ptr)
             for name in self.output_names:  # every output needs an address; unasked ones: ours
                 if name in output_refs:
@@ -217,11 +223,13 @@ class TensorRTRunner(Runner):
                                 "rebuild the engine on this machine with ocr-build-engine")
         return engine
 
-    def _set_shape(self, batch: int) -> None:
-        shape = self.input_shape(batch)
+    def _set_shape(self, shape: tuple[int, ...]) -> None:
+        """The input's full shape (an end-to-end engine's image height and width vary)."""
         if not self.context.set_input_shape(self.input_name, shape):
-            raise BadInputError(None, f"a batch of 1 to {self.max_batch} (the engine's "
-                                "optimisation profile)", f"a batch of {batch}",
+            low, _, high = (tuple(s) for s in self.engine.get_tensor_profile_shape(
+                self.input_name, 0))
+            raise BadInputError(None, f"an input from {list(low)} to {list(high)} (the "
+                                "engine's optimisation profile)", f"shape {list(shape)}",
                                 "split the batch, or rebuild the engine with a larger profile")
 
     def _grow(self, name: str, nbytes: int) -> None:
@@ -236,8 +244,8 @@ class TensorRTRunner(Runner):
             self._event.synchronize()
             self._event_pending = False
 
-    def _bind_own_buffers(self, batch: int) -> dict[str, tuple[int, ...]]:
-        self._set_shape(batch)
+    def _bind_own_buffers(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        self._set_shape(tuple(shape))
         shapes = {}
         for name in self._names:
             shapes[name] = tuple(self.context.get_tensor_shape(name))
@@ -255,13 +263,13 @@ class TensorRTRunner(Runner):
                                 "aligned device memory)", f"0x{address:x}, refused",
                                 "pass a fresh allocation (not a slice of one)")
 
-    def _enqueue(self, batch: int, stream: int) -> None:
+    def _enqueue(self, shape: tuple[int, ...], stream: int) -> None:
         if self._event_pending:
             self._event.wait_on(stream)
         if not self._use_graphs:
             self._execute(stream)
             return
-        if self._graph is None or self._graph_batch != batch:
+        if self._graph is None or self._graph_shape != shape:
             self._drop_graph()
             # after a shape change TensorRT may do setup work in the first enqueue, which
             # must not be captured: run once ordinarily, then capture
@@ -274,7 +282,7 @@ class TensorRTRunner(Runner):
                               "CUDA graphs", stacklevel=2)
                 self._use_graphs = False
                 return
-            self._graph_batch = batch
+            self._graph_shape = shape
         self._graph.launch(stream)
 
     def _drop_graph(self) -> None:
@@ -289,12 +297,3 @@ class TensorRTRunner(Runner):
             raise cuda.CudaError(None, "execute_async_v3 to succeed",
                                  f"a failure ({reason[:300]})", "rerun with a smaller batch, "
                                  "or check the engine with trtexec")
-
-
-def _capability(value) -> str | None:
-    """A compute capability as ``"8.9"`` from ``"8.9"``, ``[8, 9]`` or ``8.9``."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (list, tuple)):
-        return ".".join(str(v) for v in value)
-    return str(value)
