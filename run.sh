@@ -18,10 +18,18 @@ python="${PYTHON:-python3}"
 workers="${OCR_DEPLOY_TEST_WORKERS:-2}"
 pins="$(cat pyproject.toml constraints.txt run.sh | sha256sum | cut -c1-16)"
 
-pip_install() {  # VENV SET: install SET once per version of the pins (a stamp per set);
+pip_install() {  # VENV ARGS...: quietly, pinned. -qq hides the per-package warnings of
+    # this machine's pip configuration; --no-warn-conflicts the conflict report that the
+    # deliberate --no-deps installs below would print (not an installation failure).
+    local env="$1"
+    shift
+    "$env/bin/python" -m pip install -qq --no-warn-conflicts -c constraints.txt "$@"
+}
+
+install_set() {  # VENV SET: install SET once per version of the pins (a stamp per set);
     # test includes demo
     local env="$1" set="$2" stamp="$1/.ocr-deploy-$2"
-    [ "$set" != test ] || install "$env" demo
+    [ "$set" != test ] || install_set "$env" demo
     if [ "$(cat "$stamp" 2>/dev/null)" = "$pins" ]; then
         return
     fi
@@ -76,14 +84,14 @@ EOF
 
 case "${1:-}" in
     demo) shift
-          install "$venv" demo
+          install_set "$venv" demo
           exec "$venv/bin/ocr-demo" "$@" ;;
     serve-env) shift
-          install "$venv" base
+          install_set "$venv" base
           exec "$venv/bin/ocr-serve" --setup-only "$@" ;;
     test) shift
-          install "$venv" test
-          install "$runtime_venv" runtime
+          install_set "$venv" test
+          install_set "$runtime_venv" runtime
           check_no_tensorflow "$runtime_venv"
           "$venv/bin/ruff" check .
           echo "run.sh: the whole suite ($venv)" >&2
