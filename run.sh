@@ -14,8 +14,9 @@ cd "$(dirname "$0")"
 venv="${OCR_DEPLOY_VENV:-.venv}"
 runtime_venv="$venv-runtime"
 python="${PYTHON:-python3}"
-# the workers of `test` (pytest-xdist): 2 measured faster than 3 on CI's 2 cores
-workers="${OCR_DEPLOY_TEST_WORKERS:-2}"
+# pytest-xdist: 2 workers measured faster than 3 on CI's 2 cores; loadgroup keeps each
+# xdist_group (one Triton server, one C ABI build) on one worker
+parallel=(-n "${OCR_DEPLOY_TEST_WORKERS:-2}" --dist loadgroup)
 pins="$(cat pyproject.toml constraints.txt run.sh | sha256sum | cut -c1-16)"
 
 pip_install() {  # VENV ARGS...: quietly, pinned. -qq hides the per-package warnings of
@@ -95,11 +96,12 @@ case "${1:-}" in
           check_no_tensorflow "$runtime_venv"
           "$venv/bin/ruff" check .
           echo "run.sh: the whole suite ($venv)" >&2
-          "$venv/bin/pytest" -q -n "$workers" "$@"
+          "$venv/bin/pytest" -q "${parallel[@]}" "$@"
           echo "run.sh: again, the tests that need no TensorFlow, without it" \
                "($runtime_venv)" >&2
           status=0
-          "$runtime_venv/bin/pytest" -q -n "$workers" -m "not tensorflow" "$@" || status=$?
+          "$runtime_venv/bin/pytest" -q "${parallel[@]}" -m "not tensorflow" "$@" \
+              || status=$?
           if [ "$status" -eq 5 ]; then  # the selection held only TensorFlow tests
               echo "run.sh: no test of this selection runs without TensorFlow" >&2
               status=0

@@ -17,6 +17,7 @@ from artifacts import CLASS_NAMES, PALETTE
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.render import fallback_palette
 
+pytestmark = pytest.mark.xdist_group("capi")  # one worker, one CMake build
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["RGB8", "BGR8", "RGBA8", "BGRA8", "GRAY8"]
 STATUS = {"OCR_E_INVALID_ARGUMENT": "images|results|count|segmenter|info|out|artifact|options",

@@ -25,7 +25,7 @@ from ocr_deploy.runtime import Segmenter
 from ocr_deploy.serving.environment import ensure_env
 from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]  # one server
 REASON = "tritonclient is not installed (pip install 'ocr-deploy[serve]', run.sh does it)"
 grpcclient = pytest.importorskip("tritonclient.grpc", reason=REASON)
 httpclient = pytest.importorskip("tritonclient.http", reason=REASON)
