@@ -119,9 +119,17 @@ def _weights(variant: Variant, seed: int) -> dict[str, np.ndarray]:
 
 
 def _normalisation(variant: Variant) -> tuple[list[float], list[float]]:
+    """The net's (mean, std) on pixels 0..255, in the graph or before it."""
     if variant.card:
         return list(variant.card.mean), list(variant.card.std)
     return list(variant.mean), list(variant.std)
+
+
+def _fed(variant: Variant) -> tuple[list[float], list[float]]:
+    """The (mean, std) the runtime applies before feeding the graph (the metadata's)."""
+    if variant.normalize_in_graph:
+        return [0.0] * variant.channels, [1.0] * variant.channels
+    return _normalisation(variant)
 
 
 def _graph(name: str, variant: Variant, weights: dict[str, np.ndarray], scores: bool):
@@ -133,8 +141,9 @@ def _graph(name: str, variant: Variant, weights: dict[str, np.ndarray], scores: 
     nodes, x = [], "image"
     if variant.normalize_in_graph:  # the graph takes pixels 0..255
         shape = [1, c, 1, 1] if nchw else [1, 1, 1, c]
-        initializers += [numpy_helper.from_array(np.full(shape, 127.5, np.float32), "mean"),
-                         numpy_helper.from_array(np.full(shape, 64.0, np.float32), "std")]
+        initializers += [numpy_helper.from_array(np.reshape(v, shape).astype(np.float32), n)
+                         for n, v in zip(("mean", "std"), _normalisation(variant),
+                                         strict=True)]
         nodes += [helper.make_node("Sub", [x, "mean"], ["centred"]),
                   helper.make_node("Div", ["centred", "std"], ["normalised"])]
         x = "normalised"
@@ -172,8 +181,6 @@ def reference(variant: Variant, weights: dict[str, np.ndarray], pixels: np.ndarr
               ) -> dict[str, np.ndarray]:
     """The net in NumPy (float64) on NHWC pixels 0..255: NHWC scores and labels by name."""
     mean, std = _normalisation(variant)
-    if variant.normalize_in_graph:
-        mean, std = [127.5] * variant.channels, [64.0] * variant.channels
     x = ((pixels - np.asarray(mean)) / np.asarray(std)).transpose(0, 3, 1, 2)
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
@@ -198,9 +205,8 @@ def _parity(variant: Variant, model, weights) -> dict:
     rng = np.random.default_rng(0)
     s, c = variant.size, variant.channels
     pixels = rng.integers(0, 256, (PARITY_SAMPLES, s, s, c)).astype(np.float32)
-    mean, std = _normalisation(variant)
-    feed = pixels if variant.normalize_in_graph else \
-        (pixels - np.float32(mean)) / np.float32(std)
+    mean, std = _fed(variant)
+    feed = (pixels - np.float32(mean)) / np.float32(std)
     if variant.layout == "NCHW":
         feed = feed.transpose(0, 3, 1, 2)
     session = ort.InferenceSession(model.SerializeToString(),
@@ -217,9 +223,7 @@ def _parity(variant: Variant, model, weights) -> dict:
                              f"{report.table()}")
     source = "the normalisation in the graph (--normalize-in-graph)" \
         if variant.normalize_in_graph else "flags or card"
-    inputs = {"mean": [0.0] * c if variant.normalize_in_graph else mean,
-              "std": [1.0] * c if variant.normalize_in_graph else std,
-              "source": source, "layers": None,
+    inputs = {"mean": mean, "std": std, "source": source, "layers": None,
               "description": f"(pixel - mean) / std, from {source}"}
     return {**report.summary(), "inputs": inputs}
 
@@ -240,9 +244,7 @@ def _metadata(name: str, variant: Variant, model, weights, parity: dict):
                                    "stride": 1}
     if variant.labels:
         outputs["labels"] = {"kind": "labels", "layout": "NHW", "stride": 1}
-    mean, std = _normalisation(variant)
-    if variant.normalize_in_graph:
-        mean, std = [0.0] * variant.channels, [1.0] * variant.channels
+    mean, std = _fed(variant)
     _, attention = apply_attention_form(model, "auto", "onnxruntime", source=name)
     digest = hashlib.sha256(repr(sorted((k, v.tolist()) for k, v in weights.items()))
                             .encode()).hexdigest()
