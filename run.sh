@@ -28,9 +28,8 @@ pip_install() {  # VENV ARGS...: quietly, pinned. -qq hides the per-package warn
 }
 
 install_set() {  # VENV SET: install SET once per version of the pins (a stamp per set);
-    # test includes demo
+    # the test set holds the demo set
     local env="$1" set="$2" stamp="$1/.ocr-deploy-$2"
-    [ "$set" != test ] || install_set "$env" demo
     if [ "$(cat "$stamp" 2>/dev/null)" = "$pins" ]; then
         return
     fi
@@ -43,30 +42,28 @@ install_set() {  # VENV SET: install SET once per version of the pins (a stamp p
         base) pip_install "$env" -e . ;;
         runtime)  # the TensorFlow-free leg: the base install and the test runner only
             pip_install "$env" -e . pytest pytest-xdist ;;
-        demo)  # ocr-demo: export (TensorFlow), builds, and ocr-bench's plot
-            pip_install "$env" -e ".[export,bench]"
+        demo|test)  # ocr-demo: export (TensorFlow), builds, and ocr-bench's plot
+            pip_install "$env" -e ".[export,bench$([ "$set" = demo ] || echo ,dev)]"
             # tf-keras declares `tensorflow` (the CUDA build) as a dependency: install it
             # without dependencies, at the version of the TensorFlow just installed
             # (TOOLCHAIN trap).
             tf_version="$("$env/bin/python" -c \
                 'import importlib.metadata as m; print(m.version("tensorflow-cpu"))')"
             pip_install "$env" --no-deps "tf-keras==$tf_version" ;;
-        test)
-            pip_install "$env" -e ".[export,bench,dev]"
-            # The export corpus (tests/corpus): public Keras model libraries. keras-hub
-            # declares tensorflow-text (which pulls the CUDA tensorflow) and the others pin
-            # old stacks: all without their declared dependencies, plus what they import.
-            pip_install "$env" --no-deps keras-hub keras-unet-collection segmentation-models \
-                keras-applications image-classifiers efficientnet
-            pip_install "$env" regex tokenizers sentencepiece \
-                scikit-image  # efficientnet imports it
-            # Triton clients (serving tests, benchmarks): tritonclient's grpc extra caps
-            # protobuf below the 7.x TensorFlow 2.21 needs, and it works with 7.x: install it
-            # without dependencies, then the dependencies it uses (versions in
-            # constraints.txt).
-            pip_install "$env" --no-deps tritonclient
-            pip_install "$env" python-rapidjson geventhttpclient greenlet ;;
     esac
+    if [ "$set" = test ]; then
+        # The export corpus (tests/corpus): public Keras model libraries. keras-hub declares
+        # tensorflow-text (which pulls the CUDA tensorflow) and the others pin old stacks:
+        # all without their declared dependencies, then what they import (efficientnet
+        # imports scikit-image). The Triton clients (serving tests, benchmarks) too:
+        # tritonclient's grpc extra caps protobuf below the 7.x TensorFlow 2.21 needs, and
+        # it works with 7.x. Versions in constraints.txt.
+        pip_install "$env" --no-deps keras-hub keras-unet-collection segmentation-models \
+            keras-applications image-classifiers efficientnet tritonclient
+        pip_install "$env" regex tokenizers sentencepiece scikit-image \
+            python-rapidjson geventhttpclient greenlet
+        echo "$pins" > "$env/.ocr-deploy-demo"
+    fi
     echo "$pins" > "$stamp"
 }
 
