@@ -1,6 +1,16 @@
-"""Session-scoped models for the tests: real Keras models saved in every supported format.
+"""Session-scoped models for the tests.
 
-Models are small (64x64 inputs, few channels) so that the whole suite runs in CI time.
+Two kinds: the hand-built artifacts of ``tests/artifacts.py`` (``nhwc_onnx``, ``nchw_onnx``,
+``many_classes_onnx``, ``grey_onnx``, ``probabilities_onnx``: no TensorFlow), and real Keras
+models saved in every supported format and exported through TensorFlow, for the tests where
+the Keras model or the exporter's output is the point. Models are small (64x64 inputs, few
+channels) so that the whole suite runs in CI time. Session fixtures are per process: under
+pytest-xdist each worker builds its own, in its own ``tmp_path_factory`` folder.
+
+A test needs TensorFlow when it carries the ``tensorflow`` marker or uses one of
+``TENSORFLOW_FIXTURES``; where TensorFlow is not installed such a test is skipped with the
+reason (``-m "not tensorflow"`` deselects them). Nothing here imports TensorFlow at import
+time.
 """
 
 from __future__ import annotations
@@ -10,10 +20,28 @@ import sys
 import textwrap
 from pathlib import Path
 
+import artifacts
 import numpy as np
 import pytest
 
 SIZE = 64
+# fixtures that build, load or export Keras models: here, and demo_onnx (test_build.py),
+# exported (test_attention_pass.py), demo_model (test_demo_model.py)
+TENSORFLOW_FIXTURES = {"keras3", "small_config", "keras3_model", "keras3_h5", "keras3_zip",
+                       "saved_model_dir", "blog_h5", "classifier_h5", "lambda_h5",
+                       "custom_layer_model", "exported_nhwc_onnx", "exported_nchw_onnx",
+                       "demo_onnx", "exported", "demo_model"}
+NO_TENSORFLOW = importlib.util.find_spec("tensorflow") is None
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TENSORFLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.tensorflow)
+        if NO_TENSORFLOW and item.get_closest_marker("tensorflow"):
+            item.add_marker(pytest.mark.skip(reason="needs TensorFlow, which is not installed "
+                                             "here (pip install 'ocr-deploy[export]')"))
 
 
 @pytest.fixture(scope="session")
@@ -144,20 +172,35 @@ def images():
     return np.random.default_rng(5).integers(0, 256, (3, SIZE, SIZE, 3)).astype(np.float32)
 
 
+def _artifact(variant: str, fixture: str, doc: str):
+    """A session fixture building ``artifacts.VARIANTS[variant]`` in its own folder."""
+    def make(tmp_path_factory) -> Path:
+        return artifacts.build(variant, tmp_path_factory.mktemp(f"artifact_{variant}"))
+
+    make.__doc__ = doc
+    return pytest.fixture(scope="session", name=fixture)(make)
+
+
+nhwc_onnx = _artifact("nhwc", "nhwc_onnx", "NHWC, logits and in-graph labels, a model card.")
+nchw_onnx = _artifact("nchw_labels", "nchw_onnx",
+                      "NCHW, labels only, normalisation in the graph, no card.")
+many_classes_onnx = _artifact("many_classes", "many_classes_onnx", "300 classes, 16x16.")
+grey_onnx = _artifact("grey", "grey_onnx", "A greyscale (1-channel) input, 16x16.")
+probabilities_onnx = _artifact("probabilities", "probabilities_onnx",
+                               "Ends in a softmax: probabilities and labels.")
+
+
 @pytest.fixture(scope="session")
-def nhwc_onnx(keras3_h5, tmp_path_factory):
-    """The small Keras 3 model exported NHWC with logits and in-graph labels."""
-    from runtime_models import exported
-
-    return exported("nhwc", keras3_h5, tmp_path_factory)
+def exported_nhwc_onnx(keras3_h5, tmp_path_factory):
+    """``keras3_h5`` exported by ocr-export as the ``nhwc`` artifact is built."""
+    return artifacts.exported("nhwc", keras3_h5, tmp_path_factory.mktemp("exported_nhwc"))
 
 
 @pytest.fixture(scope="session")
-def nchw_onnx(keras3_h5, tmp_path_factory):
-    """The small Keras 3 model exported NCHW, labels only, normalisation in the graph."""
-    from runtime_models import exported
-
-    return exported("nchw_labels", keras3_h5, tmp_path_factory)
+def exported_nchw_onnx(keras3_h5, tmp_path_factory):
+    """``keras3_h5`` exported by ocr-export as the ``nchw_labels`` artifact is built."""
+    return artifacts.exported("nchw_labels", keras3_h5,
+                              tmp_path_factory.mktemp("exported_nchw_labels"))
 
 
 @pytest.fixture(scope="module")

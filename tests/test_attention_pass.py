@@ -26,6 +26,7 @@ from ocr_deploy.graph import (
 )
 
 ort = pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.xdist_group("attention")  # one worker exports the models once
 
 MAX_REL_ERR = 1e-4
 OPT_LEVELS = {"optimized": "ORT_ENABLE_ALL", "unoptimized": "ORT_DISABLE_ALL"}

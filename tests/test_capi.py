@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from capi_models import handmade_onnx
+from artifacts import CLASS_NAMES, PALETTE
 from e2e_models import save, segnet
-from runtime_models import CLASS_NAMES, PALETTE
 
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.render import fallback_palette
 
+pytestmark = pytest.mark.xdist_group("capi")  # one worker, one CMake build
 ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ["RGB8", "BGR8", "RGBA8", "BGRA8", "GRAY8"]
 STATUS = {"OCR_E_INVALID_ARGUMENT": "images|results|count|segmenter|info|out|artifact|options",
@@ -167,8 +167,8 @@ def test_scores_match_python(build, nhwc_onnx, layout, tmp_path):
     assert start == flat.size
 
 
-def test_more_than_256_classes_need_uint16(build, tmp_path):
-    model = handmade_onnx(tmp_path / "many.onnx", classes=300, channels=3)
+def test_more_than_256_classes_need_uint16(build, many_classes_onnx, tmp_path):
+    model = many_classes_onnx
     done = run(build, "info", model)
     assert "classes 300" in done.stdout and "label_type 2" in done.stdout
     specs = ["16x16:RGB8", "40x25:BGR8"]
@@ -182,8 +182,8 @@ def test_more_than_256_classes_need_uint16(build, tmp_path):
             "has 300 classes), found OCR_LABEL_U8") in done.stderr
 
 
-def test_greyscale_model_takes_gray8_only(build, tmp_path):
-    model = handmade_onnx(tmp_path / "grey.onnx", classes=5, channels=1)
+def test_greyscale_model_takes_gray8_only(build, grey_onnx, tmp_path):
+    model = grey_onnx
     specs = ["16x16:GRAY8", "33x7:GRAY8"]
     assert all(np.array_equal(a, b) for a, b in zip(c_labels(build, model, specs, tmp_path),
                                                     python_labels(model, specs), strict=True))
@@ -348,10 +348,10 @@ def test_examples_build_against_the_installed_library(build, nhwc_onnx, tmp_path
 
 
 @pytest.mark.parametrize("classes", [4, 300])
-def test_cpp_wrapper_matches_python(build, nhwc_onnx, classes, tmp_path):
+def test_cpp_wrapper_matches_python(build, nhwc_onnx, many_classes_onnx, classes, tmp_path):
     """ocr_deploy.hpp: moves, a batch, uint8 and uint16 label maps, scores in both layouts,
     and an ocr::Error for a bad call."""
-    model = nhwc_onnx if classes == 4 else handmade_onnx(tmp_path / "many.onnx", classes, 3)
+    model = nhwc_onnx if classes == 4 else many_classes_onnx
     raws = [tmp_path / name for name in ("labels.raw", "hwc.raw", "chw.raw")]
     done = run(build, model, *raws, program="capi_test_cpp")
     assert done.returncode == 0, done.stderr

@@ -9,6 +9,7 @@ from PIL import Image
 
 
 @pytest.mark.slow
+@pytest.mark.tensorflow
 def test_demo_pipeline_end_to_end(tmp_path, capsys):
     from ocr_deploy.demo.cli import main
 

@@ -341,9 +341,9 @@ def test_end_to_end_model_is_not_wrapped_twice():
 
 
 @pytest.mark.slow
-def test_real_export(tmp_path, nhwc_onnx):
+def test_real_export(tmp_path, exported_nhwc_onnx):
     """The small Keras 3 model as exported (normalisation from its card, logits + labels)."""
-    core = onnx.load(str(nhwc_onnx))
+    core = onnx.load(str(exported_nhwc_onnx))
     for sizes in (ImageSizes.fixed(97, 131), ImageSizes((33, 40), (150, 161))):
         report, meta = _parity(tmp_path, core, sizes)
         assert report["agreement_excl_ties"] == 1.0 and report["agreement"] > 0.999, report

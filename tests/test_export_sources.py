@@ -19,6 +19,7 @@ from onnx import TensorProto, helper
 from ocr_deploy.export.cli import main
 from ocr_deploy.metadata import read_metadata
 
+pytestmark = pytest.mark.tensorflow  # Keras models of every source, through ocr-export
 SIZE = 32
 OCR_EXPORT = Path(sys.executable).parent / "ocr-export"
 

@@ -14,7 +14,6 @@ import onnx
 import pytest
 from google.protobuf import text_format
 from PIL import Image
-from tritonclient.grpc import model_config_pb2
 
 from ocr_deploy.errors import BadInputError, OutputExistsError, RequestError
 from ocr_deploy.metadata import read_metadata
@@ -25,6 +24,9 @@ from ocr_deploy.runtime import Segmenter
 from ocr_deploy.serving.e2e import EndToEnd, request_images
 from ocr_deploy.sidecar import write_sidecar
 
+model_config_pb2 = pytest.importorskip(
+    "tritonclient.grpc.model_config_pb2",
+    reason="tritonclient is not installed (pip install 'ocr-deploy[serve]', run.sh does it)")
 Config = model_config_pb2.ModelConfig
 
 
@@ -60,7 +62,7 @@ def test_layout_and_readme(repo, nhwc_onnx, nchw_onnx):
 
 
 def test_labels_file_has_the_class_names(repo):
-    from runtime_models import CLASS_NAMES
+    from artifacts import CLASS_NAMES
 
     for model in ("nhwc", "nhwc_e2e"):
         assert (repo / model / "labels.txt").read_text().splitlines() == CLASS_NAMES

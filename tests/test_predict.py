@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from artifacts import PALETTE
 from PIL import Image
-from runtime_models import PALETTE
 
 from ocr_deploy.demo.synthetic import write_samples
 from ocr_deploy.runtime import Segmenter

@@ -1,5 +1,6 @@
-"""The runtime (``Segmenter``) on real ONNX Runtime CPU: parity with Keras and with a direct
-ONNX Runtime run, mixed image sizes, batching, device-memory entry point, threads."""
+"""The runtime (``Segmenter``) on real ONNX Runtime CPU: parity with Keras (on a real export)
+and with a direct ONNX Runtime run, mixed image sizes, batching, device-memory entry point,
+threads (on the hand-built artifacts of tests/artifacts.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import threading
 import numpy as np
 import onnxruntime as ort
 import pytest
+from artifacts import MEAN, STD
+from onnx import TensorProto, helper
 from PIL import Image
-from runtime_models import MEAN, STD
 
 from ocr_deploy.images import resize_bilinear
 from ocr_deploy.runtime import Segmenter
@@ -30,12 +32,29 @@ def _tie_free(scores: np.ndarray, tolerance: float = 1e-4) -> np.ndarray:
     return (top2[..., 1] - top2[..., 0]) > tolerance
 
 
-def test_predict_matches_keras_at_model_size(segmenter, keras3_model):
+def _bilinear(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """ONNX Runtime's Resize (linear, half-pixel centres, no antialiasing: TensorFlow's
+    bilinear resize) of ``[1,h,w,K]`` logits to ``[height,width,K]``."""
+    k = logits.shape[-1]
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear",
+                          coordinate_transformation_mode="half_pixel")], "resize",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k, *logits.shape[1:3]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, k, height, width])],
+        [helper.make_tensor("sizes", TensorProto.INT64, [4], [1, k, height, width])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (resized,) = session.run(None, {"x": logits.transpose(0, 3, 1, 2)})
+    return resized[0].transpose(1, 2, 0)
+
+
+def test_predict_matches_keras_at_model_size(exported_nhwc_onnx, keras3_model):
     images = _images([(64, 64)] * 3)
     normalised = (np.stack(images).astype(np.float32) - np.float32(MEAN)) / np.float32(STD)
     keras_logits = keras3_model.predict(normalised, verbose=0)[1]
-    labels = segmenter.predict(images)
-    scores = segmenter.predict_scores(images)
+    with Segmenter.open(exported_nhwc_onnx) as segmenter:
+        labels = segmenter.predict(images)
+        scores = segmenter.predict_scores(images)
     for i in range(3):
         assert labels[i].shape == (64, 64) and labels[i].dtype == np.uint8
         clear = _tie_free(keras_logits[i])
@@ -44,8 +63,6 @@ def test_predict_matches_keras_at_model_size(segmenter, keras3_model):
 
 
 def test_mixed_sizes_match_direct_onnxruntime(segmenter, nhwc_onnx):
-    import tensorflow as tf
-
     images = _images(SIZES)
     session = ort.InferenceSession(str(nhwc_onnx), providers=["CPUExecutionProvider"])
     batch = np.stack([resize_bilinear(im, 64, 64) for im in images]).astype(np.float32)
@@ -53,8 +70,8 @@ def test_mixed_sizes_match_direct_onnxruntime(segmenter, nhwc_onnx):
     labels = segmenter.predict(images)
     scores = segmenter.predict_scores(images)
     for i, (height, width) in enumerate(SIZES):
-        # reference upsampling: TensorFlow's bilinear resize with half-pixel centres
-        expected = tf.image.resize(logits[i:i + 1], (height, width), "bilinear").numpy()[0]
+        # reference upsampling: bilinear with half-pixel centres, as TensorFlow resizes
+        expected = _bilinear(logits[i:i + 1], height, width)
         assert labels[i].shape == (height, width) and scores[i].shape == (height, width, 4)
         assert np.abs(scores[i] - expected).max() < 1e-4
         clear = _tie_free(expected)
@@ -75,6 +92,20 @@ def test_labels_only_nchw_model_resizes_labels_nearest(nchw_onnx):
         rows = [int((y + 0.5) * 64 / height) for y in range(height)]
         cols = [int((x + 0.5) * 64 / width) for x in range(width)]
         assert np.array_equal(predicted[i], labels[i][np.ix_(rows, cols)])
+
+
+def test_probabilities_model_gives_the_argmax_of_its_resized_probabilities(
+        probabilities_onnx):
+    images = _images(SIZES, seed=6)
+    with Segmenter.open(probabilities_onnx) as seg:
+        assert seg.logits_output == "probabilities"
+        labels, scores = seg.predict(images), seg.predict_scores(images)
+    for image, label_map, probabilities in zip(images, labels, scores, strict=True):
+        assert probabilities.shape == (*image.shape[:2], 4)
+        assert np.allclose(probabilities.sum(-1), 1, atol=1e-5)  # bilinear keeps the sum
+        clear = _tie_free(probabilities)
+        assert np.array_equal(label_map[clear], probabilities.argmax(-1)[clear])
+    assert any(np.unique(m).size > 1 for m in labels)
 
 
 def test_in_graph_labels_used_at_model_size_logits_otherwise(segmenter):

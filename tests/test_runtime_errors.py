@@ -72,7 +72,7 @@ def _write_foreign_onnx(path):
                                 ir_version=8), path)
 
 
-def test_bad_artifacts(tmp_path, nhwc_onnx, keras3_h5):
+def test_bad_artifacts(tmp_path, nhwc_onnx):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
     truncated = tmp_path / "truncated.onnx"
@@ -83,10 +83,12 @@ def test_bad_artifacts(tmp_path, nhwc_onnx, keras3_h5):
     empty.write_bytes(b"")
     other = tmp_path / "model.pt"
     other.write_bytes(b"x")
+    keras_h5 = tmp_path / "model.h5"  # what a Keras file is to the runtime: its suffix
+    keras_h5.write_bytes(b"\x89HDF\r\n\x1a\n")
     cases = [(corrupt, "that ONNX Runtime can load"), (truncated, "that ONNX Runtime can load"),
              (foreign, "no ocr_deploy metadata"), (empty, "an empty file"),
              (tmp_path / "missing.onnx", "no such file"), (other, "'.pt'"),
-             (keras3_h5, "export it first with ocr-export")]
+             (keras_h5, "export it first with ocr-export")]
     for path, match in cases:
         with pytest.raises(BadInputError, match=match) as info:
             Segmenter.open(path)

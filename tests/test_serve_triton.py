@@ -17,10 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from PIL import Image
-from tritonclient.utils import InferenceServerException
 
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.triton_repo import write_triton_repository
@@ -28,7 +25,12 @@ from ocr_deploy.runtime import Segmenter
 from ocr_deploy.serving.environment import ensure_env
 from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]  # one server
+REASON = "tritonclient is not installed (pip install 'ocr-deploy[serve]', run.sh does it)"
+grpcclient = pytest.importorskip("tritonclient.grpc", reason=REASON)
+httpclient = pytest.importorskip("tritonclient.http", reason=REASON)
+InferenceServerException = pytest.importorskip("tritonclient.utils",
+                                               reason=REASON).InferenceServerException
 
 SIZES = [(64, 64), (37, 90), (130, 75)]  # the model's own size (in-graph labels), others
 CAMERA = (40, 50)  # the end-to-end artifact's fixed size
