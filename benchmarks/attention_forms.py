@@ -21,7 +21,6 @@ figures are medians. Progress goes to stderr; results to benchmarks/results/.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import json
 import os
@@ -34,6 +33,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from ocr_deploy.metadata import INPUT_NAME
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models
 
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS, DEPTH = 19, 256
@@ -171,26 +175,6 @@ def bench_core(height: int, width: int, args, gbps: float) -> dict:
 
 # ------------------------------------------------------------------ the whole model
 
-def export_cityscapes(height: int, width: int, folder: Path):
-    """A Cityscapes-scale OCRNet with random weights at ``height x width``, via export_model."""
-    import onnx
-
-    from ocr_deploy.export.pipeline import ExportRequest, export_model
-    from ocr_deploy.tf_env import import_keras3
-
-    keras = import_keras3()
-    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
-
-    keras.utils.set_random_seed(0)
-    config = dataclasses.replace(OCRNetConfig.cityscapes(), input_height=height,
-                                 input_width=width)
-    path = folder / f"ocrnet_{height}x{width}.keras"
-    build_ocrnet(config).save(path)
-    result = export_model(ExportRequest(model=path, output=path.with_suffix(".onnx"),
-                                        quiet=True, random_samples=1))
-    return onnx.load(result.onnx_path)
-
-
 def core_node_names(info: dict) -> list[str]:
     """Names of the nodes that make up the core in a rewritten model (for the profiler)."""
     names = []
@@ -221,20 +205,22 @@ def core_kernel_ms(profile_path: str, names: list[str], skip: int) -> float:
 
 
 def bench_model(height: int, width: int, args, folder: Path) -> dict:
+    import onnx
+
     from ocr_deploy.graph import apply_attention_form
 
     log(f"whole model {height}x{width}: building and exporting (export_model) ...")
     start = time.perf_counter()
-    exported = export_cityscapes(height, width, folder)
+    exported = onnx.load(models.export_cityscapes(folder, height, width, parity_samples=1))
     log(f"  exported in {time.perf_counter() - start:.0f} s")
     image = np.random.default_rng(0).standard_normal((1, height, width, 3), dtype=np.float32)
     sessions, infos = {}, {}
     for form in MODEL_FORMS:
         model, infos[form] = apply_attention_form(exported, form)
         sessions[form] = session(model, args.threads, profile=True)
-    outputs = {form: s.run(None, {"image": image})[0] for form, s in sessions.items()}
+    outputs = {form: s.run(None, {INPUT_NAME: image})[0] for form, s in sessions.items()}
     log(f"  timing {', '.join(MODEL_FORMS)} x {args.model_repeats} (interleaved) ...")
-    times = interleaved({form: (lambda s=s: s.run(None, {"image": image}))
+    times = interleaved({form: (lambda s=s: s.run(None, {INPUT_NAME: image}))
                          for form, s in sessions.items()}, args.model_repeats, warmup=1)
     reference = outputs["keep"]
     forms = {}

@@ -16,23 +16,24 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build_all(onnx_path: Path, calib: Path, folder: Path, calib_samples: int,
               verify: bool, val: Path | None) -> list[Path]:
     """FP16 and INT8 ONNX Runtime artifacts of ``onnx_path`` (FP32 is the ONNX itself)."""
-    from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.precision.calibrate import CalibrationSettings
 
     paths = []
     for precision in ("fp16", "int8"):
         print(f"  building {precision} ...", file=sys.stderr)
-        paths.append(build(BuildRequest(
-            onnx=onnx_path, precision=precision, backend="onnxruntime",
-            output=folder / f"{onnx_path.stem}_{precision}.onnx", calib_dir=calib,
-            calib_samples=calib_samples, calib=CalibrationSettings(method="minmax"),
-            verify=verify, val_dir=val, quiet=True)).artifact)
+        info = models.build(onnx_path, precision, folder / f"{onnx_path.stem}_{precision}.onnx",
+                            calib, calib_samples, calib=CalibrationSettings(method="minmax"),
+                            verify=verify, val_dir=val)
+        paths.append(Path(info["artifact"]))
     return paths
 
 
@@ -68,8 +69,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     from ocr_deploy.demo import DEMO_MODEL
-    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
-    from ocr_deploy.tf_env import import_keras3
+    from ocr_deploy.model.ocrnet import OCRNetConfig
 
     reports = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,10 +78,8 @@ def main() -> None:
             reports["demo"] = compare("demo", DEMO_MODEL, folder, (96, 96), 64, (1, 4, 8), 50,
                                       verify=True)
         if not args.skip_cityscapes:
-            import_keras3().utils.set_random_seed(0)
             config = OCRNetConfig.cityscapes()
-            model = folder / "ocrnet_cityscapes.h5"
-            build_ocrnet(config).save(model)
+            model = models.cityscapes_keras(folder)
             reports["cityscapes"] = compare("cityscapes", model, folder,
                                             (config.input_height, config.input_width), 8,
                                             (1,), 5, verify=False)

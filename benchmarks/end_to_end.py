@@ -40,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import int8_figures  # exports, builds and images of the INT8 figures
+import int8_figures  # the images of the INT8 figures
+import models  # exports and builds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IMAGE = (1024, 2048)
@@ -61,7 +62,7 @@ def prepare_model(name: str, folder: Path, fresh: bool) -> dict:
         onnx_path = folder / "demo.onnx"
         if fresh or not onnx_path.exists():
             log("[demo] exporting ...")
-            int8_figures.export_demo(folder)
+            models.export_demo(folder)
         if fresh or not calib.exists():
             from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
 
@@ -70,13 +71,13 @@ def prepare_model(name: str, folder: Path, fresh: bool) -> dict:
         onnx_path = folder / "cityscapes_512x1024.onnx"
         if fresh or not onnx_path.exists():
             log("[cityscapes] exporting the Cityscapes configuration at 512x1024 ...")
-            int8_figures.export_cityscapes(folder, 512, 1024)
+            models.export_cityscapes(folder, 512, 1024)
         if fresh or not calib.exists():
             int8_figures.smooth_images(calib, CALIBRATION[name], 512, 1024)
     plain = folder / f"{name}_int8.onnx"
     if fresh or not plain.exists():
         log(f"[{name}] building the plain INT8 artifact ...")
-        int8_figures.build(onnx_path, "int8", plain, calib, CALIBRATION[name], verify=False)
+        models.build(onnx_path, "int8", plain, calib, CALIBRATION[name], verify=False)
     return {"onnx": onnx_path, "calib": calib, "plain": plain}
 
 
@@ -92,7 +93,7 @@ def end_to_end_artifact(name: str, paths: dict, form: str, folder: Path, fresh: 
     from ocr_deploy.graph.end_to_end import ImageSizes
 
     log(f"[{name}] building the end-to-end artifact ({form}) ...")
-    int8_figures.build(paths["onnx"], "int8", out, paths["calib"], CALIBRATION[name],
+    models.build(paths["onnx"], "int8", out, paths["calib"], CALIBRATION[name],
                        val_samples=4, end_to_end=EndToEndRequest(ImageSizes.fixed(*IMAGE),
                                                                  labels_form=form))
     return out

@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -46,17 +49,6 @@ def run_export(model: Path, out: Path, extra: list[str]) -> dict:
             "onnx_mib": round(Path(summary["onnx"]).stat().st_size / 2**20, 2)}
 
 
-def cityscapes_model(folder: Path) -> Path:
-    """An OCRNet at Cityscapes scale with random weights, saved as .h5."""
-    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
-    from ocr_deploy.tf_env import import_keras3
-
-    import_keras3().utils.set_random_seed(0)
-    path = folder / "ocrnet_cityscapes.h5"
-    build_ocrnet(OCRNetConfig.cityscapes()).save(path)
-    return path
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,7 +71,7 @@ def main() -> None:
                                          ["--argmax", "--samples", str(samples)])
         if not args.skip_cityscapes:
             print("building and exporting a Cityscapes-scale OCRNet ...", file=sys.stderr)
-            model = cityscapes_model(tmp)
+            model = models.cityscapes_keras(tmp)
             results["cityscapes"] = {"config": "K=19 M=512 D=256 C=288, 512x1024 input",
                                      "h5_mib": round(model.stat().st_size / 2**20, 1),
                                      **run_export(model, tmp / "cityscapes.onnx", [])}

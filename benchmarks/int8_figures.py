@@ -31,10 +31,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from models import build, export_cityscapes, export_demo
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUANTIZE_STATIC = "quantize_static (QDQ U8/S8, MinMax, Conv+MatMul)"
@@ -55,39 +57,6 @@ def smooth_images(folder: Path, count: int, height: int, width: int, seed: int =
         Image.fromarray(small).resize((width, height), Image.BILINEAR).save(
             folder / f"{index:04d}.png")
     return folder
-
-
-def export_cityscapes(folder: Path, height: int, width: int) -> Path:
-    """The Cityscapes configuration at ``height x width``, random weights, exported."""
-    from ocr_deploy.export.pipeline import ExportRequest, export_model
-    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
-    from ocr_deploy.tf_env import import_keras3
-
-    import_keras3().utils.set_random_seed(0)
-    h5 = folder / f"cityscapes_{height}x{width}.h5"
-    build_ocrnet(replace(OCRNetConfig.cityscapes(), input_height=height,
-                         input_width=width)).save(h5)
-    return export_model(ExportRequest(model=h5, output=folder / f"{h5.stem}.onnx",
-                                      random_samples=2, quiet=True)).onnx_path
-
-
-def export_demo(folder: Path) -> Path:
-    from ocr_deploy.demo import DEMO_MODEL
-    from ocr_deploy.export.pipeline import ExportRequest, export_model
-
-    return export_model(ExportRequest(model=DEMO_MODEL, output=folder / "demo.onnx",
-                                      argmax=True, quiet=True)).onnx_path
-
-
-def build(onnx_path: Path, precision: str, out: Path, calib: Path | None, samples: int,
-          **options) -> dict:
-    from ocr_deploy.builder.pipeline import BuildRequest
-    from ocr_deploy.builder.pipeline import build as run_build
-
-    if precision == "int8":
-        options.update(calib_dir=calib, calib_samples=samples)
-    return run_build(BuildRequest(onnx=onnx_path, precision=precision, backend="onnxruntime",
-                                  output=out, force=True, quiet=True, **options)).info
 
 
 def quantize_static_model(onnx_path: Path, calib: Path, samples: int, out: Path) -> Path:

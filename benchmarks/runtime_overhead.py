@@ -31,6 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import models as shared
+
 RESULTS = Path(__file__).resolve().parent / "results"
 BUDGET = 0.03
 
@@ -40,18 +43,10 @@ def export(name: str, cityscapes: bool, folder: Path) -> Path:
     onnx_path = folder / f"{name}.onnx"
     if onnx_path.is_file():
         return onnx_path
-    from ocr_deploy.export.pipeline import ExportRequest, export_model
-    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
-    from ocr_deploy.tf_env import import_keras3
+    from ocr_deploy.model.ocrnet import OCRNetConfig
 
-    import_keras3().utils.set_random_seed(0)
     config = OCRNetConfig.cityscapes() if cityscapes else OCRNetConfig()
-    folder.mkdir(parents=True, exist_ok=True)
-    h5 = folder / f"{name}.h5"
-    build_ocrnet(config).save(h5)
-    export_model(ExportRequest(model=h5, output=onnx_path, force=True, quiet=True,
-                               random_samples=1))
-    return onnx_path
+    return shared.export(shared.keras_model(folder, config, name), onnx_path, parity_samples=1)
 
 
 def measure(onnx_path: Path, pairs: int, warmup: int = 3) -> dict:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_ARTIFACTS = [ROOT / "engines" / "demo_ocrnet_fp32.onnx",
@@ -108,9 +110,9 @@ def triton_caller(protocol: str, server, model: str, image: np.ndarray, expected
     batch = image[None]
 
     def call(index: int) -> None:
-        inp = module.InferInput("IMAGE", list(batch.shape), "UINT8")
+        inp = module.InferInput(INPUT_PIXELS, list(batch.shape), "UINT8")
         inp.set_data_from_numpy(batch)
-        labels = handles[index].infer(model, [inp]).as_numpy("LABELS")
+        labels = handles[index].infer(model, [inp]).as_numpy(OUTPUT_LABELS)
         if not np.array_equal(labels[0], expected):
             raise AssertionError("label map differs from Segmenter.predict")
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.serving.e2e import INPUT_ENCODED, OUTPUT_LABELS
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -47,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     with triton.InferenceServerClient(url) as client:
         for path in args.images:
             data = np.array([[path.read_bytes()]], dtype=object)
-            request = triton.InferInput("IMAGE_BYTES", list(data.shape), "BYTES")
+            request = triton.InferInput(INPUT_ENCODED, list(data.shape), "BYTES")
             request.set_data_from_numpy(data)
-            labels = client.infer(args.model, [request]).as_numpy("LABELS")[0]
+            labels = client.infer(args.model, [request]).as_numpy(OUTPUT_LABELS)[0]
             classes, counts = np.unique(labels, return_counts=True)
             share = ", ".join(f"{c}: {n / labels.size:.1%}" for c, n in zip(classes, counts,
                                                                           strict=True))

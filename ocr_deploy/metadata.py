@@ -31,7 +31,8 @@ OUTPUT_KINDS = ("logits", "probabilities", "labels", "aux_logits")
 SEGMENTATION_KINDS = ("logits", "probabilities", "labels")  # a model needs one of these
 MAX_SIDE = 1 << 16  # pixels; also the most classes
 # the tensors of an end-to-end graph (every consumer imports these names from here)
-E2E_INPUT, E2E_LABELS, E2E_SCORES = "image", "labels", "scores"
+INPUT_NAME = "image"  # the image input of every export
+E2E_INPUT, E2E_LABELS, E2E_SCORES = INPUT_NAME, "labels", "scores"
 E2E_LABEL_DTYPES = {"uint8": 1 << 8, "uint16": 1 << 16, "int32": 1 << 31}  # -> most classes
 E2E_TARGETS = ("onnxruntime", "tensorrt")
 
@@ -40,7 +41,7 @@ E2E_TARGETS = ("onnxruntime", "tensorrt")
 class ExportMetadata:
     """What an exported OCRNet is: its input contract, its outputs, and where it came from."""
 
-    input_name: str = "image"
+    input_name: str = INPUT_NAME
     input_layout: str = "NHWC"  # or "NCHW"
     input_height: int = 0
     input_width: int = 0

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.model_card import ModelCard
 
 CLASS_NAMES = ["background", "disc", "square", "ring"]
@@ -138,7 +139,7 @@ def _graph(name: str, variant: Variant, weights: dict[str, np.ndarray], scores: 
 
     nchw, s, c, k = variant.layout == "NCHW", variant.size, variant.channels, variant.classes
     initializers = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in weights.items()]
-    nodes, x = [], "image"
+    nodes, x = [], INPUT_NAME
     if variant.normalize_in_graph:  # the graph takes pixels 0..255
         shape = [1, c, 1, 1] if nchw else [1, 1, 1, c]
         initializers += [numpy_helper.from_array(np.reshape(v, shape).astype(np.float32), n)
@@ -172,7 +173,7 @@ def _graph(name: str, variant: Variant, weights: dict[str, np.ndarray], scores: 
                                                      ["batch", s, s]))
     dims = ["batch", c, s, s] if nchw else ["batch", s, s, c]
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info(
-        "image", TensorProto.FLOAT, dims)], outputs, initializers)
+        INPUT_NAME, TensorProto.FLOAT, dims)], outputs, initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
                              ir_version=8)
 
@@ -212,7 +213,7 @@ def _parity(variant: Variant, model, weights) -> dict:
     session = ort.InferenceSession(model.SerializeToString(),
                                    providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    candidate = dict(zip(names, session.run(names, {"image": feed}), strict=True))
+    candidate = dict(zip(names, session.run(names, {INPUT_NAME: feed}), strict=True))
     if variant.layout == "NCHW":
         candidate[variant.scores] = candidate[variant.scores].transpose(0, 2, 3, 1)
     expected = reference(variant, weights, pixels.astype(np.float64))

@@ -97,7 +97,8 @@ def saved_model_dir(keras3_model, models_dir) -> Path:
 @pytest.fixture(scope="session")
 def blog_h5(models_dir) -> Path:
     """The seed blog's style: tf_keras with raw TF ops (TFOpLambda layers)."""
-    from ocr_deploy.model.blog_style import build_blog_style_ocrnet
+    from blog_style import build_blog_style_ocrnet
+
     from ocr_deploy.tf_env import import_tf_keras
 
     import_tf_keras().utils.set_random_seed(2)

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ocr_deploy.metadata import ExportMetadata, write_metadata
+from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
 
 SIZE = (12, 16)  # (H, W): not square, so that a swapped axis shows
 MEAN, STD = [120.0, 110.0, 100.0], [60.0, 55.0, 50.0]
@@ -31,7 +31,7 @@ def segnet(layout: str = "NCHW", classes: int = 4, size: tuple[int, int] = SIZE,
         weights.append(numpy_helper.from_array(np.asarray(value, np.float32), name))
         return name
 
-    x = "image"
+    x = INPUT_NAME
     if layout == "NHWC":
         nodes.append(helper.make_node("Transpose", [x], ["nchw"], perm=[0, 3, 1, 2]))
         x = "nchw"
@@ -79,7 +79,7 @@ def segnet(layout: str = "NCHW", classes: int = 4, size: tuple[int, int] = SIZE,
     input_shape = ["batch", height, width, channels] if layout == "NHWC" else \
         ["batch", channels, height, width]
     graph = helper.make_graph(nodes, "segnet", [helper.make_tensor_value_info(
-        "image", TensorProto.FLOAT, input_shape)], outputs, weights)
+        INPUT_NAME, TensorProto.FLOAT, input_shape)], outputs, weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     norm = {"mean": MEAN[:channels], "std": STD[:channels], "in_graph": False} if normalize \
         else {"mean": [0.0] * channels, "std": [1.0] * channels, "in_graph": False}

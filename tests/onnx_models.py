@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.metadata import INPUT_NAME, ExportMetadata
 
 SIZE, CLASSES = 16, 4
 
@@ -36,7 +36,7 @@ def small_segnet(seed: int = 0, size: int = SIZE, tied: bool = False) -> onnx.Mo
         return nodes, nodes[-1].output[0]
 
     nodes = []
-    n1, a = conv("conv1", "image", 3, 8, 3)
+    n1, a = conv("conv1", INPUT_NAME, 3, 8, 3)
     n2, b = conv("conv2", a, 8, 8, 3)
     nodes += n1 + n2
     nodes.append(helper.make_node("Add", [a, b], ["residual"], name="residual"))
@@ -86,7 +86,7 @@ def small_attention_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
                numpy_helper.from_array(np.array([0, size * size, 8], np.int64), "to_pixels"),
                numpy_helper.from_array(np.array([0, size, size, 8], np.int64), "to_map")]
     nodes = [
-        helper.make_node("Conv", ["image", "stem_w", "stem_b"], ["stem"], pads=[1] * 4),
+        helper.make_node("Conv", [INPUT_NAME, "stem_w", "stem_b"], ["stem"], pads=[1] * 4),
         helper.make_node("Relu", ["stem"], ["features"]),
         helper.make_node("Transpose", ["features"], ["nhwc"], perm=[0, 2, 3, 1]),
         helper.make_node("Reshape", ["nhwc", "to_pixels"], ["pixels"]),
@@ -108,7 +108,7 @@ def outer_read_chain(size: int = SIZE) -> onnx.ModelProto:
             [helper.make_node("Add", ["first", "third"], [f"{name}_sum"])], name, [],
             [helper.make_tensor_value_info(f"{name}_sum", TensorProto.FLOAT, None)])
 
-    nodes = [helper.make_node("Relu", ["image"], ["first"]),
+    nodes = [helper.make_node("Relu", [INPUT_NAME], ["first"]),
              helper.make_node("Sigmoid", ["first"], ["second"]),
              helper.make_node("Relu", ["second"], ["third"]),
              helper.make_node("If", ["always"], ["joined"], then_branch=arm("then"),
@@ -123,7 +123,7 @@ def _model(nodes, weights, size: int, name: str) -> onnx.ModelProto:
     """``image [N,3,size,size]`` -> ``logits [N,4,size,size]`` through ``nodes``, checked."""
     graph = helper.make_graph(
         nodes, name,
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, size, size])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
                                        ["batch", CLASSES, size, size])], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)

@@ -31,9 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.metadata import INPUT_NAME
+
 __version__ = "10.99.0.0-standin"
 FORMAT = "ocr-deploy TensorRT stand-in engine"
-INPUT, LOGITS, LABELS = "image", "logits", "labels"
+INPUT, LOGITS, LABELS = INPUT_NAME, "logits", "labels"
 ALIGNMENT = 256
 
 

@@ -24,6 +24,7 @@ from ocr_deploy.graph import (
     build_core_model,
     find_attention_cores,
 )
+from ocr_deploy.metadata import INPUT_NAME
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.xdist_group("attention")  # one worker exports the models once
@@ -107,9 +108,9 @@ def conv_net():
     """A plain conv net: no attention anywhere."""
     weight = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["image", "w"], ["c"], name="conv"),
+        [helper.make_node("Conv", [INPUT_NAME, "w"], ["c"], name="conv"),
          helper.make_node("Softmax", ["c"], ["probs"], axis=1, name="softmax")],
-        "convnet", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 8, 8])],
+        "convnet", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 4, 8, 8])], [weight])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -327,7 +328,8 @@ def exported(tmp_path_factory) -> dict:
     from ocr_deploy.tf_env import import_keras3
 
     import_keras3()
-    from ocr_deploy.model.blog_style import build_blog_style_ocrnet
+    from blog_style import build_blog_style_ocrnet
+
     from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
 
     folder = tmp_path_factory.mktemp("attention_models")
@@ -354,7 +356,7 @@ def exported(tmp_path_factory) -> dict:
 def image_feed(model, batch: int = 2) -> dict:
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
     rng = np.random.default_rng(7)
-    return {"image": rng.standard_normal((batch, *dims)).astype(np.float32)}
+    return {INPUT_NAME: rng.standard_normal((batch, *dims)).astype(np.float32)}
 
 
 @pytest.mark.slow

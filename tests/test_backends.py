@@ -19,7 +19,7 @@ from ocr_deploy.backends.tensorrt.build import resolve_options, weak_typing_flag
 from ocr_deploy.backends.tensorrt.library import ErrorLog
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import write_metadata
+from ocr_deploy.metadata import INPUT_NAME, write_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,13 +139,13 @@ def test_engine_tensors_and_metadata_come_from_the_sidecar(tmp_path):
     tensorrt = backends.get("tensorrt")
     meta = small_segnet_metadata()
     sidecar = {"metadata": meta.__dict__, "profiles": [
-        {"input": "image", "min": [1, 3, 16, 16], "opt": [2, 3, 16, 16],
+        {"input": INPUT_NAME, "min": [1, 3, 16, 16], "opt": [2, 3, 16, 16],
          "max": [4, 3, 16, 16]}]}
     read = tensorrt.metadata(tmp_path / "m.engine", sidecar)
     tensors = tensorrt.tensors(tmp_path / "m.engine", read, sidecar)
     assert tensors.profile_batches == (1, 2, 4)
     assert [(t.name, t.dtype, t.shape) for t in tensors.inputs] == [
-        ("image", "float32", [-1, 3, 16, 16])]
+        (INPUT_NAME, "float32", [-1, 3, 16, 16])]
     assert [(t.name, t.shape) for t in tensors.outputs] == [("logits", [-1, 4, 16, 16])]
     with pytest.raises(BadInputError, match="optimisation profile"):
         tensorrt.tensors(tmp_path / "m.engine", read, {"metadata": meta.__dict__})

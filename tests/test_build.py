@@ -17,7 +17,7 @@ from ocr_deploy.backends.onnxruntime.options import OnnxRuntimeOptions
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.sidecar import read_sidecar
@@ -61,7 +61,7 @@ def _request(onnx_path, tmp_path, precision, name=None, **options):
 
 def _labels(path, images):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["labels"], {"image": images})[0]
+    return session.run(["labels"], {INPUT_NAME: images})[0]
 
 
 @pytest.fixture(scope="session")
@@ -306,8 +306,8 @@ def test_foreign_graph_or_bad_metadata_is_refused(demo_onnx, tmp_path, capsys):
     demo = onnx.load(str(demo_onnx))
     copied = [(p.key, p.value) for p in demo.metadata_props if p.key.startswith(PREFIX)]
     graph = helper.make_graph(
-        [helper.make_node("Add", ["image", "image"], ["logits"])], "foreign",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", 96, 96, 3])],
+        [helper.make_node("Add", [INPUT_NAME, INPUT_NAME], ["logits"])], "foreign",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["b", 96, 96, 3])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 96, 96, 3])])
     foreign = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                                 ir_version=9)

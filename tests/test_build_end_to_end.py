@@ -22,10 +22,11 @@ from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.end_to_end_parity import sample_images
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.graph.end_to_end import ImageSizes
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.runtime import Segmenter
+from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
 
 RANGE = ImageSizes((6, 8), (40, 56), (24, 32))
@@ -258,20 +259,20 @@ def test_triton_config_of_an_end_to_end_onnx(tmp_path, bgr_artifact):
     write_triton_repository(read_artifact(bgr_artifact[0]), tmp_path / "repo")
     config = _parse(tmp_path / "repo" / "e2e" / "config.pbtxt")
     assert config.platform == "onnxruntime_onnx"
-    assert _types(config.input) == {"image": ("TYPE_UINT8", [*CAMERA, 3])}
+    assert _types(config.input) == {INPUT_NAME: ("TYPE_UINT8", [*CAMERA, 3])}
     assert _types(config.output) == {"labels": ("TYPE_UINT8", list(CAMERA))}
     assert config.output[0].label_filename == "labels.txt"
     python = _parse(tmp_path / "repo" / "e2e_e2e" / "config.pbtxt")
-    assert _types(python.output) == {"LABELS": ("TYPE_UINT8", [-1, -1])}
-    assert [list(i.dims) for i in python.input if i.name == "IMAGE"] == [[*CAMERA, 3]]
+    assert _types(python.output) == {OUTPUT_LABELS: ("TYPE_UINT8", [-1, -1])}
+    assert [list(i.dims) for i in python.input if i.name == INPUT_PIXELS] == [[*CAMERA, 3]]
     # a range, more than 256 classes: dims -1, UINT16 labels
     many = save(make_end_to_end(segnet("NHWC", classes=300), RANGE)[0], tmp_path, "many")
     write_triton_repository(read_artifact(many), tmp_path / "repo")
     config = _parse(tmp_path / "repo" / "many" / "config.pbtxt")
-    assert _types(config.input) == {"image": ("TYPE_UINT8", [-1, -1, 3])}
+    assert _types(config.input) == {INPUT_NAME: ("TYPE_UINT8", [-1, -1, 3])}
     assert _types(config.output) == {"labels": ("TYPE_UINT16", [-1, -1])}
     python = _parse(tmp_path / "repo" / "many_e2e" / "config.pbtxt")
-    assert _types(python.output) == {"LABELS": ("TYPE_UINT16", [-1, -1])}
+    assert _types(python.output) == {OUTPUT_LABELS: ("TYPE_UINT16", [-1, -1])}
 
 
 def _engine(tmp_path, name, meta, capability, sha="a" * 64, precision="int8"):
@@ -284,7 +285,7 @@ def _engine(tmp_path, name, meta, capability, sha="a" * 64, precision="int8"):
     write_sidecar(engine, {
         "backend": "tensorrt", "precision": precision, "compute_capability": capability,
         "source_onnx_sha256": sha,
-        "profiles": [{"input": "image", "min": [1, *low, 3], "opt": [1, *opt, 3],
+        "profiles": [{"input": INPUT_NAME, "min": [1, *low, 3], "opt": [1, *opt, 3],
                       "max": [8, *high, 3]}], "metadata": meta.__dict__})
     return engine
 
@@ -306,7 +307,7 @@ def test_triton_engines_for_several_gpus_in_one_model(tmp_path):
     for cc, engine in zip(("8.9", "9.0", "8.7"), engines, strict=True):
         assert (repo / "seg" / "1" / config.cc_model_filenames[cc]).read_bytes() == \
             engine.read_bytes()
-    assert _types(config.input) == {"image": ("TYPE_UINT8", [-1, -1, 3])}
+    assert _types(config.input) == {INPUT_NAME: ("TYPE_UINT8", [-1, -1, 3])}
     assert _types(config.output) == {"labels": ("TYPE_UINT8", [-1, -1])}
     assert config.max_batch_size == 8
     from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
@@ -371,17 +372,17 @@ def test_tensorrt_engine_facts_for_an_end_to_end_graph():
 
     _, meta = make_end_to_end(segnet("NCHW", classes=300), RANGE, scores=True,
                               target="tensorrt")
-    assert profile_shapes(meta, (1, 2, 4)) == ("image", [(1, 6, 8, 3), (2, 24, 32, 3),
+    assert profile_shapes(meta, (1, 2, 4)) == (INPUT_NAME, [(1, 6, 8, 3), (2, 24, 32, 3),
                                                          (4, 40, 56, 3)])
     _, fixed = make_end_to_end(segnet("NCHW"), ImageSizes.fixed(*CAMERA), target="tensorrt")
     assert profile_shapes(fixed, (1, 1, 8))[1] == [(1, *CAMERA, 3), (1, *CAMERA, 3),
                                                     (8, *CAMERA, 3)]
     assert profile_shapes(read_metadata(segnet("NCHW")), (1, 1, 8))[1][0] == (1, 3, *SIZE)
-    sidecar = {"profiles": [{"input": "image", "min": [1, 6, 8, 3], "opt": [2, 24, 32, 3],
+    sidecar = {"profiles": [{"input": INPUT_NAME, "min": [1, 6, 8, 3], "opt": [2, 24, 32, 3],
                              "max": [4, 40, 56, 3]}], "metadata": meta.__dict__}
     tensors = get("tensorrt").tensors(None, meta, sidecar)
     assert [(t.name, t.dtype, t.shape) for t in tensors.inputs] == [
-        ("image", "uint8", [-1, -1, -1, 3])]
+        (INPUT_NAME, "uint8", [-1, -1, -1, 3])]
     assert [(t.name, t.dtype, t.shape) for t in tensors.outputs] == [
         ("labels", "int32", [-1, -1, -1]), ("scores", "float32", [-1, -1, -1, 300])]
     assert tensors.profile_batches == (1, 2, 4)

@@ -20,6 +20,7 @@ from onnx_models import (
 )
 
 from ocr_deploy.errors import BadInputError
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.precision import ranges
 from ocr_deploy.precision.calibrate import (
     CACHE_VERSION,
@@ -55,7 +56,7 @@ def _all_at_once(model: onnx.ModelProto, inputs: np.ndarray) -> dict[str, np.nda
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     session = ort.InferenceSession(augmented.SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    values = session.run(tensors, {"image": inputs})
+    values = session.run(tensors, {INPUT_NAME: inputs})
     return dict(zip(tensors, values, strict=True))
 
 
@@ -82,7 +83,7 @@ def test_minmax_equals_onnxruntime_calibrator(setup, tmp_path):
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"image": inputs[i:i + 5]} for i in range(0, len(inputs), 5)])
+            self.batches = iter([{INPUT_NAME: inputs[i:i + 5]} for i in range(0, len(inputs), 5)])
 
         def get_next(self):
             return next(self.batches, None)

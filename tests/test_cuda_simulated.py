@@ -23,6 +23,7 @@ from array_views import DLPackOnly
 
 from ocr_deploy.backends.tensorrt.library import ErrorLog
 from ocr_deploy.errors import BadInputError, CudaError
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.tensors import TensorRef
 
@@ -87,7 +88,7 @@ def test_simulated_buffers_grow_only_for_larger_batches(sim, engine):
         for count in (1, 4, 2, 8, 3):
             batch = _batch(count, count)
             _same(seg.run(batch), batch)
-            sizes.append(runner._device["image"].nbytes // (H * W * 3 * 4))
+            sizes.append(runner._device[INPUT_NAME].nbytes // (H * W * 3 * 4))
             held |= {b.ptr for b in runner._device.values()}
         assert sizes == [1, 4, 4, 8, 8]
         freed = [ptr for call, ptr in sim.log if call == "cudaFree" and ptr in held]
@@ -234,7 +235,7 @@ def test_simulated_address_tensorrt_refuses_is_an_error(sim, engine):
                            r"refused"):
             runner.run_device(TensorRef(pointer + 4, shape, f32, "cuda"),
                               {"logits": TensorRef(pointer, shape, f32, "cuda")}, 2, None)
-        assert runner.context.address_calls[-1] == ("image", pointer + 4, False)
+        assert runner.context.address_calls[-1] == (INPUT_NAME, pointer + 4, False)
         assert len(runner.context.executions) == done  # nothing ran on the old binding
         _same(seg.run(batch), batch)
         sim.cudaFree(pointer)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from train_demo import DEFAULT_OUT, predict_labels
 
 from ocr_deploy.demo import synthetic
-from ocr_deploy.demo.train import DEFAULT_OUT, predict_labels
 from ocr_deploy.metrics import mean_iou
 from ocr_deploy.model_card import ModelCard
 

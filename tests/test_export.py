@@ -10,7 +10,7 @@ import pytest
 
 from ocr_deploy.export.cli import main
 from ocr_deploy.export.pipeline import ExportRequest, export_model
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.model_card import ModelCard
 
 
@@ -32,8 +32,8 @@ def test_keras3_h5_round_trip(keras3_h5, keras3_model, tmp_path, onnx_session, i
     assert result.choice.logits == "logits" and result.choice.aux == ["aux_logits"]
     session = onnx_session(result.onnx_path)
     assert [o.name for o in session.get_outputs()] == ["logits"]
-    assert [i.name for i in session.get_inputs()] == ["image"]
-    (onnx_logits,) = session.run(None, {"image": images})  # batch 3: the batch is dynamic
+    assert [i.name for i in session.get_inputs()] == [INPUT_NAME]
+    (onnx_logits,) = session.run(None, {INPUT_NAME: images})  # batch 3: the batch is dynamic
     keras_logits = keras3_model.predict(images, verbose=0)[1]
     assert np.abs(onnx_logits - keras_logits).max() <= 1e-4 * np.abs(keras_logits).max()
     report = json.loads(result.report_path.read_text())
@@ -79,7 +79,7 @@ def test_nchw_argmax_and_aux(keras3_h5, keras3_model, tmp_path, onnx_session, im
     assert shapes["labels"][1:] == [64, 64]
     assert session.get_inputs()[0].shape[1:] == [3, 64, 64]
     out = dict(zip([o.name for o in session.get_outputs()],
-                   session.run(None, {"image": images.transpose(0, 3, 1, 2)}), strict=True))
+                   session.run(None, {INPUT_NAME: images.transpose(0, 3, 1, 2)}), strict=True))
     assert out["labels"].dtype == np.int32
     np.testing.assert_array_equal(out["labels"], out["logits"].argmax(axis=1))
     aux_ref = keras3_model.predict(images, verbose=0)[0].transpose(0, 3, 1, 2)
@@ -93,9 +93,9 @@ def test_labels_only_and_normalisation_in_graph(keras3_h5, tmp_path, onnx_sessio
                     normalize_in_graph=True, mean=[127.0, 120.0, 110.0], std=[60.0, 50.0, 40.0])
     session = onnx_session(fused.onnx_path)
     assert [o.name for o in session.get_outputs()] == ["labels"]
-    (labels,) = session.run(None, {"image": images})  # raw pixels in
+    (labels,) = session.run(None, {INPUT_NAME: images})  # raw pixels in
     normalised = (images - np.float32([127.0, 120.0, 110.0])) / np.float32([60.0, 50.0, 40.0])
-    (logits,) = onnx_session(plain.onnx_path).run(None, {"image": normalised})
+    (logits,) = onnx_session(plain.onnx_path).run(None, {INPUT_NAME: normalised})
     assert (labels == logits.argmax(-1)).mean() > 0.999
     assert read_metadata(fused.onnx_path).normalization["in_graph"] is True
 

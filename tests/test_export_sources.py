@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ocr_deploy.export.cli import main
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.metadata import INPUT_NAME, read_metadata
 
 pytestmark = pytest.mark.tensorflow  # Keras models of every source, through ocr-export
 SIZE = 32
@@ -149,8 +149,8 @@ def test_run_check_names_the_failing_node():
 
     shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, -1, 5])  # 5 does not divide
     graph = helper.make_graph(
-        [helper.make_node("Reshape", ["image", "shape"], ["logits"], name="split_heads")],
-        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 4, 4, 3])],
+        [helper.make_node("Reshape", [INPUT_NAME, "shape"], ["logits"], name="split_heads")],
+        "g", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 4, 4, 3])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], [shape])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -162,9 +162,9 @@ def test_batch_dimension_naming_skips_rank0_values():
     from ocr_deploy.export.convert import _name_batch_dimension
 
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["image"], ["logits"]),
+        [helper.make_node("Identity", [INPUT_NAME], ["logits"]),
          helper.make_node("Constant", [], ["scalar"], value_float=1.0)],
-        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 4])],
+        "g", [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [None, 4])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 4]),
          helper.make_tensor_value_info("scalar", TensorProto.FLOAT, [])])
     model = helper.make_model(graph)

@@ -17,6 +17,7 @@ from ocr_deploy.backends.onnxruntime.placement import (
 )
 from ocr_deploy.backends.onnxruntime.placement import placement as onnxruntime_placement
 from ocr_deploy.backends.tensorrt.placement import placement as tensorrt_placement
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import load_samples
 from ocr_deploy.precision.coverage import integer_coverage, layer_macs
@@ -46,7 +47,7 @@ def _optimised(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
 
 def _run(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"image": inputs})[0]
+    return session.run(["logits"], {INPUT_NAME: inputs})[0]
 
 
 def test_onnxruntime_placement_runs_integer_kernels(calibrated, tmp_path):

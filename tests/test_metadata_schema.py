@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ocr_deploy.errors import EXIT_BAD_INPUT, BadInputError, MetadataError
-from ocr_deploy.metadata import ExportMetadata, check_schema, read_metadata
+from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, check_schema, read_metadata
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.predict_cli import main as predict_main
 from ocr_deploy.signature import check_onnx
@@ -105,7 +105,7 @@ def _add_graph(inputs: list[str], shape: list) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("inputs, shape, match", [
-    (["image"], ["N", 64, 64, 3], r"output 'logits' as float logits with 4 classes"),
+    ([INPUT_NAME], ["N", 64, 64, 3], r"output 'logits' as float logits with 4 classes"),
     (["A", "B"], [1, 64, 64, 4], r"one image input, found 2 inputs"),
 ])
 def test_foreign_graph_with_copied_metadata_is_refused(nhwc_onnx, tmp_path, inputs, shape,

@@ -16,12 +16,18 @@ from google.protobuf import text_format
 from PIL import Image
 
 from ocr_deploy.errors import BadInputError, OutputExistsError, RequestError
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.serving.e2e import EndToEnd, request_images
+from ocr_deploy.serving.e2e import (
+    INPUT_ENCODED,
+    INPUT_PIXELS,
+    OUTPUT_LABELS,
+    EndToEnd,
+    request_images,
+)
 from ocr_deploy.sidecar import write_sidecar
 
 model_config_pb2 = pytest.importorskip(
@@ -77,7 +83,7 @@ def test_inference_config_matches_the_onnx_graph(repo, nhwc_onnx):
     assert config.name == "nhwc" and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 8
     (inp,) = config.input
-    assert inp.name == graph.input[0].name == "image"
+    assert inp.name == graph.input[0].name == INPUT_NAME
     assert type_name(inp.data_type) == "TYPE_FP32"
     assert list(inp.dims) == [64, 64, 3]
     assert model_config_pb2.ModelInput.Format.Name(inp.format) == "FORMAT_NHWC"
@@ -111,12 +117,12 @@ def test_e2e_config(repo):
     config = parse(repo / "nhwc_e2e" / "config.pbtxt")
     assert config.backend == "python" and config.max_batch_size == 8
     inputs = {i.name: i for i in config.input}
-    assert list(inputs["IMAGE"].dims) == [-1, -1, 3]
-    assert type_name(inputs["IMAGE"].data_type) == "TYPE_UINT8"
-    assert type_name(inputs["IMAGE_BYTES"].data_type) == "TYPE_STRING"
+    assert list(inputs[INPUT_PIXELS].dims) == [-1, -1, 3]
+    assert type_name(inputs[INPUT_PIXELS].data_type) == "TYPE_UINT8"
+    assert type_name(inputs[INPUT_ENCODED].data_type) == "TYPE_STRING"
     assert all(i.optional and i.allow_ragged_batch for i in config.input)
     (output,) = config.output
-    assert output.name == "LABELS" and list(output.dims) == [-1, -1]
+    assert output.name == OUTPUT_LABELS and list(output.dims) == [-1, -1]
     assert type_name(output.data_type) == "TYPE_UINT8"
     assert config.parameters["artifact"].string_value == "nhwc.onnx"
     assert config.dynamic_batching.max_queue_delay_microseconds == 2000
@@ -157,7 +163,7 @@ def test_engine_config_from_its_sidecar(nhwc_onnx, tmp_path):
     engine.write_bytes(b"placeholder: ocr-package only copies the engine")
     meta = read_metadata(nhwc_onnx)
     write_sidecar(engine, {"backend": "tensorrt", "precision": "int8",
-                           "profiles": [{"input": "image", "min": [1, 64, 64, 3],
+                           "profiles": [{"input": INPUT_NAME, "min": [1, 64, 64, 3],
                                          "opt": [4, 64, 64, 3], "max": [16, 64, 64, 3]}],
                            "metadata": meta.__dict__})
     write_triton_repository(read_artifact(engine), tmp_path / "repo")

@@ -16,6 +16,7 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from ocr_deploy.images import resize_bilinear
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.runtime import Segmenter
 
 SIZES = [(64, 64), (97, 41), (30, 200), (128, 160)]
@@ -66,7 +67,7 @@ def test_mixed_sizes_match_direct_onnxruntime(segmenter, nhwc_onnx):
     images = _images(SIZES)
     session = ort.InferenceSession(str(nhwc_onnx), providers=["CPUExecutionProvider"])
     batch = np.stack([resize_bilinear(im, 64, 64) for im in images]).astype(np.float32)
-    (logits,) = session.run(["logits"], {"image": (batch - np.float32(MEAN)) / np.float32(STD)})
+    (logits,) = session.run(["logits"], {INPUT_NAME: (batch - np.float32(MEAN)) / np.float32(STD)})
     labels = segmenter.predict(images)
     scores = segmenter.predict_scores(images)
     for i, (height, width) in enumerate(SIZES):
@@ -82,7 +83,7 @@ def test_labels_only_nchw_model_resizes_labels_nearest(nchw_onnx):
     images = _images(SIZES, seed=4)
     session = ort.InferenceSession(str(nchw_onnx), providers=["CPUExecutionProvider"])
     batch = np.stack([resize_bilinear(im, 64, 64) for im in images]).astype(np.float32)
-    (labels,) = session.run(["labels"], {"image": batch.transpose(0, 3, 1, 2)})  # raw pixels
+    (labels,) = session.run(["labels"], {INPUT_NAME: batch.transpose(0, 3, 1, 2)})  # raw pixels
     with Segmenter.open(nchw_onnx) as seg:
         assert seg.metadata.input_layout == "NCHW" and seg.logits_output is None
         assert seg.outputs_for(SIZES) == ["labels"]
@@ -143,7 +144,7 @@ def test_run_matches_bare_session(segmenter, nhwc_onnx):
     assert batch.shape == segmenter.input_shape(2) == (2, 64, 64, 3)
     outputs = segmenter.run(batch)
     session = ort.InferenceSession(str(nhwc_onnx), providers=["CPUExecutionProvider"])
-    logits, labels = session.run(["logits", "labels"], {"image": batch})
+    logits, labels = session.run(["logits", "labels"], {INPUT_NAME: batch})
     assert np.array_equal(outputs["logits"], logits)
     assert np.array_equal(outputs["labels"], labels)
 

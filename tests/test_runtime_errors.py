@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 
 from ocr_deploy.backends.tensorrt.runner import check_compatibility
 from ocr_deploy.errors import BadInputError, OcrDeployError, PairMismatchError
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.sidecar import write_sidecar
 
@@ -65,9 +65,10 @@ def test_bad_prepared_batches_and_buffers(segmenter):
 
 
 def _write_foreign_onnx(path):
-    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", 8, 8, 3])
+    image = helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["b", 8, 8, 3])
     out = helper.make_tensor_value_info("out", TensorProto.FLOAT, ["b", 8, 8, 3])
-    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["out"])], "g", [image], [out])
+    graph = helper.make_graph([helper.make_node("Relu", [INPUT_NAME], ["out"])], "g", [image],
+                              [out])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
                                 ir_version=8), path)
 

@@ -22,6 +22,7 @@ from PIL import Image
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.triton_repo import write_triton_repository
 from ocr_deploy.runtime import Segmenter
+from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.serving.environment import ensure_env
 from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
@@ -98,25 +99,25 @@ def images():
 def http_infer(server, model, image=None, encoded=None, dtype="UINT8"):
     inputs = []
     if image is not None:
-        inputs.append(httpclient.InferInput("IMAGE", list(image.shape), dtype))
+        inputs.append(httpclient.InferInput(INPUT_PIXELS, list(image.shape), dtype))
         inputs[-1].set_data_from_numpy(image)
     if encoded is not None:
-        inputs.append(httpclient.InferInput("IMAGE_BYTES", list(encoded.shape), "BYTES"))
+        inputs.append(httpclient.InferInput(INPUT_ENCODED, list(encoded.shape), "BYTES"))
         inputs[-1].set_data_from_numpy(encoded)
     with httpclient.InferenceServerClient(server.url("http")) as client:
-        return client.infer(model, inputs).as_numpy("LABELS")
+        return client.infer(model, inputs).as_numpy(OUTPUT_LABELS)
 
 
 def grpc_infer(server, model, image=None, encoded=None):
     inputs = []
     if image is not None:
-        inputs.append(grpcclient.InferInput("IMAGE", list(image.shape), "UINT8"))
+        inputs.append(grpcclient.InferInput(INPUT_PIXELS, list(image.shape), "UINT8"))
         inputs[-1].set_data_from_numpy(image)
     if encoded is not None:
-        inputs.append(grpcclient.InferInput("IMAGE_BYTES", list(encoded.shape), "BYTES"))
+        inputs.append(grpcclient.InferInput(INPUT_ENCODED, list(encoded.shape), "BYTES"))
         inputs[-1].set_data_from_numpy(encoded)
     with grpcclient.InferenceServerClient(server.url("grpc")) as client:
-        return client.infer(model, inputs).as_numpy("LABELS")
+        return client.infer(model, inputs).as_numpy(OUTPUT_LABELS)
 
 
 def png(image: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from ocr_deploy.backends.tensorrt.library import availability
+from ocr_deploy.metadata import INPUT_NAME
 
 AVAILABLE, REASON = availability()
 pytestmark = [pytest.mark.gpu,
@@ -40,7 +41,7 @@ def test_engine_builds_and_deserialises(small_onnx, tmp_path, precision):
         result.artifact.read_bytes())
     assert engine is not None
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    assert "image" in names and "labels" in names
+    assert INPUT_NAME in names and "labels" in names
     assert info["timing_cache"] == str(tmp_path / "timing.cache")  # the library's default
     assert (tmp_path / "timing.cache").stat().st_size > 0
 
@@ -121,7 +122,7 @@ def test_end_to_end_engine_builds_runs_and_matches_predict(small_onnx, tmp_path,
     info = result.info
     assert info["verification"]["accuracy"]["runner"]["backend"] == "tensorrt"
     profile = info["profiles"][0]
-    assert profile["input"] == "image" and profile["opt"][1:] == [120, 160, 3]
+    assert profile["input"] == INPUT_NAME and profile["opt"][1:] == [120, 160, 3]
     assert info["end_to_end_parity"]["agreement_excl_ties"] >= 0.999
     images = sample_images([(120, 160)] if sizes == "fixed" else [(48, 64), (131, 97)])
     with Segmenter.open(result.artifact) as engine, Segmenter.open(small_onnx) as plain:

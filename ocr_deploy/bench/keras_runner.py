@@ -14,14 +14,14 @@ import numpy as np
 
 from ocr_deploy.backends.runner import Runner
 from ocr_deploy.errors import BadInputError, UnsafeModelError
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.metadata import INPUT_NAME, ExportMetadata
 
 
 class KerasRunner(Runner):
     """A Keras model (``.h5``, ``.keras`` or a SavedModel folder) returning its logits."""
 
     name = "tensorflow"
-    input_name = "image"
+    input_name = INPUT_NAME
     input_dtype = np.dtype(np.float32)
     output_names = ("logits",)
 

@@ -21,6 +21,7 @@ import numpy as np
 from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.export.loader import LoadedModel
 from ocr_deploy.export.outputs import OutputChoice
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.tf_env import (
     describe_error,
     import_tensorflow,
@@ -30,7 +31,6 @@ from ocr_deploy.tf_env import (
 
 DEFAULT_OPSET = 17
 MAX_OPSET = 18  # tf2onnx 1.17 refuses higher
-INPUT_NAME = "image"
 
 
 @dataclass

@@ -41,7 +41,7 @@ from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
-from ocr_deploy.metadata import ExportMetadata, write_metadata
+from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
 from ocr_deploy.progress import Progress
@@ -323,7 +323,7 @@ def _verify(function, model, images: np.ndarray, options: ConvertOptions,
         onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
         names = [o.name for o in session.get_outputs()]
         candidate = {}
-        for name, value in zip(names, session.run(names, {"image": onnx_in}), strict=True):
+        for name, value in zip(names, session.run(names, {INPUT_NAME: onnx_in}), strict=True):
             if options.nchw and value.ndim == 4:
                 value = value.transpose(0, 2, 3, 1)
             candidate[name] = value[:count]

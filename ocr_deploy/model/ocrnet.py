@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 
 import keras
 
+from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.model.layers import ObjectAttention, SpatialGather
 
 
@@ -69,7 +70,7 @@ def _backbone(image, width: int):
 def build_ocrnet(config: OCRNetConfig = OCRNetConfig()) -> keras.Model:
     """Build an OCRNet with outputs ``[aux_logits (1/4 resolution), logits (full resolution)]``."""
     k, m, d = config.num_classes, config.mid_channels, config.key_channels
-    image = keras.Input((config.input_height, config.input_width, 3), name="image")
+    image = keras.Input((config.input_height, config.input_width, 3), name=INPUT_NAME)
     feats = _backbone(image, config.backbone_width)
 
     # 2. soft object regions (auxiliary head)

@@ -263,7 +263,8 @@ def _write_readme(repo: Path) -> None:
     models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
     e2e = [m for m in models if m.endswith(E2E_SUFFIX)]
     example = e2e[0] if e2e else "NAME_e2e"
-    text = README.format(models="\n".join(f"- `{m}`" for m in models), example=example)
+    text = README.format(models="\n".join(f"- `{m}`" for m in models), example=example,
+                         pixels=INPUT_PIXELS, encoded=INPUT_ENCODED, labels=OUTPUT_LABELS)
     write_bytes_atomic(repo / "README.md", text.encode())
 
 
@@ -281,8 +282,8 @@ An end-to-end artifact's `NAME` takes the camera frames themselves (`image`, UIN
 `[1,H,W,3]` in its colour order) and returns `labels` (UINT8, UINT16 beyond 256 classes)
 at their size: on a GPU server it is all you need.
 `NAME_e2e` is the end-to-end model (Python backend, `ocr_deploy.runtime` inside): send
-`IMAGE` (uint8 `[1,H,W,3]`, any size) or `IMAGE_BYTES` (`[1,1]` encoded PNG/JPEG), get
-`LABELS` `[1,H,W]` (class index per pixel, at the image's own size) back. Class names:
+`{pixels}` (uint8 `[1,H,W,3]`, any size) or `{encoded}` (`[1,1]` encoded PNG/JPEG), get
+`{labels}` `[1,H,W]` (class index per pixel, at the image's own size) back. Class names:
 `labels.txt` in each model folder.
 
 ## On this machine (CPU, the Python backend only)
@@ -310,7 +311,7 @@ or load only the inference models (`--model-control-mode=explicit --load-model=N
     import numpy as np, tritonclient.http as http
     client = http.InferenceServerClient("127.0.0.1:8000")
     image = np.zeros((1, 480, 640, 3), np.uint8)          # your RGB image, batch of 1
-    inp = http.InferInput("IMAGE", list(image.shape), "UINT8")
+    inp = http.InferInput("{pixels}", list(image.shape), "UINT8")
     inp.set_data_from_numpy(image)
-    labels = client.infer("{example}", [inp]).as_numpy("LABELS")[0]   # [480, 640]
+    labels = client.infer("{example}", [inp]).as_numpy("{labels}")[0]   # [480, 640]
 """

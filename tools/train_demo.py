@@ -1,6 +1,7 @@
-"""Train the demo OCRNet on the synthetic shapes and ship it with its model card.
+"""Train the demo OCRNet on the synthetic shapes and ship it with its model card (a
+maintainer's tool, not part of the package).
 
-    python -m ocr_deploy.demo.train            # or: ocr-train-demo
+    python tools/train_demo.py
 
 writes ``ocr_deploy/demo/weights/demo_ocrnet.h5`` (Keras 3, no optimizer state) and
 ``demo_ocrnet.card.json``. Rerunning with the same options reproduces the weights: the data
@@ -26,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.demo import synthetic
+from ocr_deploy.demo import DEMO_MODEL, synthetic
 from ocr_deploy.metrics import mean_iou
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.progress import Progress
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "demo_ocrnet.h5"
+DEFAULT_OUT = DEMO_MODEL
 AUX_WEIGHT = 0.4
 
 
@@ -47,7 +48,7 @@ def predict_labels(model, images: np.ndarray, batch_size: int = 32) -> np.ndarra
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="ocr-train-demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="train_demo.py", description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--train-samples", type=int, default=1500,
                         help="fresh training images per epoch")
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "loss": f"CE(logits) + {AUX_WEIGHT} * CE(aux_logits, labels[:, 1::4, 1::4])",
             "train_seconds": round(train_seconds, 1),
-            "train_command": shlex.join(["python", "-m", "ocr_deploy.demo.train", *argv]),
+            "train_command": shlex.join(["python", "tools/train_demo.py", *argv]),
             "config": config.to_dict(),
             "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
         }
