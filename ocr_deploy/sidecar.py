@@ -10,12 +10,10 @@ with the artifact it belongs to (``ocr_deploy.pairs``).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from ocr_deploy.files import sha256_of, write_bytes_atomic
-from ocr_deploy.pairs import HASH_KEY, Pair, PairWrite, pair_output, read_pair
+from ocr_deploy.pairs import Pair, PairWrite, pair_output, read_pair
 
 
 def sidecar_path(artifact: Path) -> Path:
@@ -30,15 +28,6 @@ def sidecar_output(artifact: Path, force: bool = False) -> Iterator[PairWrite]:
     ``.artifact_tmp``, set ``.companion`` to the sidecar dict (see ``pairs.pair_output``)."""
     with pair_output(artifact, sidecar_path(artifact), force) as write:
         yield write
-
-
-def write_sidecar(artifact: Path, data: dict) -> Path:
-    """Write the sidecar of an existing ``artifact`` atomically, recording its SHA-256; return
-    its path. Not crash-consistent with the artifact's own write: prefer ``sidecar_output``."""
-    path = sidecar_path(artifact)
-    data = {**data, HASH_KEY: sha256_of(artifact)}
-    write_bytes_atomic(path, (json.dumps(data, indent=2, default=str) + "\n").encode())
-    return path
 
 
 def read_sidecar_pair(artifact: Path, content: bool = False) -> Pair:

@@ -232,7 +232,7 @@ def write_engine(path: Path, height: int = 16, width: int = 16, max_batch: int =
                  fail_under_capture: bool = False, device: dict | None = None) -> Path:
     """Write a stand-in engine and its sidecar (as ``ocr-build-engine`` would: metadata,
     profile, TensorRT version, and ``device``'s GPU name and compute capability)."""
-    from ocr_deploy.sidecar import write_sidecar
+    from sidecars import write_sidecar
 
     path = Path(path)
     spec = {"format": FORMAT, "height": height, "width": width, "max_batch": max_batch,

@@ -279,7 +279,7 @@ def _engine(tmp_path, name, meta, capability, sha="a" * 64, precision="int8"):
     """A placeholder engine (ocr-package reads only its sidecar) built 'on' a GPU."""
     engine = tmp_path / f"{name}.engine"
     engine.write_bytes(f"placeholder engine for compute capability {capability}".encode())
-    from ocr_deploy.sidecar import write_sidecar
+    from sidecars import write_sidecar
 
     low, opt, high = meta.image_profile()
     write_sidecar(engine, {

@@ -319,7 +319,9 @@ def test_error_log_keeps_the_errors_of_each_call_apart():
 def test_simulated_errors_reported_are_those_of_their_own_call(sim, tmp_path, failing_engine):
     garbage = tmp_path / "garbage.engine"
     garbage.write_bytes(b"\0" * 64)
-    from ocr_deploy.sidecar import read_sidecar, write_sidecar
+    from sidecars import write_sidecar
+
+    from ocr_deploy.sidecar import read_sidecar
 
     write_sidecar(garbage, read_sidecar(failing_engine))
     with pytest.raises(BadInputError, match=r"deserialisation failed .*magic tag"):

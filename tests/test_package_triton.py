@@ -14,6 +14,7 @@ import onnx
 import pytest
 from google.protobuf import text_format
 from PIL import Image
+from sidecars import write_sidecar
 
 from ocr_deploy.errors import BadInputError, OutputExistsError, RequestError
 from ocr_deploy.metadata import INPUT_NAME, read_metadata
@@ -28,7 +29,6 @@ from ocr_deploy.serving.e2e import (
     EndToEnd,
     request_images,
 )
-from ocr_deploy.sidecar import write_sidecar
 
 model_config_pb2 = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2",

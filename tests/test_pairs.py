@@ -13,11 +13,12 @@ from pathlib import Path
 
 import onnx
 import pytest
+from sidecars import write_sidecar
 
 from ocr_deploy.errors import BadInputError, OutputExistsError, PairMismatchError
 from ocr_deploy.files import PAUSE_ENV
 from ocr_deploy.pairs import HASH_KEY, Pair, read_pair, shadow_path, write_pair
-from ocr_deploy.sidecar import read_sidecar, sidecar_path, write_sidecar
+from ocr_deploy.sidecar import read_sidecar, sidecar_path
 
 POINTS = {"pair-written": "old", "pair-shadowed": "old", "pair-committed": "new",
           "pair-published": "new"}

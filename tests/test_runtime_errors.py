@@ -10,12 +10,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from sidecars import write_sidecar
 
 from ocr_deploy.backends.tensorrt.runner import check_compatibility
 from ocr_deploy.errors import BadInputError, OcrDeployError, PairMismatchError
 from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.sidecar import write_sidecar
 
 
 def _one_line(exc: OcrDeployError) -> str:

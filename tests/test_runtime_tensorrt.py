@@ -7,9 +7,9 @@ import threading
 
 import numpy as np
 import pytest
+from sidecars import write_sidecar
 
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.sidecar import write_sidecar
 
 pytestmark = pytest.mark.gpu
 

@@ -107,11 +107,6 @@ def write_samples(folder: Path, count: int, seed: int = VALIDATION_SEED,
     return paths
 
 
-def colorize(label: np.ndarray) -> np.ndarray:
-    """Render a label map ``[H,W]`` as an RGB image with ``PALETTE``."""
-    return np.asarray(PALETTE, np.uint8)[label]
-
-
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

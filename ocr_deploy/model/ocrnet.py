@@ -23,11 +23,6 @@ class OCRNetConfig:
     key_channels: int = 32  # D
     dropout: float = 0.05
 
-    @property
-    def feature_channels(self) -> int:
-        """C, the backbone's output channels (both branches concatenated at 1/4)."""
-        return 6 * self.backbone_width
-
     @classmethod
     def cityscapes(cls) -> OCRNetConfig:
         """Cityscapes scale: K=19, M=512, D=256, 512x1024 input, C=288 (HRNet-W18-like)."""
