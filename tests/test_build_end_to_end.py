@@ -14,7 +14,6 @@ import pytest
 from e2e_models import SIZE, save, segnet
 from google.protobuf import text_format
 from PIL import Image
-from tritonclient.grpc import model_config_pb2
 
 from ocr_deploy.builder.cli import main as build_main
 from ocr_deploy.builder.end_to_end import EndToEndRequest
@@ -242,12 +241,19 @@ def test_run_device_on_a_range_takes_the_image_size(tmp_path):
 
 # -- packaging -----------------------------------------------------------------------------
 
+def _model_config():
+    """Triton's model-config protobuf (the Triton tests skip where tritonclient is missing,
+    as in the TensorFlow-free leg)."""
+    return pytest.importorskip("tritonclient.grpc.model_config_pb2",
+                               reason="tritonclient is not installed (the serve extra)")
+
+
 def _parse(path):
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    return text_format.Parse(path.read_text(), _model_config().ModelConfig())
 
 
 def _types(tensors):
-    return {t.name: (model_config_pb2.DataType.Name(t.data_type), list(t.dims))
+    return {t.name: (_model_config().DataType.Name(t.data_type), list(t.dims))
             for t in tensors}
 
 
