@@ -71,7 +71,7 @@ def test_every_backend_declares_its_artifact_facts_and_flagged_options():
 
 
 def test_options_of_another_backend_are_reported_as_ignored(tmp_path):
-    from ocr_deploy.builder.pipeline import BuildRequest, ignored_options
+    from ocr_deploy.builder.request import BuildRequest, ignored_options
 
     request = BuildRequest(onnx=tmp_path / "m.onnx", backend_options={
         "tensorrt": TensorRTOptions(workspace_mib=64, dla_core=0)})

@@ -117,7 +117,7 @@ def end_to_end_request(args: argparse.Namespace):
 def build_parser() -> argparse.ArgumentParser:
     from ocr_deploy.backends import BACKENDS, CHOICES
     from ocr_deploy.backends.options import add_arguments
-    from ocr_deploy.builder.pipeline import CALIB_SAMPLES, SYNTHETIC_SAMPLES, BuildRequest
+    from ocr_deploy.builder.request import CALIB_SAMPLES, SYNTHETIC_SAMPLES, BuildRequest
     from ocr_deploy.precision.calibrate import METHODS, CalibrationSettings
     from ocr_deploy.precision.evaluate import IGNORE_INDEX, Budget
 
