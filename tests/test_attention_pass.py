@@ -16,9 +16,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from ocr_deploy.backends import BACKENDS
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.graph import (
-    AUTO,
     CORE_FORMS,
     apply_attention_form,
     build_core_model,
@@ -292,7 +292,7 @@ def test_refuses_unknown_form_and_target():
     model, _ = core_graph()
     with pytest.raises(BadInputError, match="attention form"):
         apply_attention_form(model, "fused")
-    with pytest.raises(BadInputError, match="target"):
+    with pytest.raises(BadInputError, match="a backend among"):
         apply_attention_form(model, "auto", target="tpu")
 
 
@@ -447,9 +447,11 @@ def test_keep_and_auto(exported):
     kept, info = apply_attention_form(model, "keep")
     assert kept.SerializeToString() == model.SerializeToString()
     assert info["form"] == "keep" and len(info["cores"]) == 1 and "change" not in info["cores"][0]
-    for target, (form, reason) in AUTO.items():
-        _, info = apply_attention_form(model, "auto", target=target)
+    for backend in BACKENDS:  # auto takes each backend's own choice and says why
+        form, reason = backend.graph_target.forms["attention"]
+        _, info = apply_attention_form(model, "auto", target=backend.graph_target)
         assert (info["form"], info["reason"], info["requested"]) == (form, reason, "auto")
+        assert info["target"] == backend.name
 
 
 def test_other_softmaxes_are_reported_with_the_reason():

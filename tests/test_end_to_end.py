@@ -325,7 +325,7 @@ def test_bad_images_get_one_line_errors(tmp_path):
     ({"color_order": "BRG"}, "colour order among RGB, BGR"),
     ({"labels_form": "sparse"}, "labels form among auto, dense, boundary"),
     ({"argmax_form": "topk"}, "argmax form among auto, argmax, compare"),
-    ({"target": "tflite"}, "target among onnxruntime, tensorrt"),
+    ({"target": "tflite"}, "a backend among tensorrt, onnxruntime"),
     ({"scores": True, "labels_form": "boundary"}, "'dense' or 'auto' with a scores output"),
 ])
 def test_bad_build_options_are_refused(options, match):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ocr_deploy.errors import BadInputError
+from ocr_deploy.graph_target import GraphTarget
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.precision.placement import Placement
 
@@ -60,6 +61,7 @@ class Backend(ABC):
     deepstream_model_key: str
     options_type: type
     runtime_options: tuple[str, ...] = ()
+    graph_target: GraphTarget  # what its graph compiler takes, for the graph passes
     coverage_warn_below: float | None = None  # INT8 integer-MAC share that earns a warning
 
     @property

@@ -28,6 +28,7 @@ import onnx
 
 from ocr_deploy.end_to_end_parity import parity_sizes, sample_images
 from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end, validate_request
+from ocr_deploy.graph_target import GraphTarget
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.precision.calibration_data import (
     SampleSet,
@@ -52,14 +53,15 @@ class EndToEndRequest:
     labels_form: str = "auto"  # auto, dense or boundary (graph.label_maps)
     argmax_form: str = "auto"  # auto, argmax or compare
 
-    def validate(self, meta: ExportMetadata, target: str, source: object) -> None:
+    def validate(self, meta: ExportMetadata, source: object) -> None:
         """What the wrap would refuse, before any slow work (``BadInputError``)."""
         validate_request(meta, self.sizes, self.color_order, self.scores, self.labels_form,
-                         self.argmax_form, target, source)
+                         self.argmax_form, source)
 
-    def wrap(self, core: onnx.ModelProto, meta: ExportMetadata, target: str,
+    def wrap(self, core: onnx.ModelProto, meta: ExportMetadata, target: GraphTarget,
              source: object) -> tuple[onnx.ModelProto, ExportMetadata]:
-        """The end-to-end graph around ``core`` (whose metadata is ``meta``) for ``target``."""
+        """The end-to-end graph around ``core`` (whose metadata is ``meta``) for ``target``,
+        the building backend's ``graph_target``."""
         return make_end_to_end(core, self.sizes, self.color_order, self.scores,
                                self.labels_form, self.argmax_form, target, meta, source)
 

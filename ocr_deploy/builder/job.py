@@ -96,7 +96,8 @@ class BuildJob:
         e2e = self.request.end_to_end
         if e2e is not None:
             self.core = model.SerializeToString(), self.meta
-            model, self.meta = e2e.wrap(model, self.meta, self.backend.name, self.request.onnx)
+            model, self.meta = e2e.wrap(model, self.meta, self.backend.graph_target,
+                                          self.request.onnx)
             self.progress.note(f"wrapped end to end for {self.backend.name}: labels "
                                f"{self.meta.end_to_end['forms']['labels']}, argmax "
                                f"{self.meta.end_to_end['forms']['argmax']}")

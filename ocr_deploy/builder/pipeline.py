@@ -63,7 +63,7 @@ def build(request: BuildRequest) -> BuildResult:
     _check_node_names(source, fp32_model, request.keep_fp32)
     backend, why = backends.choose(request.backend)
     if request.end_to_end is not None:
-        request.end_to_end.validate(meta, backend.name, source)
+        request.end_to_end.validate(meta, source)
     output = resolve_output(request, backend)
     check_writable_output(output, request.force)
     check_writable_output(sidecar_path(output), request.force)

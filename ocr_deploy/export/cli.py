@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ocr_deploy.backends import NAMES
 from ocr_deploy.cli_support import (
     EXIT_OK,
     add_force,
@@ -17,7 +18,7 @@ from ocr_deploy.cli_support import (
     size_arg,
 )
 from ocr_deploy.export.convert import MAX_OPSET
-from ocr_deploy.graph.attention import FORMS, TARGETS
+from ocr_deploy.graph.attention import FORMS
 
 EPILOG = """exit codes: 0 exported and verified; 2 bad input or usage; 3 parity over tolerance
 (the model is kept as NAME.parity-failed.onnx); 4 the converter failed; 6 no space or no
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "TensorRT >= 10.14), keep (as converted), auto (measured best for "
                        "--attention-target; rewrites the cores it understands, leaves the "
                        "rest and never fails the export)")
-    graph.add_argument("--attention-target", choices=TARGETS, default=request.attention_target,
+    graph.add_argument("--attention-target", choices=NAMES, default=request.attention_target,
                        help="backend that --attention auto chooses for")
     graph.add_argument("--input-size", type=size_arg, metavar="HxW",
                        help="input size, required when the model's is dynamic (default: the "

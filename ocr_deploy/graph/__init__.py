@@ -8,9 +8,9 @@
   labels at the image size out; ``graph.end_to_end``).
 """
 
-from ocr_deploy.graph.attention import AUTO, FORMS, TARGETS, apply_attention_form, summary
+from ocr_deploy.graph.attention import FORMS, apply_attention_form, summary
 from ocr_deploy.graph.core_model import CORE_FORMS, build_core_model
 from ocr_deploy.graph.find import AttentionCore, Findings, find_attention_cores
 
-__all__ = ["AUTO", "CORE_FORMS", "FORMS", "TARGETS", "AttentionCore", "Findings",
+__all__ = ["CORE_FORMS", "FORMS", "AttentionCore", "Findings",
            "apply_attention_form", "build_core_model", "find_attention_cores", "summary"]

@@ -3,8 +3,9 @@
 ``apply_attention_form(model, form, target)`` is what the exporter calls, before its
 parity check. Forms: ``decomposed`` (MatMul -> Softmax -> MatMul with the scale on Q, the
 pattern TensorRT fuses), ``attention`` (the opset-23 ``Attention`` op), ``keep`` (as
-exported) and ``auto`` (the form measured or known to be best for ``target``; see
-``AUTO``). The returned info dict says what was found, what changed and why.
+exported) and ``auto`` (the form measured or known to be best for ``target``, a backend's
+``GraphTarget``: its ``forms["attention"]`` and why). The returned info dict says what was
+found, what changed and why.
 
 ``auto`` never fails an export: it rewrites every core it understands, leaves anything
 else as exported (softmaxes that look like a core but break the pattern are listed under
@@ -22,29 +23,12 @@ from ocr_deploy.errors import BadInputError, ConversionError, OcrDeployError
 from ocr_deploy.graph.find import Findings, find_attention_cores
 from ocr_deploy.graph.forms import ATTENTION_OPSET, to_attention, to_decomposed, upgrade_opset
 from ocr_deploy.graph.index import name_nodes, opset_of, remove_dead, toposort
+from ocr_deploy.graph_target import GraphTarget, graph_target
 
 FORMS = ("auto", "decomposed", "attention", "keep")
-TARGETS = ("onnxruntime", "tensorrt")
 PATTERN = "MatMul(Q, K^T) -> [Mul/Div by a constant] -> Softmax over keys -> MatMul(P, V)"
 
-# target -> (form, why); the ONNX Runtime figures come from benchmarks/attention_forms.py
-AUTO = {
-    "onnxruntime": (
-        "decomposed",
-        "ONNX Runtime CPU: on one thread every form takes the same time (about 15 ms for "
-        "the 128x256 core); with free cores MatMul-Softmax-MatMul splits its rows across "
-        "threads (33 ms vs 53 ms for the Attention op at 256x512, 2 cores) because the CPU "
-        "Attention kernel parallelises over batch x heads, 1 x 1 here; no opset change"),
-    "tensorrt": (
-        "decomposed",
-        "TensorRT's attention fusion matches MatMul-Softmax-MatMul with the scale on Q "
-        "(NVIDIA's Fused Attention guide), which every TensorRT 10/11 parses; the Attention op "
-        "needs TensorRT >= 10.14 (JetPack 6 stays on older 10.x) and opset 23; fusion not yet "
-        "confirmed on a GPU (benchmarks/attention_gpu.py)"),
-}
-
-
-def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
+def apply_attention_form(model, form: str = "auto", target: GraphTarget | str = "onnxruntime",
                          source: object = None) -> tuple[onnx.ModelProto, dict]:
     """Rewrite every attention core of ``model`` into ``form``; returns (model, info).
 
@@ -55,12 +39,10 @@ def apply_attention_form(model, form: str = "auto", target: str = "onnxruntime",
     if form not in FORMS:
         raise BadInputError(None, f"an attention form among {', '.join(FORMS)}", f"'{form}'",
                             "pick one of them")
-    if target not in TARGETS:
-        raise BadInputError(None, f"a target among {', '.join(TARGETS)}", f"'{target}'",
-                            "pick one of them")
+    target = graph_target(target)  # an unknown backend name is a BadInputError
     findings = find_attention_cores(model)
     chosen, reason = _choose(form, target, findings, source)
-    info = {"requested": form, "target": target, "form": chosen, "reason": reason,
+    info = {"requested": form, "target": target.name, "form": chosen, "reason": reason,
             "cores": [core.to_dict() for core in findings.cores],
             "problems": findings.problems,
             "left_as_exported": list(findings.problems) if form == "auto" else [],
@@ -124,7 +106,7 @@ def summary(info: dict) -> str:
     return f"attention form '{info['form']}' for {info['target']}: {cores}{tail}"
 
 
-def _choose(form: str, target: str, findings: Findings, source) -> tuple[str, str]:
+def _choose(form: str, target: GraphTarget, findings: Findings, source) -> tuple[str, str]:
     if form == "keep":
         return "keep", "requested: the graph is left as exported"
     if form == "auto":
@@ -132,7 +114,7 @@ def _choose(form: str, target: str, findings: Findings, source) -> tuple[str, st
             left = f" ({len(findings.problems)} softmax(es) that are not cores left as " \
                 "exported)" if findings.problems else ""
             return "keep", f"no attention core found: the graph is left as exported{left}"
-        return AUTO[target]
+        return target.forms["attention"]
     if findings.problems:
         raise BadInputError(source, f"unambiguous attention cores ({PATTERN})",
                             "; ".join(findings.problems),
@@ -141,7 +123,8 @@ def _choose(form: str, target: str, findings: Findings, source) -> tuple[str, st
         raise BadInputError(source, f"an OCRNet attention core ({PATTERN})",
                             "no such pattern in the graph",
                             "export with --attention keep (or auto) for a model without one")
-    return form, f"requested (auto would pick '{AUTO[target][0]}' for {target})"
+    return form, (f"requested (auto would pick '{target.forms['attention'][0]}' for "
+                  f"{target.name})")
 
 
 def _upgrade(model, source):

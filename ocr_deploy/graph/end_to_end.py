@@ -19,7 +19,8 @@ image shape (float64 for ONNX Runtime: the same tables; float32 for TensorRT). P
 post stay FP32 whatever the core's precision. The graph keeps the core's opset (13 or
 later: the wrapper uses no newer op) and passes ``onnx.checker``'s full check.
 
-Forms (``auto`` picks per target backend, see ``AUTO``): labels ``dense``/``boundary``,
+Forms (``auto`` picks what the target backend's ``GraphTarget.forms`` say; each backend
+package gives its reasons): labels ``dense``/``boundary``,
 argmax ``argmax``/``compare``. ``metadata.end_to_end`` records the sizes, colour order,
 label type, forms and folding (see ``ocr_deploy.metadata``).
 """
@@ -46,11 +47,11 @@ from ocr_deploy.graph.label_maps import (
     dense_labels,
     nearest_labels,
 )
+from ocr_deploy.graph_target import GraphTarget, graph_target
 from ocr_deploy.metadata import (
     E2E_INPUT,
     E2E_LABELS,
     E2E_SCORES,
-    E2E_TARGETS,
     MAX_SIDE,
     ExportMetadata,
     read_metadata,
@@ -60,31 +61,9 @@ from ocr_deploy.runtime.postprocess import scores_output
 from ocr_deploy.signature import check_signature, onnx_signature
 
 INPUT, LABELS, SCORES = E2E_INPUT, E2E_LABELS, E2E_SCORES  # the graph's tensor names
-TARGETS = E2E_TARGETS
 COLOR_ORDERS = ("RGB", "BGR")
 MIN_OPSET = 13  # axes as inputs (Squeeze, Unsqueeze, ReduceSum), Split sizes as an input
 PREFIX = "e2e/"
-
-# target -> {step: (form, why)}; ONNX Runtime figures from benchmarks/end_to_end.py
-AUTO = {
-    "onnxruntime": {
-        "labels": ("boundary", "ONNX Runtime CPU, 1024x2048 frames, 2 threads: the whole "
-                   "end-to-end INT8 artifact took 43-74 ms against 98-164 ms with the dense "
-                   "Resize + ArgMax for the demo, 841-881 against 951-1065 ms for the "
-                   "Cityscapes configuration (benchmarks/end_to_end.py, interleaved)"),
-        "argmax": ("argmax", "ONNX Runtime's ArgMax kernel is one pass; the comparison "
-                   "chain is K-1 passes"),
-    },
-    "tensorrt": {
-        "labels": ("dense", "a GPU resizes every score in well under a millisecond; the "
-                   "boundary form needs data-dependent shapes (NonZero, TensorRT >= 8.5) and "
-                   "a scatter; not measured on a GPU"),
-        "argmax": ("compare", "TensorRT turns ArgMax into a TopK layer, reported slow on "
-                   "segmentation maps (onnx/onnx-tensorrt #669, #671, #792); Greater/Where/"
-                   "Max chains fuse into pointwise kernels; not measured on a GPU"),
-    },
-}
-
 
 @dataclass(frozen=True)
 class ImageSizes:
@@ -132,7 +111,7 @@ class ImageSizes:
 
 def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str = "RGB",
                     scores: bool = False, labels_form: str = "auto",
-                    argmax_form: str = "auto", target: str = "onnxruntime",
+                    argmax_form: str = "auto", target: GraphTarget | str = "onnxruntime",
                     meta: ExportMetadata | None = None, source: object = None
                     ) -> tuple[onnx.ModelProto, ExportMetadata]:
     """The end-to-end graph around ``model`` (not modified) and its metadata (also written
@@ -140,7 +119,8 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     names the model in errors. Bad arguments are ``BadInputError``."""
     meta = meta or read_metadata(model, source)
     check_signature(source, meta, onnx_signature(model))
-    validate_request(meta, sizes, color_order, scores, labels_form, argmax_form, target, source)
+    target = graph_target(target)
+    validate_request(meta, sizes, color_order, scores, labels_form, argmax_form, source)
     opset = opset_of(model)
     if opset < MIN_OPSET:
         raise BadInputError(source, f"a model of opset {MIN_OPSET} or later", f"opset {opset}",
@@ -150,7 +130,7 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     names = _free_public_names(wrapped, meta)
     emit = Emitter(wrapped, PREFIX)
     forms = _forms(labels_form, argmax_form, target, scores, meta, sizes)
-    table_dtype = np.float64 if target == "onnxruntime" else np.float32
+    table_dtype = np.float64 if target.float64 else np.float32
     core_input = next(i for i in graph.input if i.name == names[meta.input_name])
     batch = _dim(core_input.type.tensor_type.shape.dim[0])
     size, normalization = _model_input(emit, wrapped, meta, core_input, sizes, color_order,
@@ -176,7 +156,7 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     e2e = {"input": INPUT, "labels": LABELS, "scores": SCORES if scores else None,
            **sizes.to_dict(), "color_order": color_order,
            "label_dtype": np.dtype(helper.tensor_dtype_to_np_dtype(label_type)).name,
-           "target": target, "forms": forms, "normalization": normalization, "parity": {}}
+           "target": target.name, "forms": forms, "normalization": normalization, "parity": {}}
     wrapped_meta = replace(meta, end_to_end=e2e)
     write_metadata(wrapped, wrapped_meta)
     try:
@@ -188,7 +168,7 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
 
 
 def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: ImageSizes,
-                 color_order: str, table_dtype, target: str) -> tuple[tuple, dict]:
+                 color_order: str, table_dtype, target: GraphTarget) -> tuple[tuple, dict]:
     """Steps 1-3: the uint8 ``image`` -> the model's input, which from now on is computed
     (the core reads it under the new name); returns the image size (ints, or int64 scalar
     tensors when dynamic) and what was folded into the first convolution."""
@@ -202,7 +182,7 @@ def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: 
     channels = [2, 1, 0] if swap else list(range(meta.input_channels))
     planar = resize_image(emit, INPUT, size, (meta.input_height, meta.input_width),
                           sizes.maximum, channels, table_dtype,
-                          uint8_layout=target == "onnxruntime")
+                          uint8_layout=target.uint8_layout)
     x, normalization = _normalise(emit, model, planar, core_input.name, meta)
     if meta.input_layout == "NHWC":
         x = emit.op("Transpose", [x], "model_layout", perm=[0, 2, 3, 1])
@@ -214,16 +194,14 @@ def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: 
 
 
 def validate_request(meta: ExportMetadata, sizes: ImageSizes, color_order: str,
-                     scores: bool, labels_form: str, argmax_form: str, target: str,
-                     source) -> None:
+                     scores: bool, labels_form: str, argmax_form: str, source) -> None:
     """What ``make_end_to_end`` refuses, checked before any slow work
     (``BadInputError``)."""
     if meta.end_to_end:
         raise BadInputError(source, "a plain exported model", "an end-to-end one",
                             "wrap the exported (or precision) model, not an end-to-end one")
     sizes.validate()
-    for what, value, allowed in (("target", target, TARGETS),
-                                 ("colour order", color_order, COLOR_ORDERS),
+    for what, value, allowed in (("colour order", color_order, COLOR_ORDERS),
                                  ("labels form", labels_form, ("auto", *LABEL_FORMS)),
                                  ("argmax form", argmax_form, ("auto", *ARGMAX_FORMS))):
         if value not in allowed:
@@ -239,10 +217,10 @@ def validate_request(meta: ExportMetadata, sizes: ImageSizes, color_order: str,
                             "use 'auto'")
 
 
-def _forms(labels_form: str, argmax_form: str, target: str, scores: bool,
+def _forms(labels_form: str, argmax_form: str, target: GraphTarget, scores: bool,
            meta: ExportMetadata, sizes: ImageSizes) -> dict:
     """The forms used and why (JSON-ready, for the metadata)."""
-    auto = AUTO[target]
+    auto = target.forms
     chosen = {}
     for step, asked in (("labels", labels_form), ("argmax", argmax_form)):
         form, why = auto[step] if asked == "auto" else (asked, "requested")
@@ -255,7 +233,7 @@ def _forms(labels_form: str, argmax_form: str, target: str, scores: bool,
                       "its argmax gives the labels")
     chosen["resize"] = "pillow-bilinear (fixed point, one Gather per filter tap)"
     chosen["tables"] = "constants" if sizes.is_fixed else \
-        f"computed from the image shape in {'float64' if target == 'onnxruntime' else 'float32'}"
+        f"computed from the image shape in {'float64' if target.float64 else 'float32'}"
     return chosen
 
 
@@ -287,7 +265,7 @@ def _normalise(emit: Emitter, model, planar: str, core_input: str, meta: ExportM
 
 def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple,
             sizes: ImageSizes, forms: dict, label_type: int, want_scores: bool, table_dtype,
-            target: str) -> tuple[str, str | None]:
+            target: GraphTarget) -> tuple[str, str | None]:
     """The labels (and resized NHWC scores) at the image size from the core's outputs;
     ``forms`` says which labels form ran when the images need no resize."""
     outputs = {o.name: o for o in model.graph.output}
@@ -322,15 +300,15 @@ def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple
             value = emit.op("Transpose", [value], "scores_nhwc", perm=[0, 2, 3, 1])
         return boundary_labels(emit, value, coarse, size, sizes.maximum, classes,
                                forms["argmax"], label_type, table_dtype), None
-    resize_layout = "NCHW" if target == "tensorrt" else layout
+    resize_layout = target.resize_layout or layout
     return dense_labels(emit, value, layout, size, classes, forms["argmax"], label_type,
                         want_scores, resize_layout)
 
 
-def _label_type(num_classes: int, target: str) -> int:
+def _label_type(num_classes: int, target: GraphTarget) -> int:
     if num_classes <= 256:
         return TensorProto.UINT8
-    return TensorProto.UINT16 if target == "onnxruntime" else TensorProto.INT32
+    return TensorProto.UINT16 if target.uint16 else TensorProto.INT32
 
 
 def _free_public_names(model, meta: ExportMetadata) -> dict[str, str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ocr_deploy.backends.base import ArtifactTensors, Backend, TensorSpec
+from ocr_deploy.backends.onnxruntime.graph import GRAPH_TARGET
 from ocr_deploy.backends.onnxruntime.options import OnnxRuntimeOptions
 from ocr_deploy.backends.onnxruntime.placement import WARN_BELOW
 from ocr_deploy.errors import BadInputError
@@ -39,6 +40,7 @@ class OnnxRuntime(Backend):
     deepstream_model_key = "onnx-file"
     options_type = OnnxRuntimeOptions
     runtime_options = ("providers", "threads")
+    graph_target = GRAPH_TARGET
     coverage_warn_below = WARN_BELOW
 
     def availability(self) -> tuple[bool, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ocr_deploy.backends.base import ArtifactTensors, Backend, TensorSpec, end_to_end_tensors
+from ocr_deploy.backends.tensorrt.graph import GRAPH_TARGET
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import ExportMetadata
@@ -36,6 +37,7 @@ class TensorRT(Backend):
     deepstream_model_key = "model-engine-file"
     options_type = TensorRTOptions
     runtime_options = ("cuda_graph",)
+    graph_target = GRAPH_TARGET
 
     def availability(self) -> tuple[bool, str]:
         from ocr_deploy.backends.tensorrt.library import availability
