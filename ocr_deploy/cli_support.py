@@ -81,6 +81,8 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
         return body(args)
     except OcrDeployError as exc:
         print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
+        for line in getattr(exc, "details", ()):  # e.g. one line per preflight finding
+            print(f"{prog}:   {line}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:

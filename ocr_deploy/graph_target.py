@@ -17,6 +17,10 @@ class GraphTarget:
     images); ``uint16``: it has 16-bit integer tensors (labels beyond 256 classes, else
     int32); ``uint8_layout``: uint8 transposes and gathers are fast there (else the image
     goes to int32 first); ``resize_layout``: the layout its Resize wants (None: any).
+    ``uint8_compute``: it computes on uint8 tensors and casts them to and from integer types
+    (else uint8 appears only at the graph's input and output, converted through float32);
+    ``nonzero_bool``: its NonZero takes a bool mask (else a float one); ``attention_4d``:
+    its Attention op wants 4-D Q, K, V (else 3-D with one head is kept).
     """
 
     name: str
@@ -25,6 +29,9 @@ class GraphTarget:
     uint16: bool = True
     uint8_layout: bool = True
     resize_layout: str | None = None
+    uint8_compute: bool = True
+    nonzero_bool: bool = True
+    attention_4d: bool = False
 
 
 def graph_target(target: GraphTarget | str) -> GraphTarget:

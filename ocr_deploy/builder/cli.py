@@ -18,7 +18,7 @@ from ocr_deploy.cli_support import (
     run_command,
     size_arg,
 )
-from ocr_deploy.errors import BadInputError
+from ocr_deploy.errors import EXIT_BAD_INPUT, BadInputError
 
 EPILOG = """Without MODEL, the most recent export in export/ is used.
 exit codes: 0 built (and verified); 2 bad input or usage; 3 accuracy budget missed;
@@ -114,6 +114,44 @@ def end_to_end_request(args: argparse.Namespace):
                            args.e2e_labels, args.e2e_argmax)
 
 
+def add_preflight(parser: argparse.ArgumentParser) -> None:
+    """The --preflight group (``builder.preflight``)."""
+    from ocr_deploy.backends.tensorrt.preflight import DEFAULT_VERSION
+
+    group = parser.add_argument_group(
+        "TensorRT preflight, without TensorRT: each graph the build would hand TensorRT's ONNX "
+        "parser (the core, the end-to-end graph if asked, per precision) checked against "
+        "NVIDIA's published parser rules: operators and their data types, tensor types (no "
+        "float64 or 16-bit integers, uint8 only at the edges), uint8 casts, Q/DQ zero points "
+        "and axes, the Attention op. Only a GPU with TensorRT can check kernels, fusions, "
+        "speed, memory and accuracy")
+    group.add_argument("--preflight", action="store_true",
+                       help="check the graphs (needs --backend tensorrt), build nothing, "
+                            "write nothing; exit 0 accepted, 2 refused")
+    group.add_argument("--trt-version", metavar="X.Y",
+                       help="the TensorRT version to judge for, e.g. 10.3 (JetPack 6) or "
+                            f"10.15 (default: the installed TensorRT's, else {DEFAULT_VERSION})")
+
+
+def _preflight(args: argparse.Namespace, request) -> int:
+    """``--preflight``: the forms' verdicts on stdout (JSON with --json)."""
+    from ocr_deploy.builder.preflight import preflight_forms, summary
+    from ocr_deploy.builder.request import PRECISIONS
+    from ocr_deploy.progress import Progress
+
+    if args.backend != "tensorrt":
+        raise BadInputError(None, "--backend tensorrt with --preflight",
+                            f"--backend {args.backend}", "add --backend tensorrt")
+    quiet = Progress(0, args.quiet or args.json)
+    result = preflight_forms(request, (args.precision,) if args.precision else PRECISIONS,
+                             args.trt_version, quiet.note)
+    if args.json:
+        print_json(result)
+    else:
+        print("\n".join(summary(result)))
+    return EXIT_OK if result["accepted"] else EXIT_BAD_INPUT
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ocr_deploy.backends import BACKENDS, CHOICES
     from ocr_deploy.backends.options import add_arguments
@@ -125,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = parser_for("ocr-build-engine", __doc__, EPILOG)
     parser.add_argument("model", type=Path, nargs="?",
                         help="exported ONNX (default: the most recent one in export/)")
-    precision = parser.add_mutually_exclusive_group(required=True)
+    precision = parser.add_mutually_exclusive_group()
     for name in ("fp32", "fp16", "int8"):
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name,
-                               help=f"build in {name.upper()}")
+                               help=f"build in {name.upper()} (one is required, except with "
+                                    "--preflight: default all three)")
     parser.add_argument("--backend", choices=CHOICES, default=request.backend,
                         help="auto: TensorRT if it and a GPU exist, else ONNX Runtime "
                              "(default: %(default)s)")
@@ -191,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--no-sensitivity-search", action="store_true",
                      help="fail instead of searching for layers to keep when INT8 misses")
     add_end_to_end(parser)
+    add_preflight(parser)
     for backend in BACKENDS:
         add_arguments(parser, f"{backend.name} backend", backend.options_type, backend.name)
     add_reporting(parser, "the sidecar")
@@ -206,12 +246,18 @@ def _run(args: argparse.Namespace) -> int:
     from ocr_deploy.progress import Progress
 
     end_to_end = end_to_end_request(args)
+    if not args.preflight and (args.precision is None or args.trt_version):
+        raise BadInputError(None, "one of --fp32, --fp16, --int8" if args.precision is None
+                            else "--trt-version with --preflight",
+                            "none" if args.precision is None else "--trt-version alone",
+                            "add it" if args.precision is None else "add --preflight")
     model = args.model
     if model is None:
         model = latest_export()
         Progress(0, args.quiet).note(f"no model given: using the most recent export, {model}")
-    result = build(BuildRequest(
-        onnx=model, precision=args.precision, backend=args.backend, output=args.output,
+    request = BuildRequest(
+        onnx=model, precision=args.precision or "fp32", backend=args.backend,
+        output=args.output,
         force=args.force, calib_dir=args.calib_dir, calib_samples=args.calib_samples,
         calib=CalibrationSettings(method=args.calib_method, percentile=args.percentile),
         calib_memory_mib=args.calib_memory_mib, calib_providers=args.calib_providers,
@@ -223,7 +269,10 @@ def _run(args: argparse.Namespace) -> int:
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         sensitivity_search=not args.no_sensitivity_search,
         backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
-        end_to_end=end_to_end, quiet=args.quiet or args.json))
+        end_to_end=end_to_end, quiet=args.quiet or args.json)
+    if args.preflight:
+        return _preflight(args, request)
+    result = build(request)
     if args.json:
         print_json(result.info)
     else:

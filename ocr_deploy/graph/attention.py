@@ -52,7 +52,7 @@ def apply_attention_form(model, form: str = "auto", target: GraphTarget | str = 
         return model, info
     if form != "auto":
         try:
-            return _rewrite(model, chosen, source, info)
+            return _rewrite(model, chosen, source, info, target)
         except OcrDeployError:
             raise
         except Exception as exc:
@@ -60,7 +60,7 @@ def apply_attention_form(model, form: str = "auto", target: GraphTarget | str = 
                                   f"{type(exc).__name__}: {exc}"[:300],
                                   "use --attention auto or keep, and report the model") from exc
     try:
-        return _rewrite(model, chosen, source, info)
+        return _rewrite(model, chosen, source, info, target)
     except Exception as exc:  # auto never fails an export: keep the graph as exported
         found = exc.found if isinstance(exc, OcrDeployError) else f"{type(exc).__name__}: {exc}"
         info.update(form="keep", reason=f"the '{chosen}' rewrite did not validate "
@@ -70,8 +70,10 @@ def apply_attention_form(model, form: str = "auto", target: GraphTarget | str = 
         return model, info
 
 
-def _rewrite(model, chosen: str, source, info: dict) -> tuple[onnx.ModelProto, dict]:
-    """Apply ``chosen`` to a copy of ``model``; fills ``info``'s per-core changes."""
+def _rewrite(model, chosen: str, source, info: dict, target: GraphTarget
+             ) -> tuple[onnx.ModelProto, dict]:
+    """Apply ``chosen`` to a copy of ``model`` for ``target``; fills ``info``'s per-core
+    changes."""
     model = copy.deepcopy(model)
     name_nodes(model)
     findings = find_attention_cores(model)
@@ -87,7 +89,7 @@ def _rewrite(model, chosen: str, source, info: dict) -> tuple[onnx.ModelProto, d
                                   f"survive the conversion to opset {ATTENTION_OPSET}",
                                   f"{len(upgraded)}", "use --attention decomposed")
         for entry, core in zip(info["cores"], upgraded, strict=True):
-            entry["change"] = to_attention(model, core)
+            entry["change"] = to_attention(model, core, four_d=target.attention_4d)
     remove_dead(model)
     toposort(model)
     _check(model, chosen, source)

@@ -172,15 +172,20 @@ def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: 
     """Steps 1-3: the uint8 ``image`` -> the model's input, which from now on is computed
     (the core reads it under the new name); returns the image size (ints, or int64 scalar
     tensors when dynamic) and what was folded into the first convolution."""
+    image = INPUT
+    if not target.uint8_compute:
+        # uint8 only at the edges (TensorRT converts uint8 only to and from float32/float16):
+        # float32 first, exact for 0..255; the shape is read from it, not from the uint8 input
+        image = emit.op("Cast", [INPUT], "image_float", to=TensorProto.FLOAT)
     if sizes.is_fixed:
         size = sizes.minimum
     else:
-        shape = emit.op("Shape", [INPUT], "image_shape")
+        shape = emit.op("Shape", [image], "image_shape")
         size = tuple(emit.op("Gather", [shape, emit.const(axis, np.int64)], "image_side",
                              axis=0) for axis in (1, 2))
     swap = meta.input_channels == 3 and color_order != meta.color_order
     channels = [2, 1, 0] if swap else list(range(meta.input_channels))
-    planar = resize_image(emit, INPUT, size, (meta.input_height, meta.input_width),
+    planar = resize_image(emit, image, size, (meta.input_height, meta.input_width),
                           sizes.maximum, channels, table_dtype,
                           uint8_layout=target.uint8_layout)
     x, normalization = _normalise(emit, model, planar, core_input.name, meta)
@@ -279,13 +284,15 @@ def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple
         raise BadInputError(None, f"output '{name}' with a static height and width",
                             f"shape {dims}", "export the model with a fixed input size")
     value = names[name]
+    uint8_compute = target.uint8_compute
     if scores_name is None:
-        return nearest_labels(emit, value, coarse, size, label_type), None
+        return nearest_labels(emit, value, coarse, size, label_type, uint8_compute), None
     classes = meta.num_classes
     axis = 1 if layout == "NCHW" else 3
     if sizes.is_fixed and tuple(sizes.minimum) == coarse:  # nothing to resize
         forms.update(labels="argmax", labels_reason="the images have the model's output size")
-        labels = argmax(emit, value, axis, classes, forms["argmax"], label_type)
+        labels = argmax(emit, value, axis, classes, forms["argmax"], label_type,
+                        uint8_compute)
         if not want_scores:
             return labels, None
         return labels, value if layout == "NHWC" else emit.op(
@@ -299,10 +306,11 @@ def _labels(emit: Emitter, model, meta: ExportMetadata, names: dict, size: tuple
         if layout == "NCHW":
             value = emit.op("Transpose", [value], "scores_nhwc", perm=[0, 2, 3, 1])
         return boundary_labels(emit, value, coarse, size, sizes.maximum, classes,
-                               forms["argmax"], label_type, table_dtype), None
+                               forms["argmax"], label_type, table_dtype, uint8_compute,
+                               target.nonzero_bool), None
     resize_layout = target.resize_layout or layout
     return dense_labels(emit, value, layout, size, classes, forms["argmax"], label_type,
-                        want_scores, resize_layout)
+                        want_scores, resize_layout, uint8_compute)
 
 
 def _label_type(num_classes: int, target: GraphTarget) -> int:

@@ -6,7 +6,9 @@
   of the small key tensor ([B,K,D] or [B,D,K,1] -> [B,D,K]); Q is never transposed.
 - ``attention``: one ONNX ``Attention`` node (opset 23): 3-D inputs with one head, or the
   4-D per-head tensors as they are; the scale becomes its ``scale`` attribute. The model
-  must already be at opset >= 23.
+  must already be at opset >= 23. ``four_d`` (TensorRT, whose Attention takes only 4-D
+  Q/K/V with the heads in the shape): 3-D inputs get a head axis of 1 (``Unsqueeze``) and
+  the output loses it again (``Squeeze``), the same values.
 
 Each function edits ``model`` in place and returns a JSON-ready record of what it did.
 Callers remove dead nodes and re-sort the graph afterwards.
@@ -58,8 +60,9 @@ def to_decomposed(model, core: AttentionCore) -> dict:
     return record
 
 
-def to_attention(model, core: AttentionCore) -> dict:
-    """Replace the core's four nodes by one ``Attention`` node (opset >= 23)."""
+def to_attention(model, core: AttentionCore, four_d: bool = False) -> dict:
+    """Replace the core's four nodes by one ``Attention`` node (opset >= 23); ``four_d``:
+    3-D inputs made 4-D with one head (see the module docstring)."""
     index = GraphIndex(model)
     if index.opset < ATTENTION_OPSET:
         raise GraphError(None, f"opset {ATTENTION_OPSET} or later for the Attention op",
@@ -83,19 +86,38 @@ def to_attention(model, core: AttentionCore) -> dict:
         new_nodes.append(transpose.name)
         key_note = f"Transpose '{transpose.name}' of the small K^T"
     scale = 1.0 if core.scale is None else core.scale
-    heads = {"q_num_heads": 1, "kv_num_heads": 1} if rank == 3 else {}  # 4-D: in the shape
-    attention = helper.make_node(
-        "Attention", [core.query, key, core.value], [core.output],
-        name=unique_name(model, f"{core.softmax.rsplit('/', 1)[0]}/Attention"),
-        scale=scale, **heads)
+    name = unique_name(model, f"{core.softmax.rsplit('/', 1)[0]}/Attention")
+    inputs, output, heads = [core.query, key, core.value], core.output, {}
+    if rank == 3 and four_d:
+        axis = add_constant(model, f"{name}/head_axis", np.asarray([1], np.int64))
+        inputs = [_with_node(model, new_nodes, "Unsqueeze", [x, axis], f"{name}/{role}_4d")
+                  for x, role in zip(inputs, ("query", "key", "value"), strict=True)]
+        output = unique_name(model, f"{name}/context_4d")
+    elif rank == 3:
+        heads = {"q_num_heads": 1, "kv_num_heads": 1}  # 4-D: in the shape
+    attention = helper.make_node("Attention", inputs, [output], name=name, scale=scale,
+                                 **heads)
     model.graph.node.append(attention)
     new_nodes.append(attention.name)
+    if output != core.output:
+        model.graph.node.append(helper.make_node("Squeeze", [output, axis], [core.output],
+                                                 name=unique_name(model, f"{name}/context")))
+        new_nodes.append(model.graph.node[-1].name)
     removed = [n for n in ("first", "scale", "softmax", "second") if nodes[n] is not None]
     for role in removed:
         model.graph.node.remove(nodes[role])
     return {"scale_moved_to": f"the scale attribute of Attention '{attention.name}'",
             "exact": True, "key": key_note, "new_nodes": new_nodes,
             "removed_nodes": [index.label(nodes[role]) for role in removed]}
+
+
+def _with_node(model, new_nodes: list, op: str, inputs: list, name: str) -> str:
+    """Append an ``op`` node named after ``name``; returns its output."""
+    output = unique_name(model, name)
+    model.graph.node.append(helper.make_node(op, inputs, [output],
+                                             name=unique_name(model, name)))
+    new_nodes.append(model.graph.node[-1].name)
+    return output
 
 
 def upgrade_opset(model, opset: int = ATTENTION_OPSET):

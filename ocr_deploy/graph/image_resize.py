@@ -69,8 +69,9 @@ def pillow_taps(size: int, out: int) -> tuple[np.ndarray, np.ndarray]:
 def resize_image(emit: Emitter, image: str, size: tuple, out: tuple[int, int],
                  largest: tuple[int, int], channels: list[int], table_dtype,
                  uint8_layout: bool) -> str:
-    """``[N,H,W,C]`` uint8 ``image`` -> planar ``[N,C,out_h,out_w]`` (uint8 or int32 values
-    0..255) with its channels taken in the order ``channels``, resized as Pillow does.
+    """``[N,H,W,C]`` uint8 (or float32 0..255) ``image`` -> planar ``[N,C,out_h,out_w]``
+    (uint8 or int32 values 0..255) with its channels taken in the order ``channels``,
+    resized as Pillow does.
 
     ``size``: ``(H, W)`` as ints (fixed) or as int64 scalar tensors (dynamic, at most
     ``largest``). ``table_dtype``: float64 or float32 for computed coefficients.

@@ -37,11 +37,22 @@ LABEL_FORMS = ("dense", "boundary")
 ARGMAX_FORMS = ("argmax", "compare")
 
 
-def argmax(emit: Emitter, scores: str, axis: int, classes: int, form: str, dtype: int) -> str:
-    """Class index over ``axis`` of ``scores`` (that axis removed), as ONNX type ``dtype``."""
+def cast_labels(emit: Emitter, index: str, dtype: int, uint8_compute: bool = True) -> str:
+    """Integer class indices ``index`` as ONNX type ``dtype``. Without ``uint8_compute``
+    (TensorRT converts uint8 only to and from float32/float16) a uint8 result goes through
+    float32 first: exact, as every class id (< 2**24) is an integer float32 holds exactly."""
+    if dtype == TensorProto.UINT8 and not uint8_compute:
+        index = emit.op("Cast", [index], "labels_float", to=TensorProto.FLOAT)
+    return emit.op("Cast", [index], "labels_cast", to=dtype)
+
+
+def argmax(emit: Emitter, scores: str, axis: int, classes: int, form: str, dtype: int,
+           uint8_compute: bool = True) -> str:
+    """Class index over ``axis`` of ``scores`` (that axis removed), as ONNX type ``dtype``
+    (``uint8_compute``: see ``cast_labels``)."""
     if form == "argmax":
         index = emit.op("ArgMax", [scores], "argmax", axis=axis, keepdims=0)
-        return emit.op("Cast", [index], "labels_cast", to=dtype)
+        return cast_labels(emit, index, dtype, uint8_compute)
     planes = [scores] if classes == 1 else emit.op(
         "Split", [scores, emit.const([1] * classes, np.int64)], "class", outputs=classes,
         axis=axis)
@@ -52,12 +63,12 @@ def argmax(emit: Emitter, scores: str, axis: int, classes: int, form: str, dtype
         index = emit.op("Where", [better, emit.const(k, np.int32), index], "best_class")
         best = emit.op("Max", [best, plane], "best_score")
     index = emit.op("Squeeze", [index, emit.const([axis], np.int64)], "class_index")
-    return emit.op("Cast", [index], "labels_cast", to=dtype)
+    return cast_labels(emit, index, dtype, uint8_compute)
 
 
 def dense_labels(emit: Emitter, scores: str, layout: str, out: tuple, classes: int,
-                 argmax_form: str, dtype: int, want_scores: bool, resize_layout: str
-                 ) -> tuple[str, str | None]:
+                 argmax_form: str, dtype: int, want_scores: bool, resize_layout: str,
+                 uint8_compute: bool = True) -> tuple[str, str | None]:
     """Labels ``[N,H,W]`` (and NHWC float32 scores at the image size when ``want_scores``)
     from ``scores`` in ``layout``, resized as ``resize_layout``; ``out``: ``(H, W)`` ints or
     int64 scalar tensors."""
@@ -74,7 +85,7 @@ def dense_labels(emit: Emitter, scores: str, layout: str, out: tuple, classes: i
     resized = emit.op("Resize", [scores, "", "", sizes], "scores_resized", mode="linear",
                       coordinate_transformation_mode="half_pixel")
     axis = 1 if resize_layout == "NCHW" else 3
-    labels = argmax(emit, resized, axis, classes, argmax_form, dtype)
+    labels = argmax(emit, resized, axis, classes, argmax_form, dtype, uint8_compute)
     if not want_scores:
         return labels, None
     if resize_layout == "NCHW":
@@ -84,12 +95,16 @@ def dense_labels(emit: Emitter, scores: str, layout: str, out: tuple, classes: i
 
 def boundary_labels(emit: Emitter, scores: str, coarse_size: tuple[int, int], out: tuple,
                     largest: tuple[int, int], classes: int, argmax_form: str, dtype: int,
-                    table_dtype) -> str:
+                    table_dtype, uint8_compute: bool = True, nonzero_bool: bool = True
+                    ) -> str:
     """Labels ``[N,H,W]`` from NHWC ``scores`` ``[N,h,w,K]``, blending only the pixels of
-    mixed cells (see the module docstring)."""
+    mixed cells (see the module docstring). The class codes are uint8 where that fits and
+    the target computes on uint8 (``uint8_compute``), else int32, converted to ``dtype`` at
+    the output; ``nonzero_bool``: NonZero takes the bool mask (else a float32 one)."""
     (size_h, size_w), (out_h, out_w) = coarse_size, out
-    code_type = TensorProto.UINT8 if classes <= 255 else TensorProto.INT32
-    code_np = np.uint8 if classes <= 255 else np.int32
+    small = classes <= 255 and uint8_compute
+    code_type = TensorProto.UINT8 if small else TensorProto.INT32
+    code_np = np.uint8 if small else np.int32
     rows_of = emit.op("Reshape", [scores, emit.const([-1, classes], np.int64)], "score_rows")
     coarse = argmax(emit, rows_of, 1, classes, argmax_form, code_type)  # [N*h*w]
     grid = emit.op("Slice", [emit.op("Shape", [scores], "scores_shape"),
@@ -117,6 +132,8 @@ def boundary_labels(emit: Emitter, scores: str, coarse_size: tuple[int, int], ou
                                                     emit.const([1], np.int64)]),
                               col_cells.covered], "covered")  # [h,w]
     todo = emit.op("And", [emit.op("Not", [same], "mixed"), covered], "todo")
+    if not nonzero_bool:
+        todo = emit.op("Cast", [todo], "todo_float", to=TensorProto.FLOAT)
     found = emit.op("Transpose", [emit.op("NonZero", [todo], "mixed_cells")], "cells",
                     perm=[1, 0])  # [M,3]: image, row, column
     image, row, col = emit.op("Split", [found, emit.const([1, 1, 1], np.int64)], "cell",
@@ -160,18 +177,22 @@ def boundary_labels(emit: Emitter, scores: str, coarse_size: tuple[int, int], ou
     indices = emit.op("Concat", coordinates, "pixel_index", axis=-1)  # [M,BY,BX,3]
     labels = emit.op("ScatterND", [labels, indices, values], "labels_blended")
     if code_type != dtype:
-        labels = emit.op("Cast", [labels], "labels_cast", to=dtype)
+        labels = cast_labels(emit, labels, dtype, uint8_compute)
     return labels
 
 
 def nearest_labels(emit: Emitter, labels: str, coarse_size: tuple[int, int], out: tuple,
-                   dtype: int) -> str:
-    """A ``[N,h,w]`` label map resized nearest to ``out`` as ``postprocess.resize_labels``."""
-    labels = emit.op("Cast", [labels], "labels_cast", to=dtype)
+                   dtype: int, uint8_compute: bool = True) -> str:
+    """A ``[N,h,w]`` label map resized nearest to ``out`` as ``postprocess.resize_labels``:
+    cast first where the target gathers uint8 (ONNX Runtime: a quarter of the bytes moved),
+    else gathered in the core's integer type and cast at the output."""
+    if uint8_compute:
+        labels = cast_labels(emit, labels, dtype)
     rows = nearest_table(emit, coarse_size[0], out[0])
     cols = nearest_table(emit, coarse_size[1], out[1])
-    return emit.op("Gather", [emit.op("Gather", [labels, cols], "label_columns", axis=2),
-                              rows], "labels_nearest", axis=1)
+    labels = emit.op("Gather", [emit.op("Gather", [labels, cols], "label_columns", axis=2),
+                                rows], "labels_nearest", axis=1)
+    return labels if uint8_compute else cast_labels(emit, labels, dtype, uint8_compute)
 
 
 def _vector(emit: Emitter, side) -> str:

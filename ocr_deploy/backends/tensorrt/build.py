@@ -15,6 +15,9 @@ GPU or TensorRT on the development machines): see README, "What has and has not 
   on the DLA is refused. INT8 on DLA needs TensorRT's implicit (calibrator) quantisation on
   10.x and a Q/DQ-everywhere placement on 11.4.1, neither of which is built here: refused.
   TensorRT 11.0-11.3 have no DLA.
+- Before parsing, the preflight (``preflight``: NVIDIA's published parser rules for this
+  TensorRT version): findings are exit 2, one line each, unless the parser takes the graph
+  anyway, when they are warnings and the parser decides.
 - A timing cache (default ``<artifact folder>/timing.cache``) is read if present and
   written back; a stale or foreign one is replaced with a note instead of failing.
 """
@@ -30,6 +33,7 @@ import onnx
 from ocr_deploy.backends.tensorrt import engine
 from ocr_deploy.backends.tensorrt.library import version_tuple
 from ocr_deploy.backends.tensorrt.options import DYNAMIC_PROFILE, TensorRTOptions
+from ocr_deploy.backends.tensorrt.preflight import check_before_parse
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.metadata import ExportMetadata
@@ -110,6 +114,9 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
             and len(set(meta.image_sizes())) > 1:
         raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
                             "--image-range", "build with --image-size HxW, or drop --dla-core")
+    check_before_parse(model_bytes, version,
+                       lambda data: engine.parse_errors(data, strongly_typed=not flags),
+                       progress)
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     name, shapes = profile_shapes(meta, options.batch)

@@ -98,6 +98,19 @@ def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: N
                        dla_layers, network.num_layers, dla_subgraphs)
 
 
+def parse_errors(onnx_bytes: bytes, strongly_typed: bool = True) -> list[str]:
+    """The installed TensorRT parser's errors for ``onnx_bytes`` (none: it parses)."""
+    trt = import_tensorrt()
+    builder = trt.Builder(shared_logger())
+    flags = 0
+    if strongly_typed and version_tuple(trt.__version__)[0] < 11:
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    parser = trt.OnnxParser(builder.create_network(flags), shared_logger())
+    if parser.parse(onnx_bytes):
+        return []
+    return [str(parser.get_error(i)) for i in range(parser.num_errors)] or ["no reason given"]
+
+
 def _dla_subgraphs(trt, plan: bytes, core: int) -> int:
     """The layers the engine inspector lists as DLA subgraphs ("{ForeignNode[...]}", what
     TensorRT names the layers it hands to the DLA)."""

@@ -1,5 +1,8 @@
 """What TensorRT's ONNX parser takes, and the forms the graph passes pick for it (reasoned
-from NVIDIA's documentation and user reports; not measured on a GPU here)."""
+from NVIDIA's documentation and user reports; not measured on a GPU here). The type facts
+(no float64, no 16-bit integers, uint8 only at the network's edges and cast only to and from
+float, NonZero on float, a 4-D Attention op) are NVIDIA's published parser rules, each with
+its source in ``parser_rules``; ``preflight`` checks every graph against them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from ocr_deploy.graph_target import GraphTarget
 
 GRAPH_TARGET = GraphTarget(
     name="tensorrt", float64=False, uint16=False, uint8_layout=False, resize_layout="NCHW",
+    uint8_compute=False, nonzero_bool=False, attention_4d=True,
     forms={
         "attention": (
             "decomposed",
