@@ -348,3 +348,16 @@ def test_real_export(tmp_path, exported_nhwc_onnx):
         report, meta = _parity(tmp_path, core, sizes)
         assert report["agreement_excl_ties"] == 1.0 and report["agreement"] > 0.999, report
         assert meta.end_to_end["normalization"]["folded"]  # the first Conv takes the scale
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_range_with_one_side_fixed_opens_and_matches(tmp_path, target):
+    """A range whose height is fixed (``--image-range 20x6:20x50``) declares that side
+    static: ``Segmenter.open`` accepts it, and its labels are ``predict``'s."""
+    sizes = ImageSizes((20, 6), (20, 50))
+    report, _ = _parity(tmp_path, segnet("NHWC"), sizes, target=target)
+    image = onnx.load(str(tmp_path / "e2e.onnx")).graph.input[0]
+    dims = [d.dim_value or d.dim_param for d in image.type.tensor_type.shape.dim]
+    assert dims[1:] == [20, "width", 3]
+    assert {tuple(size) for size in report["sizes"]} >= {(20, 6), (20, 50)}
+    assert report["agreement_excl_ties"] > (0.999 if target == "tensorrt" else 0.9999)

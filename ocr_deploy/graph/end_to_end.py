@@ -15,8 +15,9 @@ runtime does around it (``runtime.preprocess``, ``runtime.postprocess``):
    which has no 16-bit integers) and optionally ``scores`` (float32 ``[N,H,W,K]``).
 
 Fixed sizes get their sampling tables as constants; dynamic sizes compute them from the
-image shape (float64 for ONNX Runtime: the same tables; float32 for TensorRT). Pre and
-post stay FP32 whatever the core's precision. The graph keeps the core's opset (13 or
+image shape (float64 for ONNX Runtime: the same tables; float32 for TensorRT); a range
+with one side fixed (720x960 to 720x1280) declares that side static, its tables constant.
+Pre and post stay FP32 whatever the core's precision. The graph keeps the core's opset (13 or
 later: the wrapper uses no newer op) and passes ``onnx.checker``'s full check.
 
 Forms (``auto`` picks what the target backend's ``GraphTarget.forms`` say; each backend
@@ -142,7 +143,8 @@ def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str 
     rename_tensor(graph, labels, LABELS)
     if resized is not None:
         rename_tensor(graph, resized, SCORES)
-    sides = list(sizes.minimum) if sizes.is_fixed else ["height", "width"]
+    sides = [low if low == high else name for low, high, name in  # each side by itself
+             zip(sizes.minimum, sizes.maximum, ("height", "width"), strict=True)]
     del graph.input[:]
     graph.input.append(helper.make_tensor_value_info(
         INPUT, TensorProto.UINT8, [batch, *sides, meta.input_channels]))
@@ -180,9 +182,10 @@ def _model_input(emit: Emitter, model, meta: ExportMetadata, core_input, sizes: 
     if sizes.is_fixed:
         size = sizes.minimum
     else:
-        shape = emit.op("Shape", [image], "image_shape")
-        size = tuple(emit.op("Gather", [shape, emit.const(axis, np.int64)], "image_side",
-                             axis=0) for axis in (1, 2))
+        shape = emit.op("Shape", [image], "image_shape")  # a fixed side stays a constant
+        size = tuple(low if low == high else emit.op(
+            "Gather", [shape, emit.const(axis, np.int64)], "image_side", axis=0)
+            for axis, low, high in zip((1, 2), sizes.minimum, sizes.maximum, strict=True))
     swap = meta.input_channels == 3 and color_order != meta.color_order
     channels = [2, 1, 0] if swap else list(range(meta.input_channels))
     planar = resize_image(emit, image, size, (meta.input_height, meta.input_width),
