@@ -134,7 +134,8 @@ def bnsh_model(dtype):
 def core_models(dtype) -> dict:
     from ocr_deploy.graph import CORE_FORMS, build_core_model
 
-    models = {form: build_core_model(form, KEYS, DEPTH, dtype=dtype) for form in CORE_FORMS}
+    models = {form: build_core_model(form, KEYS, DEPTH, dtype=dtype, target="tensorrt")
+              for form in CORE_FORMS}
     models["decomposed_bnsh"] = bnsh_model(dtype)
     return models
 

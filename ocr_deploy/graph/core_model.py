@@ -27,10 +27,12 @@ EXPORT_OPSET = 17
 
 
 def build_core_model(form: str, keys: int = 19, depth: int = 256, queries: int | None = None,
-                     scale: float | None = None, dtype=np.float32) -> onnx.ModelProto:
+                     scale: float | None = None, dtype=np.float32,
+                     target: str = "onnxruntime") -> onnx.ModelProto:
     """The core in ``form`` (see the module docstring); ``queries=None`` leaves N dynamic.
 
-    ``dtype`` (float32 or float16) is the type of every tensor, the scale constant included.
+    ``dtype`` (float32 or float16) is the type of every tensor, the scale constant included;
+    ``target``: the backend whose rewrite it is (``attention`` is 4-D for TensorRT).
     """
     from ocr_deploy.graph.attention import apply_attention_form
 
@@ -43,7 +45,7 @@ def build_core_model(form: str, keys: int = 19, depth: int = 256, queries: int |
     if form in ("exported", "decomposed"):
         return exported
     rewritten, _ = apply_attention_form(
-        exported, "decomposed" if form == "decomposed_mul_q" else "attention")
+        exported, "decomposed" if form == "decomposed_mul_q" else "attention", target)
     return rewritten
 
 
