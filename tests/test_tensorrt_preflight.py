@@ -355,3 +355,55 @@ def test_help_says_what_is_checked_and_what_needs_a_gpu():
     assert "--preflight" in text and "--trt-version" in text
     assert "NVIDIA's published parser rules" in text and "Only a GPU with TensorRT" in text
     assert "default: the installed TensorRT's, else 10.3" in text
+
+
+# ------------------------------------------------------------- DLA, on paper
+
+def test_dla_names_the_nodes_that_fall_back_to_the_gpu():
+    """With DLA asked, nodes whose layer DLA's published summary lacks (or whose limits it
+    breaks) are named; that is GPU fallback, not a refusal. Shape arithmetic is left out."""
+    from ocr_deploy.precision.fp16 import convert_fp16
+
+    core = convert_fp16(segnet("NCHW", labels="also"))
+    report = preflight(core, "10.3", dla=True)
+    fallback = {f.node: f.rule for f in report.dla_gpu_fallback}
+    assert report.accepted and fallback
+    assert all(n.name not in fallback for n in core.graph.node if n.op_type in ("Conv", "Relu"))
+    assert fallback["argmax_6"] == "dla:layer"
+    assert preflight(core, "10.3").dla_gpu_fallback is None
+    wrapped, _ = make_end_to_end(segnet("NCHW"), UP, target="tensorrt")
+    dla = preflight(wrapped, "10.3", dla=True).dla_gpu_fallback
+    assert not any(f.op == "Shape" for f in dla)  # shapes: known at build time
+    assert {"dla:layer", "dla:limits"} <= {f.rule for f in dla}  # Gather; FP16 comparisons
+
+
+@pytest.mark.parametrize("model, rule", [
+    (_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+            [("x", F, [1, 2, 40, 40])], [("y", F, [1, 2, 7, 7])],
+            [_array("w", np.ones((2, 2, 34, 34)))]), "dla:limits"),  # kernel over 32
+    (_graph([helper.make_node("Concat", ["x", "x"], ["y"], axis=2, name="concat")],
+            [("x", F, [1, 2, 4, 4])], [("y", F, [1, 2, 8, 4])]), "dla:limits"),
+    (_graph([helper.make_node("MatMul", ["x", "x"], ["y"], name="matmul")],
+            [("x", F, [1, 4, 4])], [("y", F, [1, 4, 4])]), "dla:layer"),
+    (_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")],
+            [("x", F, [1, 1, 1, 9000])], [("y", F, [1, 1, 1, 9000])]), "dla:dims"),
+])
+def test_dla_restrictions(model, rule):
+    report = preflight(model, "10.3", dla=True)
+    assert report.accepted and rule in {f.rule for f in report.dla_gpu_fallback}
+    assert all(RULES[f.rule].source.startswith("TensorRT developer guide, 'Working with DLA'")
+               for f in report.dla_gpu_fallback)
+
+
+def test_dla_preflight_of_the_build(tmp_path):
+    """``--dla-core``: the FP16 forms are judged with their GPU fallback; the precisions a
+    DLA build refuses before parsing are reported refused."""
+    path = save(segnet("NCHW"), tmp_path, "core")
+    request = BuildRequest(onnx=path, backend="tensorrt", backend_options={
+        "tensorrt": TensorRTOptions(dla_core=0)})
+    result = preflight_forms(request, ALL, "10.3")
+    verdicts = {f["precision"]: f for f in result["forms"]}
+    assert verdicts["fp16"]["accepted"] and "dla_gpu_fallback" in verdicts["fp16"]
+    assert not verdicts["int8"]["accepted"] and "--fp16 for DLA" in verdicts["int8"][
+        "build_refuses"]
+    assert not result["accepted"]

@@ -230,9 +230,39 @@ GRAPH_RULES = (
     Rule("resize:modes", "Resize: mode nearest or linear, no antialias; coordinate "
          "transformation half_pixel, pytorch_half_pixel, tf_half_pixel_for_nn, asymmetric "
          "or align_corners", f"{OPS101}, line 161; {OPS1015}, row Resize"),
-    Rule("dla:layer", "on DLA, a layer outside DLA's supported list or restrictions falls "
-         "back to the GPU", DLA),
+    Rule("dla:layer", "on DLA, an op that maps to no layer of DLA's support summary runs on "
+         "the GPU (GPU fallback)", f"{DLA}, 'Layer Support and Restrictions' (Table 'DLA Layer "
+         "Support Summary')",
+         stricter="ops are mapped to TensorRT layers by the parser's usual import (Conv -> "
+                  "Convolution, Transpose/Reshape -> Shuffle, ...); MatMul counts as Fully "
+                  "Connected only with constant weights"),
+    Rule("dla:limits", "on DLA: convolutions 2-D with kernel 1-32, stride 1-8, at most 8192 "
+         "channels; deconvolutions ungrouped, undilated, unpadded; concatenation on the "
+         "channel axis of >= 2 inputs; activations ReLU/Sigmoid/TanH/Clip/LeakyReLU and "
+         "elementwise Sum/Sub/Prod/Max/Min/Div/Pow on 4-D tensors; comparisons in INT8 "
+         "only (an FP16 build's run on the GPU)", f"{DLA}, Table 'DLA Layer Support "
+         "Summary', the rows of those layers",
+         stricter="the limits of the pooling, resize, scale, shuffle, slice, softmax and unary "
+                  "rows are not checked: those layers count as DLA layers here"),
+    Rule("dla:dims", "on DLA, non-batch dimensions are at most 8192 (and static: the build "
+         "takes only a static profile for DLA)", f"{DLA}, 'General Restrictions'"),
 )
+
+# ONNX op -> the TensorRT layer it becomes, for the ops whose layer is in DLA's summary table
+DLA_LAYERS = {
+    "Conv": "Convolution", "MatMul": "Fully Connected", "Gemm": "Fully Connected",
+    "ConvTranspose": "Deconvolution", "Relu": "Activation", "Sigmoid": "Activation",
+    "Tanh": "Activation", "Clip": "Activation", "LeakyRelu": "Activation",
+    "PRelu": "Parametric ReLU", "Add": "ElementWise", "Sub": "ElementWise",
+    "Mul": "ElementWise", "Div": "ElementWise", "Max": "ElementWise", "Min": "ElementWise",
+    "Pow": "ElementWise", "Equal": "Comparison", "Greater": "Comparison", "Less": "Comparison",
+    "Concat": "Concatenation", "MaxPool": "Pooling", "AveragePool": "Pooling",
+    "BatchNormalization": "Scale", "Resize": "Resize", "Transpose": "Shuffle",
+    "Reshape": "Shuffle", "Flatten": "Shuffle", "Squeeze": "Shuffle", "Unsqueeze": "Shuffle",
+    "Slice": "Slice", "Split": "Slice", "Softmax": "SoftMax", "Abs": "Unary",
+    "LRN": "LRN",
+}
+DLA_NO_LAYER = ("Constant", "Identity")  # no layer of their own (weights, aliases)
 
 RULES = {rule.id: rule for rule in (*OP_RULES, *GRAPH_RULES)}
 OPS = {rule.op: rule for rule in OP_RULES}

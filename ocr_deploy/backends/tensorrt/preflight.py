@@ -17,6 +17,8 @@ from onnx import TensorProto, numpy_helper
 
 from ocr_deploy.backends.tensorrt.library import version_tuple
 from ocr_deploy.backends.tensorrt.parser_rules import (
+    DLA_LAYERS,
+    DLA_NO_LAYER,
     OPS,
     QUANTIZED_TYPES,
     RULES,
@@ -30,6 +32,8 @@ QDQ = ("QuantizeLinear", "DequantizeLinear")
 RESIZE_MODES = ("nearest", "linear")
 RESIZE_COORDINATES = ("half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn",
                       "asymmetric", "align_corners")
+DLA_MAX_SIDE, DLA_KERNEL, DLA_STRIDE = 8192, (1, 32), (1, 8)
+DLA_ELEMENTWISE_RANK = ("Activation", "ElementWise")  # "2D only": 4-D NCHW tensors
 WEIGHT_AXIS = {"Conv": lambda rank, node: 0, "ConvTranspose": lambda rank, node: 1,
                "MatMul": lambda rank, node: rank - 1,
                "Gemm": lambda rank, node: 0 if _attr(node, "transB", 0) else 1}
@@ -64,15 +68,18 @@ class Report:
     matrix: str
     nodes: int
     findings: list[Finding] = field(default_factory=list)
+    dla_gpu_fallback: list[Finding] | None = None  # DLA asked: the layers left to the GPU
 
     @property
     def accepted(self) -> bool:
         return not self.findings
 
     def to_dict(self) -> dict:
+        dla = {} if self.dla_gpu_fallback is None else {
+            "dla_gpu_fallback": [f.to_dict() for f in self.dla_gpu_fallback]}
         return {"tensorrt_version": self.version, "operator_matrix": self.matrix,
                 "nodes": self.nodes, "accepted": self.accepted,
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self.findings], **dla}
 
 
 class PreflightError(BadInputError):
@@ -121,17 +128,24 @@ def target_version(text: str | None = None) -> str:
     return str(text)
 
 
-def preflight(model: onnx.ModelProto, version: str | None = None) -> Report:
-    """Judge ``model`` for TensorRT ``version`` (see ``target_version``)."""
+def preflight(model: onnx.ModelProto, version: str | None = None, dla: bool = False
+              ) -> Report:
+    """Judge ``model`` for TensorRT ``version`` (see ``target_version``); ``dla``: also name
+    the nodes DLA's documented restrictions leave to the GPU (``Report.dla_gpu_fallback``:
+    GPU fallback, not a refusal)."""
     version = target_version(version)
     parsed = version_tuple(version)
     graph = Graph(model)
-    report = Report(version, matrix_for(parsed), len(model.graph.node))
+    report = Report(version, matrix_for(parsed), len(model.graph.node),
+                    dla_gpu_fallback=[] if dla else None)
     for index, node in enumerate(model.graph.node):
         name = node.name or f"#{index} {node.op_type}"
         report.findings += [Finding(name, node.op_type, rule, detail)
                             for rule, detail in _node_findings(graph, node, parsed,
                                                                report.matrix)]
+        if dla and node.op_type not in DLA_NO_LAYER and not graph.shape_only(node):
+            report.dla_gpu_fallback += [Finding(name, node.op_type, rule, detail)
+                                        for rule, detail in _dla_findings(graph, node)]
     report.findings += graph.constant_findings()
     return report
 
@@ -147,12 +161,16 @@ class Graph:
         g = inferred.graph
         self.types: dict[str, int] = {}
         self.ranks: dict[str, int | None] = {}
+        self.dims: dict[str, list[int | None]] = {}  # None: a dynamic dimension
         for info in (*g.input, *g.value_info, *g.output):
             tensor = info.type.tensor_type
             if tensor.elem_type:
                 self.types[info.name] = tensor.elem_type
                 self.ranks[info.name] = len(tensor.shape.dim) if tensor.HasField("shape") \
                     else None
+                if tensor.HasField("shape"):
+                    self.dims[info.name] = [d.dim_value if d.HasField("dim_value") else None
+                                            for d in tensor.shape.dim]
         self.constants = {t.name: t for t in model.graph.initializer}
         for node in model.graph.node:
             if node.op_type == "Constant":
@@ -172,6 +190,13 @@ class Graph:
             for name in node.output:
                 self.producer[name] = node
         self.initializers = [t.name for t in model.graph.initializer]
+
+    def shape_only(self, node) -> bool:
+        """Whether ``node`` only computes shapes (``Shape``, or INT64 in and out): with the
+        static profile DLA builds take, TensorRT knows those values while it builds."""
+        return node.op_type == "Shape" or all(
+            self.types.get(name) == TensorProto.INT64
+            for name in (*node.input, *node.output) if name)
 
     def type_name(self, tensor: str) -> str | None:
         """The tensor's ONNX type name (``FLOAT``...), None when unknown."""
@@ -328,6 +353,54 @@ def _resize(node):
         yield "resize:modes", f"coordinate_transformation_mode '{coordinates}'"
     if _attr(node, "antialias", 0):
         yield "resize:modes", "antialias is set"
+
+
+def _dla_findings(graph: Graph, node):
+    """(rule, detail) for each DLA restriction that leaves ``node`` to the GPU."""
+    op = node.op_type
+    layer = DLA_LAYERS.get(op)
+    if op == "MatMul" and node.input[1] not in graph.constants:
+        layer = None  # two computed operands: no Fully Connected layer
+    if layer is None:
+        yield "dla:layer", f"{op} becomes no layer DLA runs"
+        return
+    # static shapes: the build refuses a DLA profile that is not (resolve_options), and
+    # shapes computed from the input's are known to TensorRT once the profile is
+    large = [name for name in (*node.input, *node.output) if name
+             and max((d or 0 for d in graph.dims.get(name, [])[1:]), default=0) > DLA_MAX_SIDE]
+    if large:
+        yield "dla:dims", f"'{large[0]}' {graph.dims[large[0]]} has a dimension over " \
+            f"{DLA_MAX_SIDE}"
+    yield from _dla_limits(graph, node, layer)
+
+
+def _dla_limits(graph: Graph, node, layer: str):
+    rank = graph.ranks.get(node.input[0])
+    spatial = layer in ("Convolution", "Deconvolution", *DLA_ELEMENTWISE_RANK)
+    if spatial and rank != 4:
+        yield "dla:limits", f"{layer} on a {rank}-D tensor (DLA: 2-D, NCHW)"
+    if layer == "Comparison":
+        yield "dla:limits", "comparisons run on DLA in INT8 only (DLA builds here are FP16)"
+    elif layer == "Concatenation":
+        axis = _attr(node, "axis", 0)
+        if len(node.input) < 2 or rank is None or axis % rank != 1:
+            yield "dla:limits", f"concatenation on axis {axis} (DLA: the channel axis)"
+    elif layer == "Convolution" and rank == 4:
+        name = node.input[1]
+        weights = list(graph.constants[name].dims) if name in graph.constants \
+            else graph.dims.get(name)
+        kernel = _attr(node, "kernel_shape", weights[2:] if weights else [])
+        strides = _attr(node, "strides", [1, 1])
+        channels = weights[:2] if weights else []
+        if not all(DLA_KERNEL[0] <= k <= DLA_KERNEL[1] for k in kernel) \
+                or not all(DLA_STRIDE[0] <= s <= DLA_STRIDE[1] for s in strides) \
+                or any(c and c > DLA_MAX_SIDE for c in channels):
+            yield "dla:limits", f"convolution kernel {list(kernel)}, strides " \
+                f"{list(strides)}, channels {channels}"
+    elif layer == "Deconvolution" and (
+            _attr(node, "group", 1) != 1 or any(_attr(node, "pads", [0]))
+            or any(d != 1 for d in _attr(node, "dilations", [1]))):
+        yield "dla:limits", "a grouped, dilated or padded deconvolution"
 
 
 def _qdq_zero_point(op: str, position: int) -> bool:
