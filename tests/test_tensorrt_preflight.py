@@ -254,7 +254,10 @@ def test_the_rule_table():
         assert "10.15" in rule.types and "10.15" in rule.source
     assert "UINT8" not in RULES["op:Shape"].types["10.1-GA"]
     assert "stricter" in RULES["cast:uint8"].to_dict()
-    assert RULES["op:Attention"].since == (10, 14) and "10.1-GA" not in RULES["op:Attention"].types
+    assert RULES["op:Attention"].since == (10, 14)
+    attention = NEGATIVE["attention:4d"]
+    assert "attention:version" in {f.rule for f in preflight(attention, "10.13").findings}
+    assert {f.rule for f in preflight(attention, "10.14").findings} == {"attention:4d"}
 
 
 def test_target_version():

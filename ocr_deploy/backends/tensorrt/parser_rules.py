@@ -73,11 +73,10 @@ def _op(name: str, types: str, line: int, inputs: tuple[int, ...] | None = None,
         newer: str | None = None, since: tuple[int, int] = (10, 0), stricter: str = "",
         only_newer: bool = False) -> Rule:
     """An operator row: ``types`` in both matrices (``newer``: the 10.15 row where it
-    differs; ``only_newer``: not in the 10.1 matrix)."""
-    old = frozenset(types.split())
+    differs; ``only_newer``: an op the 10.1 matrix lacks, added in ``since``: targets from
+    ``since`` to 10.14 are judged by its 10.15 row, the only one read)."""
     rows = {MATRIX_1015: frozenset((newer or types).split())}
-    if not only_newer:
-        rows[MATRIX_101] = old
+    rows[MATRIX_101] = rows[MATRIX_1015] if only_newer else frozenset(types.split())
     where = f"{OPS1015}, row {name}" if only_newer else \
         f"{OPS101}, line {line}; {OPS1015}, row {name}"
     return Rule(f"op:{name}", f"{name} takes {'/'.join(sorted(rows[MATRIX_1015]))} "

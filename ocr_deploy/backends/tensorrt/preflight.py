@@ -227,8 +227,6 @@ def _node_findings(graph: Graph, node, version: tuple[int, ...], matrix: str):
         yield "attention:version" if op == "Attention" else rule.id, \
             f"{op} needs TensorRT >= {'.'.join(map(str, rule.since))}, the target is " \
             f"{'.'.join(map(str, version))}"
-    elif matrix not in rule.types:
-        yield rule.id, f"{op} is not in the {matrix} operator matrix"
     else:
         allowed = rule.types[matrix]
         positions = range(len(node.input)) if rule.inputs is None else rule.inputs
