@@ -21,7 +21,8 @@ from ocr_deploy.cli_support import (
 from ocr_deploy.errors import EXIT_BAD_INPUT, BadInputError
 
 EPILOG = """Without MODEL, the most recent export in export/ is used.
-exit codes: 0 built (and verified); 2 bad input or usage; 3 accuracy budget missed;
+exit codes: 0 built (and verified), or every --preflight form accepted; 2 bad input or
+usage, or a --preflight form refused; 3 accuracy budget missed;
 4 the backend failed to build; 6 no space or no permission to write; 1 internal error."""
 
 
@@ -123,8 +124,9 @@ def add_preflight(parser: argparse.ArgumentParser) -> None:
         "parser (the core, the end-to-end graph if asked, per precision) checked against "
         "NVIDIA's published parser rules: operators and their data types, tensor types (no "
         "float64 or 16-bit integers, uint8 only at the edges), uint8 casts, Q/DQ zero points "
-        "and axes, the Attention op. Only a GPU with TensorRT can check kernels, fusions, "
-        "speed, memory and accuracy")
+        "and axes, the Attention op; with --dla-core, the layers DLA's published restrictions "
+        "leave to the GPU. Only a GPU with TensorRT can check kernels, fusions, speed, memory "
+        "and accuracy")
     group.add_argument("--preflight", action="store_true",
                        help="check the graphs (needs --backend tensorrt), build nothing, "
                             "write nothing; exit 0 accepted, 2 refused")
