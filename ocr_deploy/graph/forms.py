@@ -106,8 +106,10 @@ def to_attention(model, core: AttentionCore, four_d: bool = False) -> dict:
     removed = [n for n in ("first", "scale", "softmax", "second") if nodes[n] is not None]
     for role in removed:
         model.graph.node.remove(nodes[role])
+    heads_note = "4-D as they are" if rank == 4 else "3-D made 4-D with one head " \
+        "(Unsqueeze, Squeeze after)" if four_d else "3-D with q_num_heads=kv_num_heads=1"
     return {"scale_moved_to": f"the scale attribute of Attention '{attention.name}'",
-            "exact": True, "key": key_note, "new_nodes": new_nodes,
+            "exact": True, "key": key_note, "inputs": heads_note, "new_nodes": new_nodes,
             "removed_nodes": [index.label(nodes[role]) for role in removed]}
 
 
