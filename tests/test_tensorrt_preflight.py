@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -412,3 +413,31 @@ def test_dla_preflight_of_the_build(tmp_path):
     assert not verdicts["int8"]["accepted"] and "--fp16 for DLA" in verdicts["int8"][
         "build_refuses"]
     assert not result["accepted"]
+
+
+@pytest.mark.tensorflow
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["demo", "cityscapes"])
+def test_exported_models_pass_in_every_form(tmp_path, config):
+    """Real exports (the demo OCRNet and the Cityscapes configuration at a small input: its
+    widths, classes and ops, not its 512x1024 size), every precision, core and end-to-end
+    fixed and range, for JetPack 6's TensorRT and the newest 10.x."""
+    from ocr_deploy.export.pipeline import ExportRequest, export_model
+    from ocr_deploy.model.ocrnet import OCRNetConfig, build_ocrnet
+    from ocr_deploy.tf_env import import_keras3
+
+    import_keras3()
+    cfg = OCRNetConfig() if config == "demo" else replace(
+        OCRNetConfig.cityscapes(), input_height=64, input_width=128)
+    keras_path = tmp_path / f"{config}.keras"
+    build_ocrnet(cfg).save(keras_path)
+    onnx_path = export_model(ExportRequest(model=keras_path, output=tmp_path / f"{config}.onnx",
+                                           argmax=True, quiet=True)).onnx_path
+    for e2e in (None, EndToEndRequest(ImageSizes.fixed(120, 200)),
+                EndToEndRequest(ImageSizes((48, 64), (240, 320)), labels_form="boundary")):
+        request = BuildRequest(onnx=onnx_path, backend="tensorrt", end_to_end=e2e)
+        for version in ("10.3", "10.15"):
+            result = preflight_forms(request, ALL, version)
+            problems = [f"{f['form']} {f['precision']}: {x['node']} {x['rule']}"
+                        for f in result["forms"] for x in f["findings"]]
+            assert result["accepted"] and not problems, problems
