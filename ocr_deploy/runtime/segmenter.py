@@ -101,12 +101,26 @@ class Segmenter:
 
     # -- images in, label maps / scores out ------------------------------------------------
 
-    def predict(self, images):
+    def predict(self, images, *, tile: tuple[int, int] | None = None, tile_overlap: int = 0):
         """Label maps ``[H,W]`` (uint8, or int32 beyond 256 classes), one per image, each at
         its image's size. ``images``: one uint8 ``[H,W,3]`` RGB array (-> one map) or a
         list / ``[N,H,W,3]`` array of them, of any sizes (-> a list). An end-to-end
         artifact takes the sizes it was built for, in its colour order, and gives its
-        labels' dtype (uint8; uint16 or int32 beyond 256 classes)."""
+        labels' dtype (uint8; uint16 or int32 beyond 256 classes).
+
+        ``tile=(H, W)``: segment each image by overlapping windows of that size,
+        ``tile_overlap`` pixels apart from the next, their scores blended (images larger
+        than the model, in memory bounded by a band of windows; ``ocr_deploy.runtime.
+        tiling``); needs an artifact with scores (not labels-only, not end-to-end)."""
+        if tile is not None:
+            from ocr_deploy.runtime.tiling import predict_tiled
+
+            items, single, _ = self._images(images)
+            results = [predict_tiled(self, image, tile, tile_overlap) for image in items]
+            return results[0] if single else results
+        if tile_overlap:
+            raise BadInputError(None, "tile_overlap with a tile size", "no tile",
+                                "pass tile=(H, W) too, or drop tile_overlap")
         items, single, sizes = self._images(images)
         if self.metadata.end_to_end:
             results = self._run_by_size(items, sizes, self.labels_output)
