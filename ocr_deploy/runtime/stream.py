@@ -182,14 +182,8 @@ class FrameStream:
         ``latency``: read to handed out) the p50/p90/p99 and mean milliseconds."""
         end = self._finished or time.perf_counter()
         seconds = end - self._started
-        stages = {}
-        for stage, values in self._state.timings.items():
-            if values:
-                ms = np.asarray(values) * 1e3
-                stages[stage] = {"p50": round(float(np.percentile(ms, 50)), 3),
-                                 "p90": round(float(np.percentile(ms, 90)), 3),
-                                 "p99": round(float(np.percentile(ms, 99)), 3),
-                                 "mean": round(float(ms.mean()), 3)}
+        stages = {stage: latency_summary(values)
+                  for stage, values in self._state.timings.items() if values}
         return {"frames": self.frames_out, "dropped": self.dropped,
                 "seconds": round(seconds, 3),
                 "fps": round(self.frames_out / seconds, 3) if seconds > 0 else None,
@@ -218,6 +212,14 @@ class FrameStream:
         state = getattr(self, "_state", None)  # None when __init__ refused its arguments
         if state is not None:
             state.stop.set()
+
+
+def latency_summary(seconds) -> dict:
+    """p50, p90, p99 and mean of durations in seconds, as milliseconds."""
+    ms = np.asarray(seconds, np.float64) * 1e3
+    return {name: round(float(value), 3) for name, value in (
+        ("p50", np.percentile(ms, 50)), ("p90", np.percentile(ms, 90)),
+        ("p99", np.percentile(ms, 99)), ("mean", ms.mean()))}
 
 
 def _stage(state: _State, stage: str, inbox: int, step) -> None:
