@@ -14,7 +14,7 @@ interleaved (their order alternating) on one open ``Segmenter``; the figures are
 median frames per second of each and the median of the per-round ratios.
 
 Tiling: for each side in ``--sizes``, a fresh process opens the plain artifact, makes a
-square image (the scene repeated), and segments it with ``--tile`` the model's input size
+square image (a mosaic of synthetic samples repeated), and segments it with ``--tile`` the model's input size
 and ``--tile-overlap``; its peak RSS (``VmHWM``) and the RSS before the call (the image
 loaded, the model open) are read from ``/proc``. Results: benchmarks/results/
 stream_figures.json (not in ``--smoke`` mode).
@@ -55,12 +55,15 @@ def clip_frames(count: int) -> list[np.ndarray]:
 
 
 def square_image(side: int) -> np.ndarray:
-    """A ``side`` x ``side`` RGB image: a 512x512 synthetic scene repeated."""
+    """A ``side`` x ``side`` RGB image: a 4x4 mosaic of 96x96 synthetic samples (objects at
+    the scale the demo model learnt) repeated."""
     from ocr_deploy.demo.synthetic import make_sample
 
-    scene, _ = make_sample(12, 0, 512, 512)
-    reps = -(-side // 512)
-    return np.ascontiguousarray(np.tile(scene, (reps, reps, 1))[:side, :side])
+    samples = [make_sample(12, i, 96, 96)[0] for i in range(16)]
+    mosaic = np.concatenate([np.concatenate(samples[row * 4:row * 4 + 4], axis=1)
+                             for row in range(4)], axis=0)
+    reps = -(-side // mosaic.shape[0])
+    return np.ascontiguousarray(np.tile(mosaic, (reps, reps, 1))[:side, :side])
 
 
 def write_clip(path: Path, count: int) -> None:
@@ -76,12 +79,13 @@ def stream_vs_loop(artifact: Path, frames: list[np.ndarray], rounds: int) -> dic
     from ocr_deploy.runtime import Segmenter
 
     fps: dict[str, list[float]] = {"stream": [], "loop": []}
+    cpu: dict[str, list[float]] = {"stream": [], "loop": []}  # process CPU ms per frame
     with Segmenter.open(artifact) as seg:
         seg.predict(frames[0])  # warm up
         for round_ in range(rounds):
             order = ("stream", "loop") if round_ % 2 == 0 else ("loop", "stream")
             for arm in order:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 if arm == "stream":
                     with seg.stream(frames) as stream:
                         count = sum(1 for _ in stream)
@@ -89,6 +93,7 @@ def stream_vs_loop(artifact: Path, frames: list[np.ndarray], rounds: int) -> dic
                 else:
                     count = sum(1 for frame in frames if seg.predict(frame) is not None)
                 fps[arm].append(count / (time.perf_counter() - start))
+                cpu[arm].append((time.process_time() - cpu_start) * 1e3 / count)
             print(f"      {artifact.name} round {round_ + 1}/{rounds}: stream "
                   f"{fps['stream'][-1]:.1f} fps, loop {fps['loop'][-1]:.1f} fps",
                   file=sys.stderr)
@@ -100,6 +105,7 @@ def stream_vs_loop(artifact: Path, frames: list[np.ndarray], rounds: int) -> dic
             "loop_fps": round(statistics.median(fps["loop"]), 2),
             "stream_over_loop": round(statistics.median(ratios), 3),
             "ratios": [round(r, 3) for r in ratios],
+            "cpu_ms_per_frame": {arm: round(statistics.median(v), 2) for arm, v in cpu.items()},
             "stage_mean_ms": means,
             "overlap_bound": round(sum(means.values()) / max(means.values()), 3)}
 
