@@ -14,9 +14,9 @@ interleaved (their order alternating) on one open ``Segmenter``; the figures are
 median frames per second of each and the median of the per-round ratios.
 
 Tiling: for each side in ``--sizes``, a fresh process opens the plain artifact, makes a
-square image (a mosaic of synthetic samples repeated), and segments it with ``--tile`` the model's input size
-and ``--tile-overlap``; its peak RSS (``VmHWM``) and the RSS before the call (the image
-loaded, the model open) are read from ``/proc``. Results: benchmarks/results/
+square image (a mosaic of synthetic samples repeated), and segments it with ``--tile`` the
+model's input size and ``--tile-overlap``; its peak RSS (``VmHWM``) and the RSS before the
+call (the image loaded, the model open) are read from ``/proc``. Results: benchmarks/results/
 stream_figures.json (not in ``--smoke`` mode).
 """
 
