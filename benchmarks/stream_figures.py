@@ -74,13 +74,14 @@ def write_clip(path: Path, count: int) -> None:
             write(index, frame)
 
 
-def stream_vs_loop(artifact: Path, frames: list[np.ndarray], rounds: int) -> dict:
+def stream_vs_loop(artifact: Path, frames: list[np.ndarray], rounds: int,
+                   threads: int | None) -> dict:
     """Interleaved rounds of the stream and the loop on one open segmenter."""
     from ocr_deploy.runtime import Segmenter
 
     fps: dict[str, list[float]] = {"stream": [], "loop": []}
     cpu: dict[str, list[float]] = {"stream": [], "loop": []}  # process CPU ms per frame
-    with Segmenter.open(artifact) as seg:
+    with Segmenter.open(artifact, threads=threads) as seg:
         seg.predict(frames[0])  # warm up
         for round_ in range(rounds):
             order = ("stream", "loop") if round_ % 2 == 0 else ("loop", "stream")
@@ -101,6 +102,7 @@ def stream_vs_loop(artifact: Path, frames: list[np.ndarray], rounds: int) -> dic
     # what overlapping can give at most: the stages' sum over the slowest stage
     means = {stage: stages[stage]["mean"] for stage in ("prepare", "infer", "finish")}
     return {"artifact": str(artifact), "frames": len(frames), "rounds": rounds,
+            "onnxruntime_threads": threads or "default",
             "stream_fps": round(statistics.median(fps["stream"]), 2),
             "loop_fps": round(statistics.median(fps["loop"]), 2),
             "stream_over_loop": round(statistics.median(ratios), 3),
@@ -160,6 +162,9 @@ def main() -> None:
                         help="square image sides for tiling (default 1024,2048,4096,8192)")
     parser.add_argument("--tile-overlap", type=int, default=32,
                         help="pixels shared by neighbouring windows (default 32)")
+    parser.add_argument("--threads", type=int,
+                        help="ONNX Runtime intra-op threads for stream and loop (default: "
+                             "ONNX Runtime's, one per core)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, one round, nothing written (CI)")
     parser.add_argument("--write-clip", type=Path, metavar="PATH",
@@ -190,7 +195,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     result = {"clip": f"{frames_count} frames of {CLIP_SIZE[1]}x{CLIP_SIZE[0]}",
               "cpus": os.cpu_count(),
-              "stream": [stream_vs_loop(a, frames, rounds)
+              "stream": [stream_vs_loop(a, frames, rounds, args.threads)
                          for a in (args.plain, args.end_to_end)],
               "tiled": {"artifact": str(args.plain), "tile_overlap": args.tile_overlap,
                         "sizes": [tiled_memory(args.plain, s, args.tile_overlap)

@@ -87,6 +87,33 @@ def test_end_to_end_artifact_and_frame_limits(tmp_path, clip, capsys):
     assert len(_decoded(out / "clip.overlay.mp4")[0]) == summary["frames"]
 
 
+def test_ctrl_c_ends_a_live_source_keeping_the_video(nhwc_onnx, clip, tmp_path, capsys,
+                                                    monkeypatch):
+    from ocr_deploy.runtime import video_cli
+
+    calls = {"n": 0}
+    real_overlay = video_cli.overlay
+
+    def overlay_then_interrupt(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_overlay(*args, **kwargs)
+
+    monkeypatch.setattr(video_cli, "overlay", overlay_then_interrupt)
+    monkeypatch.setattr(video_cli, "is_live", lambda source: True)  # as a camera would be
+    out = tmp_path / "out"
+    assert main([str(nhwc_onnx), str(clip), "-o", str(out), "--json", "--policy",
+                 "block"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)["videos"]
+    assert summary["frames"] == 3 and len(_decoded(out / "clip.overlay.mp4")[0]) == 3
+    monkeypatch.setattr(video_cli, "is_live", lambda source: False)  # a file: nothing kept
+    calls["n"] = 0
+    assert main([str(nhwc_onnx), str(clip), "-o", str(tmp_path / "file")]) == 2
+    assert "interrupted" in capsys.readouterr().err
+    assert not (tmp_path / "file" / "clip.overlay.mp4").exists()
+
+
 def _one_line_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("ocr-predict: error: "), err

@@ -39,22 +39,28 @@ def segment_video(segmenter, source: str, args, palette: np.ndarray, names: list
               f"{f', {total} frames' if total else ''}, policy {policy}", file=sys.stderr)
     # an end-to-end artifact takes its own colour order (a view); the overlay takes RGB
     frames = (end_to_end_pixels(frame, meta) for frame in reader)
-    writing, labels_written = [], 0
+    writing = []
     with video_writer(overlay_path, reader.fps) as write, \
             segmenter.stream(frames, policy=policy, with_frames=True) as stream:
-        for count, (index, frame, labels) in enumerate(stream, start=1):
-            start = time.perf_counter()
-            rgb = end_to_end_pixels(frame, meta)  # the same view again: RGB
-            write(index, np.asarray(overlay(rgb, labels, palette, args.alpha, legend)))
-            if args.save_labels:
-                path = labels_dir / f"{index:06d}.labels.png"
-                write_bytes_atomic(path, png_bytes(label_image(labels)))
-                labels_written += 1
-            writing.append(time.perf_counter() - start)
-            if not quiet and (count == total or (count % PROGRESS_EVERY == 0)):
-                print(f"      {source}: {count}{f'/{total}' if total else ''} frames, "
-                      f"{stream.dropped} dropped", file=sys.stderr)
-        figures = stream.stats()
+        try:
+            for count, (index, frame, labels) in enumerate(stream, start=1):
+                start = time.perf_counter()
+                rgb = end_to_end_pixels(frame, meta)  # the same view again: RGB
+                write(index, np.asarray(overlay(rgb, labels, palette, args.alpha, legend)))
+                if args.save_labels:
+                    write_bytes_atomic(labels_dir / f"{index:06d}.labels.png",
+                                       png_bytes(label_image(labels)))
+                writing.append(time.perf_counter() - start)
+                if not quiet and (count == total or (count % PROGRESS_EVERY == 0)):
+                    print(f"      {source}: {count}{f'/{total}' if total else ''} frames, "
+                          f"{stream.dropped} dropped", file=sys.stderr)
+        except KeyboardInterrupt:
+            if not is_live(source):
+                raise
+            # a live source ends with Ctrl-C: keep what was segmented
+            print(f"      {source}: interrupted; finishing the video", file=sys.stderr)
+        stream.close()
+        figures = {**stream.stats(), "frames": len(writing)}  # segmented and written
     if writing:
         figures["latency_ms"]["write"] = latency_summary(writing)
     if not quiet:
@@ -62,5 +68,5 @@ def segment_video(segmenter, source: str, args, palette: np.ndarray, names: list
               f"{figures['fps']} fps, {figures['dropped']} dropped", file=sys.stderr)
     return {"video": source, "overlay": str(overlay_path),
             "labels": str(labels_dir) if args.save_labels else None,
-            "labels_written": labels_written,
+            "labels_written": len(writing) if args.save_labels else 0,
             "size": list(reader.size), "input_fps": float(reader.fps), **figures}
