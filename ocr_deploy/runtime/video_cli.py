@@ -13,10 +13,11 @@ from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.runtime.preprocess import end_to_end_pixels
 from ocr_deploy.runtime.render import label_image, overlay, png_bytes
-from ocr_deploy.runtime.stream import latency_summary
+from ocr_deploy.runtime.stream import DEPTH, latency_summary
 from ocr_deploy.runtime.video import VideoReader, is_live, video_name, video_writer
 
 PROGRESS_EVERY = 100  # frames between progress lines when the length is unknown
+LIVE_DEPTH = 1  # queue depth under the latest policy: the fewest frames in flight
 
 
 def segment_video(segmenter, source: str, args, palette: np.ndarray, names: list[str],
@@ -41,7 +42,8 @@ def segment_video(segmenter, source: str, args, palette: np.ndarray, names: list
     frames = (end_to_end_pixels(frame, meta) for frame in reader)
     writing = []
     with video_writer(overlay_path, reader.fps) as write, \
-            segmenter.stream(frames, policy=policy, with_frames=True) as stream:
+            segmenter.stream(frames, policy=policy, with_frames=True,
+                             depth=LIVE_DEPTH if policy == "latest" else DEPTH) as stream:
         try:
             for count, (index, frame, labels) in enumerate(stream, start=1):
                 start = time.perf_counter()
