@@ -5,8 +5,11 @@ missing extra."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import sys
+import threading
 from fractions import Fraction
 
 import numpy as np
@@ -112,6 +115,51 @@ def test_ctrl_c_ends_a_live_source_keeping_the_video(nhwc_onnx, clip, tmp_path, 
     assert main([str(nhwc_onnx), str(clip), "-o", str(tmp_path / "file")]) == 2
     assert "interrupted" in capsys.readouterr().err
     assert not (tmp_path / "file" / "clip.overlay.mp4").exists()
+
+
+@pytest.fixture
+def http_clip(clip, tmp_path, monkeypatch):
+    """The clip as a streamable MPEG-TS file behind a local HTTP server: its URL."""
+    av = pytest.importorskip("av")
+    for proxy in ("http_proxy", "HTTP_PROXY"):  # FFmpeg would send 127.0.0.1 through it
+        monkeypatch.delenv(proxy, raising=False)
+    frames, _ = _decoded(clip)
+    with av.open(str(tmp_path / "live.ts"), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = SIZE[1], SIZE[0], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/live.ts"
+    server.shutdown()
+    thread.join()
+
+
+def test_url_source(nhwc_onnx, http_clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(nhwc_onnx), http_clip, "-o", str(out), "--json"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)["videos"]
+    assert summary["policy"] == "latest"  # a URL is live: stale frames are dropped
+    assert summary["frames"] + summary["dropped"] == FRAMES
+    assert len(_decoded(out / "live.overlay.mp4")[0]) == summary["frames"]
+    assert main([str(nhwc_onnx), http_clip, "-o", str(out), "--json", "--policy", "block",
+                 "--save-labels"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)["videos"]
+    assert summary["frames"] == FRAMES and summary["dropped"] == 0
+    frames, _ = _decoded(out.parent / "live.ts")
+    with Segmenter.open(nhwc_onnx) as seg:
+        for index, frame in enumerate(frames):
+            labels = np.asarray(Image.open(out / "live" / f"{index:06d}.labels.png"))
+            assert np.array_equal(labels, seg.predict(frame)), index
 
 
 def _one_line_error(capsys) -> str:

@@ -111,7 +111,8 @@ def video_writer(path: Path, fps: Fraction):
     into place when the block ends without error. Odd sizes are kept (4:4:4 chroma)."""
     av = import_av()
     with atomic_output(path) as tmp:
-        container = av.open(str(tmp), "w", format="mp4")
+        # faststart: the index at the front, so the file plays while it downloads
+        container = av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"})
         state: dict = {}
 
         def write(index: int, rgb: np.ndarray) -> None:
