@@ -107,6 +107,7 @@ def test_latest_policy_drops_stale_frames_and_counts_them(segmenter):
 
 
 def test_closing_early_stops_every_stage(segmenter):
+    assert _wait_for_no_threads() == []  # those of earlier streams, ended, have gone
     counter = {"pulled": 0}
     stream = segmenter.stream(_endless(_frames([(50, 70)])[0], counter))
     assert len(_stream_threads()) == len(STAGES)
