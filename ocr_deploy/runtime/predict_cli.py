@@ -32,6 +32,7 @@ from ocr_deploy.cli_support import (
     add_renamed,
     add_reporting,
     name_list,
+    non_negative_int,
     parser_for,
     positive_int,
     print_json,
@@ -99,17 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "auto: latest for URLs and cameras, block for files")
     add_reporting(parser, "a summary")
     return parser
-
-
-def non_negative_int(text: str) -> int:
-    """Parse a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, found '{text}'")
-    return value
 
 
 def _artifact_and_images(args: argparse.Namespace) -> tuple[Path, list[str]]:
