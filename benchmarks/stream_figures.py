@@ -135,10 +135,13 @@ print(json.dumps({{"side": {side}, "peak_rss_mib": round(peak_rss_mib(), 1),
 
 def tiled_memory(artifact: Path, side: int, overlap: int) -> dict:
     """Peak RSS of tiled inference on a ``side``-pixel square image, in a fresh process."""
-    code = TILED_CHILD.format(here=str(Path(__file__).parent), artifact=str(artifact),
-                              side=side, overlap=overlap)
+    code = TILED_CHILD.format(here=str(Path(__file__).resolve().parent),
+                              artifact=str(artifact.resolve()), side=side, overlap=overlap)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT)  # "python -c" imports this tree
+                         cwd=ROOT)  # "python -c" imports this tree
+    if run.returncode:
+        sys.exit(f"stream_figures: the tiled run of {side}x{side} failed: "
+                 f"{(run.stderr.strip().splitlines() or ['?'])[-1]}")
     result = json.loads(run.stdout.strip().splitlines()[-1])
     result["above_before_mib"] = round(result["peak_rss_mib"] - result["rss_before_mib"], 1)
     print(f"      tiled {side}x{side}: peak {result['peak_rss_mib']} MiB "
