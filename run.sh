@@ -43,7 +43,7 @@ install_set() {  # VENV SET: install SET once per version of the pins (a stamp p
         runtime)  # the TensorFlow-free leg: the base install and the test runner only
             pip_install "$env" -e . pytest pytest-xdist ;;
         demo|test)  # ocr-demo: export (TensorFlow), builds, and ocr-bench's plot
-            pip_install "$env" -e ".[export,bench$([ "$set" = demo ] || echo ,dev)]"
+            pip_install "$env" -e ".[export,bench$([ "$set" = demo ] || echo ,dev,video)]"
             # tf-keras declares `tensorflow` (the CUDA build) as a dependency: install it
             # without dependencies, at the version of the TensorFlow just installed
             # (TOOLCHAIN trap).

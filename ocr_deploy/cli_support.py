@@ -144,6 +144,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """Parse an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, found '{text}'")
+    return value
+
+
 def int_list(text: str) -> list[int]:
     """Parse ``1,4,8`` (whole numbers >= 1), sorted, without repeats."""
     try:
@@ -164,5 +175,5 @@ def name_list(text: str) -> list[str]:
 
 
 __all__ = ["EXIT_OK", "HelpFormatter", "add_force", "add_renamed", "add_reporting",
-           "floats_arg", "int_list", "name_list", "parser_for", "positive_int", "print_json",
-           "run_command", "size_arg"]
+           "floats_arg", "int_list", "name_list", "non_negative_int", "parser_for",
+           "positive_int", "print_json", "run_command", "size_arg"]

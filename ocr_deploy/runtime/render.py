@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -44,6 +46,13 @@ def label_image(labels: np.ndarray) -> Image.Image:
     if labels.dtype == np.uint8:
         return Image.fromarray(labels, "L")
     return Image.fromarray(labels.astype(np.uint16), "I;16")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """A picture encoded as PNG (lossless)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 ALPHA = 0.5  # colour weight of overlays

@@ -28,6 +28,7 @@ from ocr_deploy.runtime.tensors import tensor_ref
 
 if TYPE_CHECKING:
     from ocr_deploy.backends.runner import Runner
+    from ocr_deploy.runtime.stream import FrameStream
 
 
 class Segmenter:
@@ -100,12 +101,26 @@ class Segmenter:
 
     # -- images in, label maps / scores out ------------------------------------------------
 
-    def predict(self, images):
+    def predict(self, images, *, tile: tuple[int, int] | None = None, tile_overlap: int = 0):
         """Label maps ``[H,W]`` (uint8, or int32 beyond 256 classes), one per image, each at
         its image's size. ``images``: one uint8 ``[H,W,3]`` RGB array (-> one map) or a
         list / ``[N,H,W,3]`` array of them, of any sizes (-> a list). An end-to-end
         artifact takes the sizes it was built for, in its colour order, and gives its
-        labels' dtype (uint8; uint16 or int32 beyond 256 classes)."""
+        labels' dtype (uint8; uint16 or int32 beyond 256 classes).
+
+        ``tile=(H, W)``: segment each image by overlapping windows of that size,
+        ``tile_overlap`` pixels apart from the next, their scores blended (images larger
+        than the model, in memory bounded by a band of windows; ``ocr_deploy.runtime.
+        tiling``); needs an artifact with scores (not labels-only, not end-to-end)."""
+        if tile is not None:
+            from ocr_deploy.runtime.tiling import predict_tiled
+
+            items, single, _ = self._images(images)
+            results = [predict_tiled(self, image, tile, tile_overlap) for image in items]
+            return results[0] if single else results
+        if tile_overlap:
+            raise BadInputError(None, "tile_overlap with a tile size", "no tile",
+                                "pass tile=(H, W) too, or drop tile_overlap")
         items, single, sizes = self._images(images)
         if self.metadata.end_to_end:
             results = self._run_by_size(items, sizes, self.labels_output)
@@ -114,14 +129,8 @@ class Segmenter:
         results = []
         for start, chunk in self._chunks(items):
             value = self.run(self.prepare(chunk), [output])[output]
-            for i, (height, width) in enumerate(sizes[start:start + len(chunk)]):
-                if output == self.labels_output:
-                    results.append(postprocess.resize_labels(value[i], height, width,
-                                                             self.label_dtype))
-                else:
-                    scores = postprocess.scores_hwk(value, i, self._layout(output))
-                    results.append(postprocess.labels_from_scores(scores, height, width,
-                                                                  self.label_dtype))
+            results += [self.finish(value, i, size, output)
+                        for i, size in enumerate(sizes[start:start + len(chunk)])]
         return results[0] if single else results
 
     def predict_scores(self, images):
@@ -140,10 +149,24 @@ class Segmenter:
         results = []
         for start, chunk in self._chunks(items):
             value = self.run(self.prepare(chunk), [self.logits_output])[self.logits_output]
-            for i, (height, width) in enumerate(sizes[start:start + len(chunk)]):
-                scores = postprocess.scores_hwk(value, i, self._layout(self.logits_output))
-                results.append(postprocess.resize_scores(scores, height, width))
+            results += [self.finish(value, i, size, self.logits_output, scores=True)
+                        for i, size in enumerate(sizes[start:start + len(chunk)])]
         return results[0] if single else results
+
+    def stream(self, frames, *, scores: bool = False, policy: str = "block",
+               depth: int = 2, with_frames: bool = False) -> FrameStream:
+        """Segment an iterable of frames (a video's, a camera's: the images ``predict``
+        takes, one at a time) with reading, pre-processing, inference and post-processing
+        overlapped in threads; an iterator of label maps in the frames' order (``scores``:
+        what ``predict_scores`` gives). ``policy``: "block" (every frame; reading waits
+        when the ``depth``-item queues are full) or "latest" (live sources: stale frames
+        are dropped, counted in ``.dropped``). ``with_frames``: yield ``(index, frame,
+        result)``. A stage's exception is raised as ``FrameError`` naming the frame;
+        ``close()`` (or ``with``) stops every stage. See ``ocr_deploy.runtime.stream``."""
+        from ocr_deploy.runtime.stream import FrameStream
+
+        return FrameStream(self, frames, scores=scores, policy=policy, depth=depth,
+                           with_frames=with_frames)
 
     def outputs_for(self, sizes: Sequence[tuple[int, int]]) -> list[str]:
         """The output ``predict`` fetches for images of these ``(H, W)`` sizes: the in-graph
@@ -156,6 +179,21 @@ class Segmenter:
                               and all(tuple(s) == self._hw[labels] for s in sizes)):
             return [labels]
         return [logits]
+
+    def finish(self, value: np.ndarray, index: int, size: tuple[int, int], output: str,
+               scores: bool = False) -> np.ndarray:
+        """Image ``index`` of ``run``'s ``output`` at its image's ``(H, W)`` size: its label
+        map as ``predict`` gives it, or with ``scores`` its scores as ``predict_scores`` does
+        (an end-to-end artifact's output is at the image size already)."""
+        height, width = size
+        if self.metadata.end_to_end:
+            return value[index]
+        if output == self.labels_output:
+            return postprocess.resize_labels(value[index], height, width, self.label_dtype)
+        hwk = postprocess.scores_hwk(value, index, self._layout(output))
+        if scores:
+            return postprocess.resize_scores(hwk, height, width)
+        return postprocess.labels_from_scores(hwk, height, width, self.label_dtype)
 
     # -- the model itself ------------------------------------------------------------------
 
