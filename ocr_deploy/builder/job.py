@@ -61,6 +61,13 @@ class BuildJob:
     def __post_init__(self):
         self.info["precision"] = self.request.precision
 
+    def quantized_tensors(self) -> dict | None:
+        """Where ``quantize_int8`` records the tensors each placement rule quantised: the
+        sidecar's ``placement.quantized_tensors`` (None without a placement)."""
+        if self.placement is None:
+            return None
+        return self.info["placement"].setdefault("quantized_tensors", {})
+
     def build_and_verify(self, model: onnx.ModelProto, data: SampleSet | None, target: Path
                          ) -> tuple[onnx.ModelProto, dict]:
         """Build ``model`` into ``target`` and give the verdict on what was built; INT8 that
@@ -174,7 +181,7 @@ class BuildJob:
 
         def quantize(kept: list[str]) -> onnx.ModelProto:
             return quantize_int8(self.fp32_model, self.calibration, self.placement,
-                                 base + kept, request.keep_fp32)
+                                 base + kept, request.keep_fp32, self.quantized_tensors())
 
         def evaluate(kept: list[str]) -> Accuracy:
             return proxy_accuracy(quantize(kept).SerializeToString(), data, self.source_meta,

@@ -87,7 +87,7 @@ def build(request: BuildRequest) -> BuildResult:
     with progress.stage(f"making the {request.precision} ONNX"):
         job.exclusions = _exclusions(request, fp32_model, job.placement)
         model = _precision_model(request, fp32_model, job.calibration, job.placement,
-                                 flatten(job.exclusions))
+                                 flatten(job.exclusions), job.quantized_tensors())
     data = _validation_data(request, meta, job.calib_data, progress) if request.verify \
         else None
     if request.end_to_end is not None:
@@ -175,11 +175,13 @@ def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto,
 
 
 def _precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibration,
-                     placement: Placement | None, keep: list[str]) -> onnx.ModelProto:
+                     placement: Placement | None, keep: list[str],
+                     record: dict | None = None) -> onnx.ModelProto:
     if request.precision == "fp16":
         return convert_fp16(_copy(fp32_model), keep_fp32=keep)
     if request.precision == "int8":
-        return quantize_int8(fp32_model, calibration, placement, keep, request.keep_fp32)
+        return quantize_int8(fp32_model, calibration, placement, keep, request.keep_fp32,
+                             record)
     return _copy(fp32_model)
 
 
