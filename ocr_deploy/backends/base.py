@@ -81,6 +81,12 @@ class Backend(ABC):
         refuses combinations the model cannot take. Default: unchanged."""
         return options
 
+    def emitter(self, options) -> Backend | None:
+        """For a cross-build (options asking for the graph this backend compiles, not an
+        artifact): the backend that writes that graph instead, with its ``output`` path and
+        ``reason``; None for an ordinary build. Default: None."""
+        return None
+
     @abstractmethod
     def placement(self, options) -> Placement:
         """Where INT8 Q/DQ nodes go so that this backend runs integer kernels."""

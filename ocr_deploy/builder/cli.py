@@ -125,10 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = parser_for("ocr-build-engine", __doc__, EPILOG)
     parser.add_argument("model", type=Path, nargs="?",
                         help="exported ONNX (default: the most recent one in export/)")
-    precision = parser.add_mutually_exclusive_group(required=True)
+    precision = parser.add_mutually_exclusive_group()
     for name in ("fp32", "fp16", "int8"):
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name,
-                               help=f"build in {name.upper()}")
+                               help=f"build in {name.upper()} (one of the three is required, "
+                                    "except for a graph written by --emit-onnx: its own)")
     parser.add_argument("--backend", choices=CHOICES, default=request.backend,
                         help="auto: TensorRT if it and a GPU exist, else ONNX Runtime "
                              "(default: %(default)s)")
@@ -227,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.info)
     else:
-        print(_summary(result, args.precision))
+        print(_summary(result, result.info["precision"]))
     return EXIT_OK
 
 

@@ -93,6 +93,24 @@ def weak_typing_flags(options: TensorRTOptions, precision: str, version: str) ->
     return []
 
 
+def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOptions,
+                 version: str | None, progress: Callable[[str], None]) -> None:
+    """The checks of the graph TensorRT's parser is about to get, without TensorRT: run by
+    every engine build and by ``--emit-onnx`` (``cross_build``), which has no TensorRT
+    (``version`` None) — the one place for checks of NVIDIA's parser rules."""
+    if meta.attention.get("form") == "attention":
+        if version is None:
+            progress("the Attention op needs TensorRT >= 10.14 on the device (JetPack 6's "
+                     "10.3 refuses it)")
+        elif version_tuple(version)[:2] < (10, 14):
+            raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
+                                f"TensorRT {version}", "re-export with --attention decomposed")
+    if options.dla_core is not None and meta.end_to_end \
+            and len(set(meta.image_sizes())) > 1:
+        raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
+                            "--image-range", "build with --image-size HxW, or drop --dla-core")
+
+
 def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: ExportMetadata,
                    precision: str, options: TensorRTOptions,
                    progress: Callable[[str], None]) -> dict:
@@ -103,13 +121,7 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
 
     version = import_tensorrt().__version__
     flags = weak_typing_flags(options, precision, version)
-    if meta.attention.get("form") == "attention" and version_tuple(version)[:2] < (10, 14):
-        raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
-                            f"TensorRT {version}", "re-export with --attention decomposed")
-    if options.dla_core is not None and meta.end_to_end \
-            and len(set(meta.image_sizes())) > 1:
-        raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
-                            "--image-range", "build with --image-size HxW, or drop --dla-core")
+    before_parse(model_bytes, meta, options, version, progress)
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     name, shapes = profile_shapes(meta, options.batch)

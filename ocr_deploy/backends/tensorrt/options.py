@@ -63,6 +63,12 @@ class TensorRTOptions:
     builder_flags: bool = option(False, "--trt-builder-flags", action="store_true",
                                  help="TensorRT 10.x: FP16/INT8 builder flags instead of "
                                       "strong typing")
+    emit_onnx: Path | None = option(
+        None, "--emit-onnx", parse=Path, metavar="OUT.onnx",
+        help="cross-build: write the graph TensorRT's parser would get (forms, FP16 base, "
+             "Q/DQ with their scales) and its sidecar instead of an engine, verified on ONNX "
+             "Runtime as a proxy; needs no TensorRT. On the device: ocr-build-engine "
+             "OUT.onnx --backend tensorrt", shown="none: build an engine")
 
     def timing_cache_path(self, artifact: Path) -> Path | None:
         """Where the timing cache is read and written, or None when it is off."""
