@@ -57,7 +57,8 @@ def small_segnet(seed: int = 0, size: int = SIZE, tied: bool = False) -> onnx.Mo
 
 def residual_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
     """NCHW ``image`` -> ``logits`` through the Add patterns TensorRT's placement rules
-    judge (HRNet-like): ``fuse`` adds a convolution (``body``) to an upsampled branch
+    judge (HRNet-like): ``fuse`` adds a convolution (``body``, then a constant bias) to an
+    upsampled branch
     (``up``, read by no convolution); ``pair`` adds two convolutions (``right`` is the later);
     ``plain`` adds a shared Relu output; ``bias`` adds a constant; ``kept_add`` follows the
     ``kept`` convolution (to be kept in float); a 1x1 ``classifier`` ends it."""
@@ -81,7 +82,8 @@ def residual_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
              conv("down", "p"),
              helper.make_node("Resize", ["down_out", "", "scales"], ["up"], name="upsample",
                               mode="nearest"),
-             conv("body", "s"), add("fuse", "up", "body_out"),
+             conv("body", "s"), add("body_bias", "body_out", "offset"),
+             add("fuse", "up", "body_bias"),
              conv("left", "s"), conv("right", "s"), add("pair", "left_out", "right_out"),
              add("plain", "fuse", "s"), add("joined", "plain", "pair"),
              add("bias", "joined", "offset"),

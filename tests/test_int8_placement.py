@@ -187,7 +187,7 @@ def test_tensorrt_residual_rule_quantises_the_skip_input_of_adds_after_a_conv(
     assert record["op_inputs"] == [INPUT_NAME, "s", "p"]  # stem, body/left/right, down
     dq = _read_through_dq(quantized)
     assert dq["fuse"] == [True, False] and dq["pair"] == [True, False]
-    for name in ("joined", "bias", "kept_add", "kept", "classifier", "upsample"):
+    for name in ("joined", "bias", "body_bias", "kept_add", "kept", "classifier", "upsample"):
         assert not any(dq[name]), name
     plain = quantize_int8(model, ranges, _without_rules(placement), kept)
     before = _read_through_dq(plain)

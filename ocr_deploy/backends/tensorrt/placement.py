@@ -5,9 +5,10 @@ source is in docs/backends.md, "INT8 placement for TensorRT"); symmetric INT8 ac
 - ``op_inputs``: every input of Conv and MatMul (the weighted ops), never their outputs —
   TensorRT fuses the rest around them.
 - ``residual_add``: the skip input of an ``Add`` that follows a convolution (a Conv, with
-  at most a BatchNormalization and a Relu between, each read once). TensorRT fuses such an
-  Add into the convolution's INT8 kernel only when both inputs are INT8; with the skip input
-  left in float the Add runs alone in FP16/FP32 (NVIDIA/TensorRT#1992). Where both inputs
+  only a constant scale or bias, a BatchNormalization or a Relu between, each read once).
+  TensorRT fuses such an Add into the convolution's INT8 kernel only when both inputs are
+  INT8; with the skip input left in float the Add runs alone in FP16/FP32
+  (NVIDIA/TensorRT#1992). Where both inputs
   come from convolutions, the later one is fused and the other is the skip input.
 
 Not rules here, because TensorRT does it itself or it does not arise in our graphs:
@@ -38,8 +39,10 @@ from ocr_deploy.precision.placement import Placement
 
 WEIGHTED_OPS = ("Conv", "MatMul")
 # ops TensorRT fuses between a convolution and the Add that follows it (NVIDIA Model
-# Optimizer's fusible Conv paths: Conv [-> BatchNormalization] [-> Relu])
+# Optimizer's fusible Conv paths: Conv [-> a constant Mul or Add, as a decomposed
+# BatchNormalization] [-> BatchNormalization] [-> Relu])
 FUSED_AFTER_CONV = ("BatchNormalization", "Relu")
+CONSTANT_AFTER_CONV = ("Mul", "Add")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,9 @@ def _fused_convolution(index: GraphIndex, tensor: str, exclude: list[str]):
     """The quantised Conv whose output reaches ``tensor`` through ops TensorRT fuses into
     it (each intermediate tensor read once), or None."""
     node = index.producer.get(tensor)
-    while node is not None and node.op_type in FUSED_AFTER_CONV:
+    while node is not None and (node.op_type in FUSED_AFTER_CONV or (
+            node.op_type in CONSTANT_AFTER_CONV and len(node.input) == 2
+            and index.constant(node.input[1]) is not None)):
         if index.only_consumer(node.output[0]) is None:
             return None
         node = index.producer.get(node.input[0])
