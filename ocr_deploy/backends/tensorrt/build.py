@@ -6,7 +6,9 @@ GPU or TensorRT on the development machines): see README, "What has and has not 
 - Strongly typed by default: the precision is the ONNX's (Cast nodes, Q/DQ).
 - ``builder_flags`` (10.x only): weakly typed with ``BuilderFlag.FP16``/``INT8``.
 - The profile: the ONNX's static batch b as b:b:b (TensorRT refuses any other profile for
-  a static input), else ``--batch-profile`` or 1:1:8. An end-to-end graph's uint8 image
+  a static input), else ``--batch-profile`` or 1:1:8 (1:1:1 for an end-to-end image size
+  range: a context allocates for the profile's largest shapes, and batch 8 of 1080x1920
+  score maps alone would take gigabytes). An end-to-end graph's uint8 image
   input gets the batch profile and its image sizes: a fixed size, or a range's min, opt
   (default: the max) and max as the profile's height and width.
 - DLA (``dla_core``): FP16 only, on a static profile (DLA takes no dynamic shapes; with a
@@ -29,7 +31,11 @@ import onnx
 
 from ocr_deploy.backends.tensorrt import engine
 from ocr_deploy.backends.tensorrt.library import version_tuple
-from ocr_deploy.backends.tensorrt.options import DYNAMIC_PROFILE, TensorRTOptions
+from ocr_deploy.backends.tensorrt.options import (
+    DYNAMIC_PROFILE,
+    RANGE_PROFILE,
+    TensorRTOptions,
+)
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.metadata import ExportMetadata
@@ -105,10 +111,16 @@ def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOpti
         elif version_tuple(version)[:2] < (10, 14):
             raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
                                 f"TensorRT {version}", "re-export with --attention decomposed")
-    if options.dla_core is not None and meta.end_to_end \
-            and len(set(meta.image_sizes())) > 1:
+    size_range = bool(meta.end_to_end) and len(set(meta.image_sizes())) > 1
+    if options.dla_core is not None and size_range:
         raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
                             "--image-range", "build with --image-size HxW, or drop --dla-core")
+    if options.builder_flags and size_range and meta.precision in WEAK_TYPING_FLAGS:
+        # weakly typed with FP16 allowed, TensorRT may run the resize taps computed from the
+        # image size in FP16, where their values pass FP16's largest number (65504)
+        raise BadInputError(None, "strong typing for an --image-range end-to-end graph (its "
+                            "computed resize must stay FP32)", "--trt-builder-flags",
+                            "drop --trt-builder-flags, or build with --image-size HxW")
 
 
 def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: ExportMetadata,
@@ -124,7 +136,14 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
     before_parse(model_bytes, meta, options, version, progress)
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    name, shapes = profile_shapes(meta, options.batch)
+    batches = options.batch
+    # the default object itself (resolve_options' choice), not a --batch-profile equal to it
+    if batches is DYNAMIC_PROFILE and meta.end_to_end and len(set(meta.image_sizes())) > 1:
+        batches = RANGE_PROFILE  # each context allocates for the profile's largest shapes
+        progress(f"image size range: batch profile {':'.join(map(str, batches))} (each "
+                 "execution context allocates for the largest batch and image; pass "
+                 "--batch-profile for more)")
+    name, shapes = profile_shapes(meta, batches)
     progress(f"building the engine with TensorRT {version} (minutes for large models)")
     built = engine.build_engine(engine.EngineSpec(
         model_bytes, {name: tuple(shapes)}, options.workspace_mib, flags,
@@ -140,6 +159,7 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
                           "max": shapes[2]}],
             "workspace_mib": options.workspace_mib, "dla_core": options.dla_core,
             "dla_layers": built.dla_layers, "dla_subgraphs": built.dla_subgraphs,
+            "dla_report": built.dla_report,
             "network_layers": built.layers,
             "timing_cache": str(cache_path) if cache_path else None}
 

@@ -11,6 +11,7 @@ from ocr_deploy.backends.options import option
 
 TIMING_CACHE_NAME = "timing.cache"
 DYNAMIC_PROFILE = (1, 1, 8)  # min, opt, max batch for an ONNX with a dynamic batch
+RANGE_PROFILE = (1, 1, 1)  # the default for an end-to-end image size range
 
 
 def batch_profile(text: str) -> tuple[int, int, int]:
@@ -40,7 +41,8 @@ def _bounded_int(low: int, high: int, what: str):
 @dataclass(frozen=True)
 class TensorRTOptions:
     """Engine build settings; ``batch`` None means: from the ONNX (its static batch b as
-    b:b:b, else 1:1:8; 1:1:1 for DLA, which takes no dynamic shapes)."""
+    b:b:b, else 1:1:8; 1:1:1 for DLA, which takes no dynamic shapes, and for an end-to-end
+    image size range)."""
 
     batch: tuple[int, int, int] | None = option(
         None, "--batch-profile", parse=batch_profile, metavar="MIN:OPT:MAX",
