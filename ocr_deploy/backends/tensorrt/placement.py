@@ -8,8 +8,8 @@ source is in docs/backends.md, "INT8 placement for TensorRT"); symmetric INT8 ac
   only a constant scale or bias, a BatchNormalization or a Relu between, each read once).
   TensorRT fuses such an Add into the convolution's INT8 kernel only when both inputs are
   INT8; with the skip input left in float the Add runs alone in FP16/FP32
-  (NVIDIA/TensorRT#1992). Where both inputs
-  come from convolutions, the later one is fused and the other is the skip input.
+  (NVIDIA/TensorRT#1992). Where both inputs come from convolutions, the later one is fused
+  and the other is the skip input.
 
 Not rules here, because TensorRT does it itself or it does not arise in our graphs:
 MaxPool, Concat and other data-movement ops commute with Q/DQ and TensorRT moves a Q
