@@ -67,6 +67,8 @@ def test_emit_needs_no_tensorrt_and_refuses_o(nhwc_onnx, tmp_path, capsys):
     code = main([str(nhwc_onnx), "--backend", "tensorrt", "--fp16", "--emit-onnx",
                  str(tmp_path / "a.onnx"), "-o", str(tmp_path / "b.onnx")])
     assert code == 2 and "-o as well" in capsys.readouterr().err
+    code = main([str(nhwc_onnx), "--fp16", "--emit-onnx", str(tmp_path / "a.onnx")])
+    assert code == 2 and "add --backend tensorrt" in capsys.readouterr().err
     code = main([str(nhwc_onnx), "--backend", "tensorrt", "--fp16", "--emit-onnx",
                  str(tmp_path / "m.onnx"), "--json", "--no-verify"])
     assert code == 0

@@ -139,6 +139,9 @@ def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | Non
                 raise BadInputError(request.output, "the path of the emitted graph in its "
                                     "option only", "-o as well", "drop -o")
             return emitter, emitter.reason, emitter.output
+    elif any(b.emitter(request.options_for(b)) is not None for b in backends.BACKENDS):
+        raise BadInputError(None, "the backend named (--backend tensorrt) for --emit-onnx",
+                            "--backend auto", "add --backend tensorrt")
     backend, why = backends.choose(request.backend)
     return backend, why, None
 
