@@ -167,3 +167,24 @@ def test_device_build_of_an_emitted_graph_on_tensorrt(nhwc_onnx, calib, tmp_path
                                 output=tmp_path / "m.engine", quiet=True))
     assert result.info["verification"]["met_budget"]
     assert result.info["verification"]["accuracy"]["runner"]["backend"] == "tensorrt"
+
+
+def test_simulated_device_build_of_an_emitted_end_to_end_graph(nhwc_onnx, tmp_path, device,
+                                                               capsys):
+    """STUBBED TensorRT build of an emitted end-to-end graph: its own image profile, no new
+    wrap, the verdict on camera-size synthetic images against the emitted graph."""
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.graph.end_to_end import ImageSizes
+
+    emitted = tmp_path / "e2e.onnx"
+    _emit(nhwc_onnx, emitted, "fp16", end_to_end=EndToEndRequest(ImageSizes.fixed(48, 80)))
+    device["onnx"] = emitted
+    code = main([str(emitted), "--backend", "tensorrt", "-o", str(tmp_path / "e2e.engine"),
+                 "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    info = json.loads(captured.out)
+    (shapes,) = device["spec"].profiles.values()
+    assert [tuple(shape[1:]) for shape in shapes] == [(48, 80, 3)] * 3
+    assert "48x80" in info["verification"]["data"] and info["verification"]["met_budget"]
+    assert "wrapped end to end" not in captured.err
