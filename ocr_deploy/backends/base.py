@@ -63,6 +63,7 @@ class Backend(ABC):
     runtime_options: tuple[str, ...] = ()
     graph_target: GraphTarget  # what its graph compiler takes, for the graph passes
     coverage_warn_below: float | None = None  # INT8 integer-MAC share that earns a warning
+    cross_build: dict | None = None  # an emitter's record for the metadata (``emitter``)
 
     @property
     def suffix(self) -> str:

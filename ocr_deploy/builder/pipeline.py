@@ -90,7 +90,7 @@ def build(request: BuildRequest) -> BuildResult:
     options = backend.resolve_options(request.options_for(backend), fp32_model, source,
                                       progress.note)
     job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress)
-    if getattr(backend, "cross_build", None):
+    if backend.cross_build:
         job.info["cross_build"] = backend.cross_build
     if emitted:
         job.emitted(meta, source)
