@@ -69,8 +69,7 @@ class BuildJob:
             if key in meta.build:
                 self.info[key] = meta.build[key]
         self.exclusions = dict(meta.build.get("kept_in_higher_precision") or {})
-        self.info["cross_build"] = {**meta.build["cross_build"], "built_from": str(source),
-                                    "emitted_verification": meta.build.get("verification")}
+        self.info["cross_build"] = {**meta.build["cross_build"], "built_from": str(source)}
         self.reference = f"the emitted graph {source.name} on ONNX Runtime CPU"
 
     def quantized_tensors(self) -> dict | None:
