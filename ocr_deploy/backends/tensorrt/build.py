@@ -99,6 +99,11 @@ def weak_typing_flags(options: TensorRTOptions, precision: str, version: str) ->
     return []
 
 
+def size_range(meta: ExportMetadata) -> bool:
+    """Whether ``meta`` is an end-to-end graph taking a range of image sizes."""
+    return bool(meta.end_to_end) and len(set(meta.image_sizes())) > 1
+
+
 def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOptions,
                  version: str | None, progress: Callable[[str], None]) -> None:
     """The checks of the graph TensorRT's parser is about to get, without TensorRT: run by
@@ -111,11 +116,7 @@ def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOpti
         elif version_tuple(version)[:2] < (10, 14):
             raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
                                 f"TensorRT {version}", "re-export with --attention decomposed")
-    size_range = bool(meta.end_to_end) and len(set(meta.image_sizes())) > 1
-    if options.dla_core is not None and size_range:
-        raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
-                            "--image-range", "build with --image-size HxW, or drop --dla-core")
-    if options.builder_flags and size_range and meta.precision in WEAK_TYPING_FLAGS:
+    if options.builder_flags and size_range(meta) and meta.precision in WEAK_TYPING_FLAGS:
         # weakly typed with FP16 allowed, TensorRT may run the resize taps computed from the
         # image size in FP16, where their values pass FP16's largest number (65504)
         raise BadInputError(None, "strong typing for an --image-range end-to-end graph (its "
@@ -134,11 +135,15 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
     version = import_tensorrt().__version__
     flags = weak_typing_flags(options, precision, version)
     before_parse(model_bytes, meta, options, version, progress)
+    if options.dla_core is not None and meta.end_to_end \
+            and len(set(meta.image_sizes())) > 1:
+        raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
+                            "--image-range", "build with --image-size HxW, or drop --dla-core")
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     batches = options.batch
     # the default object itself (resolve_options' choice), not a --batch-profile equal to it
-    if batches is DYNAMIC_PROFILE and meta.end_to_end and len(set(meta.image_sizes())) > 1:
+    if batches is DYNAMIC_PROFILE and size_range(meta):
         batches = RANGE_PROFILE  # each context allocates for the profile's largest shapes
         progress(f"image size range: batch profile {':'.join(map(str, batches))} (each "
                  "execution context allocates for the largest batch and image; pass "
