@@ -128,8 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     precision = parser.add_mutually_exclusive_group()
     for name in ("fp32", "fp16", "int8"):
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name,
-                               help=f"build in {name.upper()} (one of the three is required, "
-                                    "except for a graph written by --emit-onnx: its own)")
+                               help=f"build in {name.upper()}")
     parser.add_argument("--backend", choices=CHOICES, default=request.backend,
                         help="auto: TensorRT if it and a GPU exist, else ONNX Runtime "
                              "(default: %(default)s)")

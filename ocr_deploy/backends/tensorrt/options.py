@@ -11,7 +11,6 @@ from ocr_deploy.backends.options import option
 
 TIMING_CACHE_NAME = "timing.cache"
 DYNAMIC_PROFILE = (1, 1, 8)  # min, opt, max batch for an ONNX with a dynamic batch
-RANGE_PROFILE = (1, 1, 1)  # the default for an end-to-end image size range
 
 
 def batch_profile(text: str) -> tuple[int, int, int]:
@@ -70,7 +69,8 @@ class TensorRTOptions:
         help="cross-build: write the graph TensorRT's parser would get (forms, FP16 base, "
              "Q/DQ with their scales) and its sidecar instead of an engine, verified on ONNX "
              "Runtime as a proxy; needs no TensorRT. On the device: ocr-build-engine "
-             "OUT.onnx --backend tensorrt", shown="none: build an engine")
+             "OUT.onnx --backend tensorrt (no precision flag: the graph's own)",
+        shown="none: build an engine")
 
     def timing_cache_path(self, artifact: Path) -> Path | None:
         """Where the timing cache is read and written, or None when it is off."""
