@@ -137,6 +137,16 @@ class Event:
         """Wait on the host until the work recorded before this event is done."""
         cuda_call("cudaEventSynchronize", self.handle)
 
+    def done(self) -> bool:
+        """Whether the work recorded before this event is done (without waiting)."""
+        rt = runtime_module()
+        result = rt.cudaEventQuery(self.handle)
+        error = result[0] if isinstance(result, tuple) else result
+        if error == rt.cudaError_t.cudaErrorNotReady:
+            return False
+        cuda_call("cudaEventQuery", self.handle)  # raises for any other error
+        return True
+
     def destroy(self) -> None:
         if self.handle:
             cuda_call("cudaEventDestroy", self.handle)

@@ -554,6 +554,15 @@ class SimulatedRuntime:
             return ()
         return self._call("cudaEventSynchronize", body)
 
+    def cudaEventQuery(self, event):
+        def body():
+            found = self._event(event)
+            if found.stream is not None and any(op.seq <= found.seq
+                                                for op in found.stream.queue):
+                raise SimulatedCudaError(cudaError_t.cudaErrorNotReady)  # work still queued
+            return ()
+        return self._call("cudaEventQuery", body)
+
     # -- capture and graphs ----------------------------------------------------------------
 
     def cudaStreamBeginCapture(self, stream, mode):

@@ -55,6 +55,44 @@ def small_segnet(seed: int = 0, size: int = SIZE, tied: bool = False) -> onnx.Mo
     return _model(nodes, weights, size, "small_segnet")
 
 
+def residual_segnet(seed: int = 0, size: int = SIZE) -> onnx.ModelProto:
+    """NCHW ``image`` -> ``logits`` through the Add patterns TensorRT's placement rules
+    judge (HRNet-like): ``fuse`` adds a convolution (``body``, then a constant bias) to an
+    upsampled branch
+    (``up``, read by no convolution); ``pair`` adds two convolutions (``right`` is the later);
+    ``plain`` adds a shared Relu output; ``bias`` adds a constant; ``kept_add`` follows the
+    ``kept`` convolution (to be kept in float); a 1x1 ``classifier`` ends it."""
+    rng = np.random.default_rng(seed)
+    weights = [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+               numpy_helper.from_array(np.full((1, 8, 1, 1), 0.5, np.float32), "offset")]
+
+    def conv(name, x, c_out=8):
+        weights.append(numpy_helper.from_array(
+            rng.normal(0, 0.4, (c_out, 8 if x != INPUT_NAME else 3, 3, 3)).astype(np.float32),
+            f"{name}_w"))
+        return helper.make_node("Conv", [x, f"{name}_w"], [f"{name}_out"], name=name,
+                                pads=[1] * 4)
+
+    def add(name, a, b):
+        return helper.make_node("Add", [a, b], [name], name=name)
+
+    nodes = [conv("stem", INPUT_NAME), helper.make_node("Relu", ["stem_out"], ["s"], name="relu"),
+             helper.make_node("MaxPool", ["s"], ["p"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2]),
+             conv("down", "p"),
+             helper.make_node("Resize", ["down_out", "", "scales"], ["up"], name="upsample",
+                              mode="nearest"),
+             conv("body", "s"), add("body_bias", "body_out", "offset"),
+             add("fuse", "up", "body_bias"),
+             conv("left", "s"), conv("right", "s"), add("pair", "left_out", "right_out"),
+             add("plain", "fuse", "s"), add("joined", "plain", "pair"),
+             add("bias", "joined", "offset"),
+             conv("kept", "bias"), add("kept_add", "kept_out", "up"),
+             conv("classifier", "kept_add", CLASSES)]
+    nodes[-1].output[0] = "logits"
+    return _model(nodes, weights, size, "residual_segnet")
+
+
 def small_segnet_metadata(size: int = SIZE) -> ExportMetadata:
     """The metadata that goes with ``small_segnet`` (NCHW, 4 classes, no normalisation)."""
     return ExportMetadata(input_layout="NCHW", input_height=size, input_width=size,

@@ -133,6 +133,11 @@ class ICudaEngine:
         rest = self._tensors[name][2][1:]
         return [(1, *rest), (1, *rest), (self.max_batch, *rest)]
 
+    @property
+    def device_memory_size_v2(self) -> int:
+        """What a context would allocate: one float32 activation of the largest batch."""
+        return self.max_batch * self.height * self.width * 3 * 4
+
     def create_execution_context(self):
         context = IExecutionContext(self)
         self.contexts.append(context)

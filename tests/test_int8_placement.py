@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx_models import small_segnet, small_segnet_metadata, write_inputs
+from onnx_models import residual_segnet, small_segnet, small_segnet_metadata, write_inputs
 
 from ocr_deploy.backends.onnxruntime.placement import (
     FOLDED_ACTIVATIONS,
@@ -146,3 +146,93 @@ def test_default_exclusions_belong_to_the_placement():
                                                                "classifier": ["classifier"]}
     assert default_exclusions(model, onnxruntime_placement("x86_64", {"avx512_vnni"})) == {
         "attention": []}
+
+
+@pytest.fixture(scope="module")
+def residual_calibrated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("residual")
+    inputs = write_inputs(folder, 8, seed=1)
+    model = residual_segnet()
+    ranges = calibrate(model.SerializeToString(), load_samples(folder, small_segnet_metadata()),
+                       CalibrationSettings("minmax"), folder / "cache", quiet=True)
+    return model, ranges, inputs
+
+
+def _read_through_dq(model: onnx.ModelProto) -> dict[str, list[bool]]:
+    """Per node: whether each input is read through a DequantizeLinear."""
+    producers = {out: n for n in model.graph.node for out in n.output}
+    return {n.name: [getattr(producers.get(i), "op_type", "") == "DequantizeLinear"
+                     for i in n.input] for n in model.graph.node}
+
+
+def _without_rules(placement):
+    from dataclasses import asdict
+
+    from ocr_deploy.precision.placement import Placement
+
+    return Placement(**{**asdict(placement), "rules": ()})
+
+
+@pytest.mark.parametrize("strongly_typed", [True, False])
+def test_tensorrt_residual_rule_quantises_the_skip_input_of_adds_after_a_conv(
+        residual_calibrated, strongly_typed):
+    """NVIDIA's residual-Add rule: the skip input of an Add that follows a quantised Conv,
+    for that Add only; Adds with no convolution branch, of a constant, or after a
+    convolution kept in float are left alone."""
+    model, ranges, inputs = residual_calibrated
+    placement, record = tensorrt_placement(strongly_typed), {}
+    kept = ["kept", "classifier"]
+    quantized = quantize_int8(model, ranges, placement, kept, record=record)
+    assert record["residual_add"] == ["up", "left_out"]
+    assert record["op_inputs"] == [INPUT_NAME, "s", "p"]  # stem, body/left/right, down
+    dq = _read_through_dq(quantized)
+    assert dq["fuse"] == [True, False] and dq["pair"] == [True, False]
+    for name in ("joined", "bias", "body_bias", "kept_add", "kept", "classifier", "upsample"):
+        assert not any(dq[name]), name
+    plain = quantize_int8(model, ranges, _without_rules(placement), kept)
+    before = _read_through_dq(plain)
+    assert before["fuse"] == [False, False] and before["pair"] == [False, False]
+    assert {name: flags for name, flags in dq.items() if name in before
+            and name not in ("fuse", "pair")} == {
+        name: flags for name, flags in before.items() if name not in ("fuse", "pair")}
+    assert dq["plain"] == [False, True]  # "s" is read through conv body's DQ: ONNX Runtime's
+    count = [sum(n.op_type == "QuantizeLinear" for n in m.graph.node) for m in (plain, quantized)]
+    assert count[1] == count[0] + 2  # one Q/DQ pair per skip input, nothing else
+    if strongly_typed:
+        dq_scales = {n.input[1] for n in quantized.graph.node if n.op_type == "DequantizeLinear"}
+        assert {t.data_type for t in quantized.graph.initializer if t.name in dq_scales} == {
+            onnx.TensorProto.FLOAT16}
+    onnx.checker.check_model(quantized, full_check=True)
+    agreement = (_run(quantized, inputs).argmax(1) == _run(model, inputs).argmax(1)).mean()
+    assert agreement > 0.9
+
+
+def test_tensorrt_residual_rule_scale_is_the_calibrated_range(residual_calibrated):
+    model, ranges, _ = residual_calibrated
+    quantized = quantize_int8(model, ranges, tensorrt_placement(False), ["kept", "classifier"])
+    scales = {t.name: onnx.numpy_helper.to_array(t) for t in quantized.graph.initializer}
+    q = next(n for n in quantized.graph.node if n.op_type == "QuantizeLinear"
+             and n.input[0] == "up")
+    assert scales[q.input[1]] == pytest.approx(ranges.ranges["up"].bounds(True)[1] / 127)
+    assert scales[q.input[2]] == 0
+
+
+def test_tensorrt_residual_rule_records_a_skip_input_already_quantised(calibrated):
+    """small_segnet's residual Add reads conv2's input as its skip input: already read
+    through conv2's DequantizeLinear, so the rule lists it and adds nothing."""
+    model, ranges, _ = calibrated
+    record = {}
+    quantized = quantize_int8(model, ranges, tensorrt_placement(), KEPT["classifier"],
+                              record=record)
+    plain = quantize_int8(model, ranges, _without_rules(tensorrt_placement()),
+                          KEPT["classifier"])
+    assert record["residual_add"] == ["conv1_relu"]
+    assert [n.op_type for n in quantized.graph.node] == [n.op_type for n in plain.graph.node]
+
+
+def test_onnxruntime_placement_has_no_extra_rules(residual_calibrated):
+    model, ranges, _ = residual_calibrated
+    record = {}
+    quantize_int8(model, ranges, onnxruntime_placement("x86_64", {"avx512_vnni"}), [],
+                  record=record)
+    assert list(record) == ["op_inputs"] and "up" in record["op_inputs"]  # Add is quantised

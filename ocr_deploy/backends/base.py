@@ -63,6 +63,7 @@ class Backend(ABC):
     runtime_options: tuple[str, ...] = ()
     graph_target: GraphTarget  # what its graph compiler takes, for the graph passes
     coverage_warn_below: float | None = None  # INT8 integer-MAC share that earns a warning
+    cross_build: dict | None = None  # an emitter's record for the metadata (``emitter``)
 
     @property
     def suffix(self) -> str:
@@ -80,6 +81,12 @@ class Backend(ABC):
         """``options`` completed for this model (e.g. a profile from its static batch);
         refuses combinations the model cannot take. Default: unchanged."""
         return options
+
+    def emitter(self, options) -> Backend | None:
+        """For a cross-build (options asking for the graph this backend compiles, not an
+        artifact): the backend that writes that graph instead, with its ``output`` path and
+        ``reason``; None for an ordinary build. Default: None."""
+        return None
 
     @abstractmethod
     def placement(self, options) -> Placement:

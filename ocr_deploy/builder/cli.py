@@ -278,7 +278,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.info)
     else:
-        print(_summary(result, args.precision))
+        print(_summary(result, result.info["precision"]))
     return EXIT_OK
 
 

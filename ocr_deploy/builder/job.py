@@ -57,9 +57,27 @@ class BuildJob:
     info: dict = field(default_factory=dict)
     meta: ExportMetadata | None = None
     core: tuple[bytes, ExportMetadata] | None = None  # an end-to-end build's plain core
+    reference: str = "FP32"  # what the verdict compares with (the source ONNX on ORT CPU)
 
     def __post_init__(self):
         self.info["precision"] = self.request.precision
+
+    def emitted(self, meta: ExportMetadata, source: Path) -> None:
+        """Build a graph written by ``--emit-onnx`` as it is: its placement, calibration and
+        kept layers from its metadata; the verdict against the graph itself."""
+        for key in ("placement", "calibration", "kept_in_higher_precision"):
+            if key in meta.build:
+                self.info[key] = meta.build[key]
+        self.exclusions = dict(meta.build.get("kept_in_higher_precision") or {})
+        self.info["cross_build"] = {**meta.build["cross_build"], "built_from": str(source)}
+        self.reference = f"the emitted graph {source.name} on ONNX Runtime CPU"
+
+    def quantized_tensors(self) -> dict | None:
+        """Where ``quantize_int8`` records the tensors each placement rule quantised: the
+        sidecar's ``placement.quantized_tensors`` (None without a placement)."""
+        if self.placement is None:
+            return None
+        return self.info["placement"].setdefault("quantized_tensors", {})
 
     def build_and_verify(self, model: onnx.ModelProto, data: SampleSet | None, target: Path
                          ) -> tuple[onnx.ModelProto, dict]:
@@ -72,7 +90,7 @@ class BuildJob:
         accuracy = self._verdict(target, built, data)
         request = self.request
         if not accuracy.meets(request.budget) and request.precision == "int8" \
-                and request.sensitivity_search:
+                and request.sensitivity_search and self.calibration is not None:
             model = self._search(data, accuracy)
             built = self._build(model, target)
             accuracy = self._verdict(target, built, data)
@@ -109,16 +127,17 @@ class BuildJob:
     def _verdict(self, target: Path, built: dict, data: SampleSet) -> Accuracy:
         """The built artifact through its own backend's runner against FP32 (an end-to-end
         one on camera-size images against ``Segmenter.predict`` on the FP32 export)."""
-        backend, e2e = self.backend, self.request.end_to_end is not None
+        backend, e2e = self.backend, bool(self.meta.end_to_end)
         if e2e:
             data = camera_images(data, self.meta, self.request.val_samples or SYNTHETIC_SAMPLES)
-        with self.progress.stage(f"verifying the built artifact against FP32 ({backend.name} "
-                                 f"runner, {data.description})"):
+        with self.progress.stage(f"verifying the built artifact against {self.reference} "
+                                 f"({backend.name} runner, {data.description})"):
             runner = backend.open_runner(target, {"backend": backend.name, **built})
             try:
                 check_contract(target, self.meta, runner)
                 if e2e:
-                    with cpu_segmenter(self.fp32_bytes, self.source_meta, "fp32") as fp32:
+                    with cpu_segmenter(self.fp32_bytes, self.source_meta,
+                                       self.reference) as fp32:
                         accuracy = end_to_end_accuracy(
                             Segmenter(runner, self.meta, target), fp32, data,
                             data.data.folder if data.data else None, self.request.ignore_index)
@@ -128,7 +147,7 @@ class BuildJob:
             finally:
                 runner.close()
             self.info.setdefault("verification", {}).update({
-                "data": data.description, "samples": len(data),
+                "data": data.description, "samples": len(data), "reference": self.reference,
                 "runner": accuracy.runner, "budget": self.request.budget.__dict__,
                 "ignore_index": self.request.ignore_index})
             self.progress.note(describe(accuracy))
@@ -174,7 +193,7 @@ class BuildJob:
 
         def quantize(kept: list[str]) -> onnx.ModelProto:
             return quantize_int8(self.fp32_model, self.calibration, self.placement,
-                                 base + kept, request.keep_fp32)
+                                 base + kept, request.keep_fp32, self.quantized_tensors())
 
         def evaluate(kept: list[str]) -> Accuracy:
             return proxy_accuracy(quantize(kept).SerializeToString(), data, self.source_meta,

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
 
 from ocr_deploy import backends
 from ocr_deploy.backends import Backend
+from ocr_deploy.backends.tensorrt.cross_build import emitted_for
 from ocr_deploy.builder.job import BuildJob, flatten
 from ocr_deploy.builder.request import (
     CALIB_SAMPLES,
@@ -61,23 +63,40 @@ def build(request: BuildRequest) -> BuildResult:
     fp32_bytes, fp32_model = _read_source(source)
     meta = check_onnx(fp32_model, source)
     _check_node_names(source, fp32_model, request.keep_fp32)
-    backend, why = backends.choose(request.backend)
+    backend, why, output = _backend_and_output(request)
+    emitted = backend.name == emitted_for(meta) and backend.emitter(
+        request.options_for(backend)) is None
+    request, dropped = _for_emitted(request, meta, source) if emitted else (request, [])
+    if request.precision is None:
+        raise BadInputError(source, "one of --fp32, --fp16, --int8", "none",
+                            "pass the precision to build in (only a graph written by "
+                            "--emit-onnx carries its own)")
     if request.end_to_end is not None:
         request.end_to_end.validate(meta, source)
-    output = resolve_output(request, backend)
+    output = output or resolve_output(request, backend)
     check_writable_output(output, request.force)
     check_writable_output(sidecar_path(output), request.force)
-    stages = 2 + (request.precision == "int8") + request.verify \
+    calibrates = request.precision == "int8" and not emitted
+    stages = 2 + calibrates + request.verify \
         + (request.verify and request.end_to_end is not None)
     progress = Progress(stages, request.quiet)
     progress.note(f"backend: {backend.name} ({why})")
     for flag in ignored_options(request, backend):
         progress.warn(f"{flag} does nothing for a {request.precision} build with "
                       f"{backend.name}: ignored")
+    for flag in dropped:
+        progress.warn(f"{flag}: not used, {source.name} was written by --emit-onnx (its "
+                      "scales and forms are in the graph)")
     options = backend.resolve_options(request.options_for(backend), fp32_model, source,
                                       progress.note)
     job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress)
-    if request.precision == "int8":
+    if backend.cross_build:
+        job.info["cross_build"] = backend.cross_build
+    if emitted:
+        job.emitted(meta, source)
+        progress.note(f"{source.name} was written by --emit-onnx: building it as it is (no "
+                      "calibration), judged against it on ONNX Runtime CPU")
+    elif request.precision == "int8":
         job.placement = backend.placement(options)
         job.info["placement"] = job.placement.to_dict()
         progress.note(f"INT8 placement: {job.placement.name} ({job.placement.reason})")
@@ -85,9 +104,11 @@ def build(request: BuildRequest) -> BuildResult:
                                                      progress)
         job.info["calibration"] = job.calibration.to_dict()
     with progress.stage(f"making the {request.precision} ONNX"):
-        job.exclusions = _exclusions(request, fp32_model, job.placement)
-        model = _precision_model(request, fp32_model, job.calibration, job.placement,
-                                 flatten(job.exclusions))
+        if not emitted:
+            job.exclusions = _exclusions(request, fp32_model, job.placement)
+        model = _copy(fp32_model) if emitted else _precision_model(
+            request, fp32_model, job.calibration, job.placement, flatten(job.exclusions),
+            job.quantized_tensors())
     data = _validation_data(request, meta, job.calib_data, progress) if request.verify \
         else None
     if request.end_to_end is not None:
@@ -105,6 +126,48 @@ def build(request: BuildRequest) -> BuildResult:
                 "metadata": job.meta.__dict__}
         write.companion = info
     return BuildResult(output, sidecar_path(output), info)
+
+
+def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | None]:
+    """The backend, why, and the artifact path when the backend fixes it: a cross-build
+    (``Backend.emitter``) writes the graph a named backend would compile, without it."""
+    if request.backend != "auto":
+        named = backends.get(request.backend)
+        emitter = named.emitter(request.options_for(named))
+        if emitter is not None:
+            if request.output is not None:
+                raise BadInputError(request.output, "the path of the emitted graph in its "
+                                    "option only", "-o as well", "drop -o")
+            return emitter, emitter.reason, emitter.output
+    elif any(b.emitter(request.options_for(b)) is not None for b in backends.BACKENDS):
+        raise BadInputError(None, "the backend named (--backend tensorrt) for --emit-onnx",
+                            "--backend auto", "add --backend tensorrt")
+    backend, why = backends.choose(request.backend)
+    return backend, why, None
+
+
+def _for_emitted(request: BuildRequest, meta: ExportMetadata, source: Path
+                 ) -> tuple[BuildRequest, list[str]]:
+    """The request for building a graph written by ``--emit-onnx`` as it is: its own
+    precision, no calibration, no new end-to-end wrap; the flags that drops."""
+    if request.precision not in (None, meta.precision):
+        raise BadInputError(source, f"--{meta.precision} (the emitted graph's precision), or "
+                            "no precision flag", f"--{request.precision}",
+                            "drop the precision flag, or emit the graph again")
+    if request.end_to_end is not None:
+        raise BadInputError(source, "no --end-to-end flags (the emitted graph is "
+                            f"{'already end to end' if meta.end_to_end else 'a plain core'})",
+                            "--end-to-end", "drop them, or emit the graph again with them")
+    defaults = BuildRequest(onnx=source)
+    dropped = [flag for flag, name in (
+        ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"),
+        ("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
+        ("--quantize-attention", "quantize_attention"), ("--keep-fp32", "keep_fp32"),
+        ("--calib-method/--percentile", "calib"))
+        if getattr(request, name) != getattr(defaults, name)]
+    return replace(request, precision=meta.precision, calib_dir=None, calib_samples=None,
+                   recalibrate=False, calib_cache=None, quantize_attention=False,
+                   keep_fp32=[], calib=defaults.calib), dropped
 
 
 def _read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:
@@ -175,11 +238,13 @@ def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto,
 
 
 def _precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibration,
-                     placement: Placement | None, keep: list[str]) -> onnx.ModelProto:
+                     placement: Placement | None, keep: list[str],
+                     record: dict | None = None) -> onnx.ModelProto:
     if request.precision == "fp16":
         return convert_fp16(_copy(fp32_model), keep_fp32=keep)
     if request.precision == "int8":
-        return quantize_int8(fp32_model, calibration, placement, keep, request.keep_fp32)
+        return quantize_int8(fp32_model, calibration, placement, keep, request.keep_fp32,
+                             record)
     return _copy(fp32_model)
 
 

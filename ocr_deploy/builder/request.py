@@ -39,7 +39,7 @@ class BuildRequest:
     """Everything ``ocr-build-engine`` can be asked to do (the CLI takes its defaults here)."""
 
     onnx: Path
-    precision: str = "fp32"
+    precision: str | None = "fp32"  # None: the precision of a graph --emit-onnx wrote
     backend: str = "auto"
     output: Path | None = None  # default: engines/<onnx stem>_<precision><backend suffix>
     force: bool = False
@@ -116,7 +116,7 @@ def resolve_output(request: BuildRequest, backend: Backend) -> Path:
 
 def validate(request: BuildRequest) -> None:
     """Check the request's values before any slow work (exit 2 on a bad one)."""
-    if request.precision not in PRECISIONS:
+    if request.precision not in (*PRECISIONS, None):  # None: an emitted graph's own
         raise BadInputError(None, f"a precision in {PRECISIONS}", request.precision,
                             "pass one of --fp32, --fp16, --int8")
     request.budget.validate()
@@ -133,7 +133,7 @@ def validate(request: BuildRequest) -> None:
 def ignored_options(request: BuildRequest, backend: Backend) -> list[str]:
     """Options given that do nothing for this precision and backend (the CLI warns): those
     of the other backends, and those this precision does not use."""
-    ignored = [flag for other in backends.BACKENDS if other is not backend
+    ignored = [flag for other in backends.BACKENDS if other.name != backend.name
                for flag in changed_flags(request.options_for(other))]
     defaults = BuildRequest(onnx=request.onnx)
 

@@ -28,9 +28,18 @@ class Placement:
     # what the layers outside Q/DQ compute in: "fp32", or "fp16" when the Q/DQ graph is
     # made from the FP16 graph (a strongly typed TensorRT network keeps the ONNX's types)
     float_type: str = "fp32"
+    # the backend's own rules beyond ``op_types`` (``extra_inputs``), by name
+    rules: tuple[str, ...] = ()
+
+    def extra_inputs(self, model, exclude: list[str]) -> dict[str, list[tuple[str, int]]]:
+        """Node inputs of the FP32 ``model`` that the backend's own rules quantise beyond
+        the inputs of ``op_types``: ``{rule: [(node name, input index), ...]}``; none here
+        (a backend's placement subclass says which)."""
+        return {}
 
     def to_dict(self) -> dict:
         """JSON-ready (lists, not tuples), as stored in sidecars and metadata."""
         return {**asdict(self), "op_types": list(self.op_types),
                 "kept_by_default": list(self.kept_by_default),
-                "folded_activations": list(self.folded_activations)}
+                "folded_activations": list(self.folded_activations),
+                "rules": list(self.rules)}

@@ -15,8 +15,15 @@ import numpy as np
 import onnx
 
 from ocr_deploy.files import private_tempdir
-from ocr_deploy.graph.index import GraphIndex, opset_of, remove_dead
-from ocr_deploy.precision.calibrate import CalibrationResult
+from ocr_deploy.graph.index import (
+    GraphIndex,
+    add_constant,
+    opset_of,
+    remove_dead,
+    toposort,
+    unique_name,
+)
+from ocr_deploy.precision.calibrate import CalibrationResult, TensorRange
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.quiet import quiet_onnxruntime
 
@@ -72,8 +79,14 @@ FP16_QDQ_OPSET = 19  # the first opset whose DequantizeLinear takes FP16 scales
 
 
 def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placement: Placement,
-                  exclude: list[str], keep_fp32: list[str] | tuple = ()) -> onnx.ModelProto:
+                  exclude: list[str], keep_fp32: list[str] | tuple = (),
+                  record: dict | None = None) -> onnx.ModelProto:
     """A Q/DQ INT8 copy of ``model`` with ``placement``; ``exclude`` is not quantised.
+
+    The inputs of ``placement.op_types`` are quantised, then the inputs the placement's own
+    rules name (``Placement.extra_inputs``); ``record``, when given, is filled with the
+    activation tensors each rule quantised (``{"op_inputs": [...], rule: [...]}``; a tensor
+    another rule already quantised is listed under both).
 
     With ``placement.float_type`` "fp16" the Q/DQ graph is then made FP16 outside the
     integer layers (FP16 scales, so DequantizeLinear outputs FP16; opset raised to 19 for
@@ -102,11 +115,76 @@ def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placem
                            "WeightSymmetric": True, "QuantizeBias": placement.quantize_bias,
                            "OpTypesToExcludeOutputQuantization": excluded_outputs})
         quantized = onnx.load(str(out))
+    found = {"op_inputs": _op_inputs(quantized, placement.op_types)}
+    for rule, inputs in placement.extra_inputs(model, list(exclude)).items():
+        found[rule] = _quantize_inputs(quantized, inputs, calibration.ranges)
+    if record is not None:
+        record.clear()
+        record.update(found)
     if placement.quantize_outputs:
         _float_outputs(quantized, exclude, placement.folded_activations)
     if placement.float_type == "fp16":
         return _on_fp16(quantized, list(keep_fp32))
     return quantized
+
+
+def _op_inputs(model: onnx.ModelProto, op_types: tuple[str, ...]) -> list[str]:
+    """The activation tensors quantised at the inputs of ``op_types`` (weights aside)."""
+    index = GraphIndex(model)
+    found = []
+    for node in model.graph.node:
+        if node.op_type not in op_types:
+            continue
+        for name in node.input:
+            dq = index.producer.get(name)
+            q = index.producer.get(dq.input[0]) if dq is not None and \
+                dq.op_type == "DequantizeLinear" else None
+            if q is not None and q.op_type == "QuantizeLinear" and q.input[0] not in \
+                    index.initializers and q.input[0] not in found:
+                found.append(q.input[0])
+    return found
+
+
+def _quantize_inputs(model: onnx.ModelProto, inputs: list[tuple[str, int]],
+                     ranges: dict[str, TensorRange]) -> list[str]:
+    """Put a symmetric INT8 Q/DQ pair (scale from the calibrated range, zero point 0) on
+    each ``(node name, input index)`` of the quantised ``model`` not already read through a
+    DequantizeLinear, for that reader only; the tensors quantised, in order (already
+    quantised ones included, those without a calibrated range left out)."""
+    from onnx import helper
+
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {out: n for n in model.graph.node for out in n.output}
+    done = []
+    for name, slot in inputs:
+        node = nodes.get(name)
+        if node is None or slot >= len(node.input):
+            continue
+        tensor = node.input[slot]
+        feeder = producer.get(tensor)
+        if feeder is not None and feeder.op_type == "DequantizeLinear":
+            q = producer.get(feeder.input[0])
+            done.append(q.input[0] if q is not None else tensor)
+            continue
+        if tensor not in ranges:
+            continue
+        magnitude = ranges[tensor].bounds(symmetric=True)[1]
+        scale = add_constant(model, f"{tensor}_rule_scale",
+                             np.array(magnitude / 127 if magnitude > 0 else 1.0, np.float32))
+        zero = add_constant(model, f"{tensor}_rule_zero_point", np.array(0, np.int8))
+        quantized = unique_name(model, f"{tensor}_rule_quantized")
+        model.graph.node.append(helper.make_node(
+            "QuantizeLinear", [tensor, scale, zero], [quantized],
+            name=unique_name(model, f"{tensor}_rule_QuantizeLinear")))
+        restored = unique_name(model, f"{tensor}_rule_dequantized")
+        model.graph.node.append(helper.make_node(
+            "DequantizeLinear", [quantized, scale, zero], [restored],
+            name=unique_name(model, f"{tensor}_rule_DequantizeLinear")))
+        node.input[slot] = restored
+        done.append(tensor)
+    if done:
+        toposort(model)
+    return done
 
 
 def _on_fp16(model: onnx.ModelProto, keep_fp32: list[str]) -> onnx.ModelProto:

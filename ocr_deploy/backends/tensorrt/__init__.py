@@ -50,6 +50,13 @@ class TensorRT(Backend):
 
         return resolve_options(options, model, source, note)
 
+    def emitter(self, options: TensorRTOptions):
+        if options.emit_onnx is None:
+            return None
+        from ocr_deploy.backends.tensorrt.cross_build import TensorRTOnnx
+
+        return TensorRTOnnx(options.emit_onnx)
+
     def placement(self, options: TensorRTOptions) -> Placement:
         from ocr_deploy.backends.tensorrt.placement import placement
 

@@ -6,7 +6,9 @@ GPU or TensorRT on the development machines): see README, "What has and has not 
 - Strongly typed by default: the precision is the ONNX's (Cast nodes, Q/DQ).
 - ``builder_flags`` (10.x only): weakly typed with ``BuilderFlag.FP16``/``INT8``.
 - The profile: the ONNX's static batch b as b:b:b (TensorRT refuses any other profile for
-  a static input), else ``--batch-profile`` or 1:1:8. An end-to-end graph's uint8 image
+  a static input), else ``--batch-profile`` or 1:1:8 (1:1:1 for an end-to-end image size
+  range: a context allocates for the profile's largest shapes, and batch 8 of 1080x1920
+  score maps alone would take gigabytes). An end-to-end graph's uint8 image
   input gets the batch profile and its image sizes: a fixed size, or a range's min, opt
   (default: the max) and max as the profile's height and width.
 - DLA (``dla_core``): FP16 only, on a static profile (DLA takes no dynamic shapes; with a
@@ -39,6 +41,7 @@ from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.metadata import ExportMetadata
 
 WEAK_TYPING_FLAGS = {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}  # BuilderFlag names, 10.x
+RANGE_PROFILE = (1, 1, 1)  # the default batch profile for an end-to-end image size range
 
 
 def static_batch(model: onnx.ModelProto) -> int | None:
@@ -97,6 +100,31 @@ def weak_typing_flags(options: TensorRTOptions, precision: str, version: str) ->
     return []
 
 
+def size_range(meta: ExportMetadata) -> bool:
+    """Whether ``meta`` is an end-to-end graph taking a range of image sizes."""
+    return bool(meta.end_to_end) and len(set(meta.image_sizes())) > 1
+
+
+def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOptions,
+                 version: str | None, progress: Callable[[str], None]) -> None:
+    """The checks of the graph TensorRT's parser is about to get, without TensorRT: run by
+    every engine build and by ``--emit-onnx`` (``cross_build``), which has no TensorRT
+    (``version`` None) — the one place for checks of NVIDIA's parser rules."""
+    if meta.attention.get("form") == "attention":
+        if version is None:
+            progress("the Attention op needs TensorRT >= 10.14 on the device (JetPack 6's "
+                     "10.3 refuses it)")
+        elif version_tuple(version)[:2] < (10, 14):
+            raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
+                                f"TensorRT {version}", "re-export with --attention decomposed")
+    if options.builder_flags and size_range(meta) and meta.precision in WEAK_TYPING_FLAGS:
+        # weakly typed with FP16 allowed, TensorRT may run the resize taps computed from the
+        # image size in FP16, where their values pass FP16's largest number (65504)
+        raise BadInputError(None, "strong typing for an --image-range end-to-end graph (its "
+                            "computed resize must stay FP32)", "--trt-builder-flags",
+                            "drop --trt-builder-flags, or build with --image-size HxW")
+
+
 def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: ExportMetadata,
                    precision: str, options: TensorRTOptions,
                    progress: Callable[[str], None]) -> dict:
@@ -107,9 +135,7 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
 
     version = import_tensorrt().__version__
     flags = weak_typing_flags(options, precision, version)
-    if meta.attention.get("form") == "attention" and version_tuple(version)[:2] < (10, 14):
-        raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
-                            f"TensorRT {version}", "re-export with --attention decomposed")
+    before_parse(model_bytes, meta, options, version, progress)
     if options.dla_core is not None and meta.end_to_end \
             and len(set(meta.image_sizes())) > 1:
         raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
@@ -119,7 +145,14 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
                        progress)
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    name, shapes = profile_shapes(meta, options.batch)
+    batches = options.batch
+    # the default object itself (resolve_options' choice), not a --batch-profile equal to it
+    if batches is DYNAMIC_PROFILE and size_range(meta):
+        batches = RANGE_PROFILE  # each context allocates for the profile's largest shapes
+        progress(f"image size range: batch profile {':'.join(map(str, batches))} (each "
+                 "execution context allocates for the largest batch and image; pass "
+                 "--batch-profile for more)")
+    name, shapes = profile_shapes(meta, batches)
     progress(f"building the engine with TensorRT {version} (minutes for large models)")
     built = engine.build_engine(engine.EngineSpec(
         model_bytes, {name: tuple(shapes)}, options.workspace_mib, flags,
@@ -135,6 +168,7 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
                           "max": shapes[2]}],
             "workspace_mib": options.workspace_mib, "dla_core": options.dla_core,
             "dla_layers": built.dla_layers, "dla_subgraphs": built.dla_subgraphs,
+            "dla_report": built.dla_report,
             "network_layers": built.layers,
             "timing_cache": str(cache_path) if cache_path else None}
 

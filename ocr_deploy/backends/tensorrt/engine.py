@@ -42,6 +42,7 @@ class BuiltEngine:
     dla_layers: int | None = None  # network layers DLA accepted (DLA builds)
     layers: int = 0  # network layers
     dla_subgraphs: int | None = None  # the engine's DLA layers, per its engine inspector
+    dla_report: list[str] = field(default_factory=list)  # the builder's "Layers running on DLA"
 
 
 def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: None
@@ -49,7 +50,7 @@ def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: N
     """Parse, configure and build; raise ``ConversionError`` with TensorRT's reasons."""
     trt = import_tensorrt()
     logger = shared_logger()
-    mark = logger.errors.mark()
+    mark, dla_mark = logger.errors.mark(), logger.dla_report.mark()
     builder = trt.Builder(logger)
     strongly_typed = not spec.weakly_typed_flags
     flags = 0
@@ -87,15 +88,18 @@ def build_engine(spec: EngineSpec, progress: Callable[[str], None] = lambda _: N
                               "rerun with --debug and read TensorRT's log above")
     cache = config.get_timing_cache() if spec.timing_cache is not None else None
     plan = bytes(serialized)
-    dla_subgraphs = None
+    dla_subgraphs, report = None, []
     if spec.dla_core is not None:
         dla_subgraphs = _dla_subgraphs(trt, plan, spec.dla_core)
+        report = logger.dla_report.all_since(dla_mark)
         progress(f"the engine runs {dla_subgraphs} DLA subgraph(s) (engine inspector)")
+        for line in report:
+            progress(f"TensorRT, layers running on DLA: {line[:300]}")
         if dla_subgraphs == 0:
             notes.append("the engine inspector lists no DLA layer: check that the DLA "
                          "runs it (trtexec --loadEngine ... --useDLACore)")
     return BuiltEngine(plan, None if cache is None else bytes(cache.serialize()), notes,
-                       dla_layers, network.num_layers, dla_subgraphs)
+                       dla_layers, network.num_layers, dla_subgraphs, report)
 
 
 def parse_errors(onnx_bytes: bytes, strongly_typed: bool = True) -> list[str]:
@@ -112,8 +116,7 @@ def parse_errors(onnx_bytes: bytes, strongly_typed: bool = True) -> list[str]:
 
 
 def _dla_subgraphs(trt, plan: bytes, core: int) -> int:
-    """The layers the engine inspector lists as DLA subgraphs ("{ForeignNode[...]}", what
-    TensorRT names the layers it hands to the DLA)."""
+    """The DLA subgraphs the engine inspector lists (``dla_subgraph_count``)."""
     import json
 
     runtime = trt.Runtime(shared_logger())
@@ -121,11 +124,18 @@ def _dla_subgraphs(trt, plan: bytes, core: int) -> int:
     engine = runtime.deserialize_cuda_engine(plan)
     if engine is None:
         return 0
-    info = json.loads(engine.create_engine_inspector().get_engine_information(
-        trt.LayerInformationFormat.JSON))
-    names = [layer if isinstance(layer, str) else layer.get("Name", "")
-             for layer in info.get("Layers", [])]
-    return sum("ForeignNode" in name for name in names)
+    return dla_subgraph_count(json.loads(engine.create_engine_inspector().get_engine_information(
+        trt.LayerInformationFormat.JSON)))
+
+
+def dla_subgraph_count(info: dict) -> int:
+    """The layers of an engine inspector's JSON (DETAILED verbosity) that are DLA subgraphs:
+    named "{ForeignNode[...]}", as TensorRT names the layers it hands to the DLA, and not of
+    LayerType "Myelin" (GPU subgraphs TensorRT names the same way, NVIDIA/TensorRT#2576). A
+    layer given by name only cannot be told apart and is not counted."""
+    return sum(isinstance(layer, dict) and "ForeignNode" in str(layer.get("Name", ""))
+               and str(layer.get("LayerType", "")).lower() != "myelin"
+               for layer in info.get("Layers", []))
 
 
 def _attach_timing_cache(config, data: bytes) -> list[str]:

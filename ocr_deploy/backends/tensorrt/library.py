@@ -7,9 +7,11 @@ import functools
 
 from ocr_deploy.errors import BadInputError, CudaError
 
+MIN_MAJOR = 10  # the API used here (STRONGLY_TYPED, execute_async_v3 by name) is 10.x's
+
 
 def import_tensorrt(path: object = None):
-    """Import TensorRT, or say clearly that this needs it."""
+    """Import TensorRT (>= ``MIN_MAJOR``), or say clearly that this needs it."""
     try:
         import tensorrt
     except ImportError as exc:
@@ -17,7 +19,18 @@ def import_tensorrt(path: object = None):
                             "NVIDIA GPU)", f"it is not installed ({exc})",
                             "install it with: pip install 'ocr-deploy[tensorrt]', or use "
                             "the ONNX Runtime backend instead") from exc
+    version = getattr(tensorrt, "__version__", "unknown")
+    if too_old(version):
+        raise BadInputError(path, f"TensorRT >= {MIN_MAJOR} (on Jetson: JetPack >= 6.1)",
+                            f"TensorRT {version}", "upgrade TensorRT (pip install "
+                            "'ocr-deploy[tensorrt]'; on Jetson flash JetPack >= 6.1, whose "
+                            "TensorRT is 10.3), or use the ONNX Runtime backend")
     return tensorrt
+
+
+def too_old(version: str) -> bool:
+    """Whether TensorRT ``version`` is below ``MIN_MAJOR`` (8.6 on JetPack 6.0)."""
+    return (version_tuple(version) or (0,))[0] < MIN_MAJOR
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -45,6 +58,9 @@ def availability() -> tuple[bool, str]:
         import tensorrt
     except ImportError:
         return False, "the tensorrt Python package is not installed"
+    if too_old(tensorrt.__version__):
+        return False, (f"TensorRT {tensorrt.__version__} is older than {MIN_MAJOR} (on "
+                       "Jetson: JetPack >= 6.1)")
     from ocr_deploy import cuda
 
     try:
@@ -82,8 +98,12 @@ class ErrorLog:
 
     def since(self, mark: int) -> str:
         """The last two errors recorded since ``mark``, joined (empty if none)."""
+        return "; ".join(self.all_since(mark)[-2:])
+
+    def all_since(self, mark: int) -> list[str]:
+        """Every message recorded since ``mark`` that is still kept."""
         new = min(self.count - mark, len(self.messages))
-        return "; ".join(self.messages[len(self.messages) - new:][-2:]) if new > 0 else ""
+        return self.messages[len(self.messages) - new:] if new > 0 else []
 
 
 @functools.cache
@@ -97,16 +117,28 @@ def shared_logger():
     trt = import_tensorrt()
 
     class RecordingLogger(trt.ILogger):
-        """Errors into ``self.errors`` (an ``ErrorLog``), warnings as Python warnings."""
+        """Errors into ``self.errors`` (an ``ErrorLog``), warnings as Python warnings, and
+        the builder's INFO block "Layers running on DLA" (the lines up to "Layers running
+        on GPU") into ``self.dla_report`` (an ``ErrorLog`` too: read by position); other
+        INFO messages are dropped."""
 
         def __init__(self):
             trt.ILogger.__init__(self)
             self.errors = ErrorLog()
+            self.dla_report = ErrorLog()
+            self._in_dla_block = False
 
         def log(self, severity, msg):
             if severity in (trt.ILogger.Severity.INTERNAL_ERROR, trt.ILogger.Severity.ERROR):
                 self.errors.record(msg)
             elif severity == trt.ILogger.Severity.WARNING:
                 warnings.warn(f"TensorRT: {msg}", stacklevel=2)
+            elif severity == trt.ILogger.Severity.INFO:
+                if "Layers running on DLA" in msg:
+                    self._in_dla_block = True
+                elif "Layers running on" in msg:
+                    self._in_dla_block = False
+                elif self._in_dla_block and msg.strip():
+                    self.dla_report.record(msg.strip())
 
     return RecordingLogger()

@@ -40,7 +40,8 @@ def _bounded_int(low: int, high: int, what: str):
 @dataclass(frozen=True)
 class TensorRTOptions:
     """Engine build settings; ``batch`` None means: from the ONNX (its static batch b as
-    b:b:b, else 1:1:8; 1:1:1 for DLA, which takes no dynamic shapes)."""
+    b:b:b, else 1:1:8; 1:1:1 for DLA, which takes no dynamic shapes, and for an end-to-end
+    image size range)."""
 
     batch: tuple[int, int, int] | None = option(
         None, "--batch-profile", parse=batch_profile, metavar="MIN:OPT:MAX",
@@ -63,6 +64,13 @@ class TensorRTOptions:
     builder_flags: bool = option(False, "--trt-builder-flags", action="store_true",
                                  help="TensorRT 10.x: FP16/INT8 builder flags instead of "
                                       "strong typing")
+    emit_onnx: Path | None = option(
+        None, "--emit-onnx", parse=Path, metavar="OUT.onnx",
+        help="cross-build: write the graph TensorRT's parser would get (forms, FP16 base, "
+             "Q/DQ with their scales) and its sidecar instead of an engine, verified on ONNX "
+             "Runtime as a proxy; needs no TensorRT. On the device: ocr-build-engine "
+             "OUT.onnx --backend tensorrt (no precision flag: the graph's own)",
+        shown="none: build an engine")
 
     def timing_cache_path(self, artifact: Path) -> Path | None:
         """Where the timing cache is read and written, or None when it is off."""

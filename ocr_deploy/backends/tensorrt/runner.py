@@ -17,7 +17,18 @@ both exist.
   changes or buffers move. If capturing fails, it warns once and falls back to ordinary
   enqueues, as trtexec does.
 - An engine built for a DLA core (the sidecar's ``dla_core``) is deserialised with
-  ``Runtime.DLA_core`` set to that core, as trtexec does.
+  ``Runtime.DLA_core`` set to that core, as trtexec does, and runs without CUDA graphs:
+  trtexec turns them off for DLA ("CUDA graphs and DLA offloading are not simultaneously
+  supported", NVIDIA/TensorRT#3524), so ``cuda_graph=True`` is dropped with a warning.
+- One deserialised engine per file (and GPU and DLA core) per process, shared by every
+  runner on it: each runner has its own execution context (TensorRT allows several on one
+  engine), so weights are held once however many Segmenters run it. ``info()`` reports the
+  device memory each context allocates (``device_memory_size_v2``: for the profile's
+  maximum shapes).
+- ``run_device`` drops a captured CUDA graph on every call (it binds the caller's
+  addresses, which a replay would not see), and an asynchronous ``run_device`` keeps the
+  callers' tensor owners (DLPack/CUDA-array-interface objects) alive until its queued work
+  is known to be done, so an allocator cannot reuse their memory mid-inference.
 - Caller memory given to ``run_device`` must be 256-byte aligned (TensorRT's rule for
   tensor addresses, checked by ``tensor_ref``) and on this runner's GPU; an address
   TensorRT refuses is an error, never silently left bound to the previous buffer.
@@ -49,6 +60,13 @@ from ocr_deploy.runtime.tensors import TensorRef
 ADDRESS_ALIGNMENT = 256  # bytes: "The pointer must have at least 256-byte alignment"
 
 
+def context_memory(engine) -> int:
+    """Device memory an execution context of ``engine`` allocates, in bytes
+    (``device_memory_size_v2``; ``device_memory_size`` before TensorRT 10.1, removed in 11)."""
+    size = getattr(engine, "device_memory_size_v2", None)
+    return int(size if size is not None else engine.device_memory_size)
+
+
 def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, device: dict) -> None:
     """Refuse an engine whose sidecar says it was built for another TensorRT or GPU.
 
@@ -75,6 +93,43 @@ def check_compatibility(path: object, sidecar: dict, tensorrt_version: str, devi
                       "but rebuild it here for the best speed", stacklevel=3)
 
 
+class _SharedEngines:
+    """The engines this process has deserialised, one per (file, GPU, DLA core), each with
+    the Runtime that made it and the number of runners using it."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, list] = {}  # key -> [engine, runtime, users]
+
+    @staticmethod
+    def key(path: Path, device_id: int, dla_core) -> tuple:
+        stat = path.stat()
+        return str(path.resolve()), stat.st_size, stat.st_mtime_ns, device_id, dla_core
+
+    def acquire(self, key: tuple, load):
+        """The engine for ``key``, made by ``load() -> (engine, runtime)`` the first time."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                entry = self._entries[key] = [*load(), 0]
+            entry[2] += 1
+            return entry[0]
+
+    def release(self, key: tuple) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry[2] -= 1
+                if entry[2] <= 0:
+                    del self._entries[key]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+ENGINES = _SharedEngines()
+
+
 class TensorRTRunner(Runner):
     """A deserialised TensorRT engine with one execution context and one CUDA stream."""
 
@@ -90,18 +145,19 @@ class TensorRTRunner(Runner):
         check_compatibility(path, sidecar, trt.__version__, self.gpu)
         self._trt = trt
         self._logger = shared_logger()  # cudaSetDevice first: Runtime needs a device
-        self._runtime = trt.Runtime(self._logger)
-        if sidecar.get("dla_core") is not None:
-            self._runtime.DLA_core = int(sidecar["dla_core"])
-        self.engine = self._deserialize(Path(path), sidecar)
+        dla_core = sidecar.get("dla_core")
+        self._engine_key = ENGINES.key(Path(path), device_id, dla_core)
+        self.engine = ENGINES.acquire(self._engine_key,
+                                      lambda: self._deserialize(Path(path), sidecar, dla_core))
         self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise BadInputError(path, "an execution context for the engine",
-                                "none (out of GPU memory?)", "free GPU memory and retry")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names
                   if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        if len(inputs) != 1:
+        if self.context is None or len(inputs) != 1:
+            ENGINES.release(self._engine_key)
+            if self.context is None:
+                raise BadInputError(path, "an execution context for the engine",
+                                    "none (out of GPU memory?)", "free GPU memory and retry")
             raise BadInputError(path, "an engine with one image input", f"inputs {inputs}",
                                 "build it from an ONNX exported by ocr-export")
         self.input_name = inputs[0]
@@ -125,6 +181,11 @@ class TensorRTRunner(Runner):
         self._graph: cuda.CudaGraph | None = None
         self._graph_shape: tuple[int, ...] = ()
         self._use_graphs = cuda_graph
+        if cuda_graph and dla_core is not None:
+            warnings.warn(f"{path}: a DLA engine runs without CUDA graphs (CUDA graphs and "
+                          "DLA offloading are not supported together)", stacklevel=3)
+            self._use_graphs = False
+        self._held: list = []  # callers' tensor owners that queued work still uses
         self._lock = threading.Lock()
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
@@ -152,6 +213,7 @@ class TensorRTRunner(Runner):
                                 stream)
             self._stream.synchronize()
             self._event_pending = False
+            self._held.clear()  # the stream waited for the caller's work first
             return {name: self._host[name].view(shapes[name], self._dtypes[name]).copy()
                     for name in outputs}
 
@@ -171,8 +233,7 @@ class TensorRTRunner(Runner):
         with self._lock:
             cuda.cuda_call("cudaSetDevice", self.device_id)
             shape = tuple(input_ref.shape)
-            if self._graph is not None and shape != self._graph_shape:
-                self._drop_graph()  # the context's shape changes: the graph would be stale
+            self._drop_graph()  # the caller's addresses are bound: a replay would not see them
             self._set_shape(shape)
             self._bind(self.input_name, input_ref.ptr)
             for name in self.output_names:  # every output needs an address; unasked ones: ours
@@ -184,17 +245,22 @@ class TensorRTRunner(Runner):
                     self._bind(name, self._device[name].ptr)
             if self._event_pending:
                 self._event.wait_on(handle)
+            if self._event_pending and self._event.done():
+                self._held.clear()  # earlier queued work has finished
             self._execute(handle)
             if stream is None:
                 self._stream.synchronize()
                 self._event_pending = False
+                self._held.clear()
             else:  # asynchronous on the caller's stream; later work here waits for it
                 self._event.record(handle)
                 self._event_pending = True
+                self._held += [input_ref, *output_refs.values()]  # alive until it is done
 
     def info(self) -> dict:
         return {"backend": self.name, "device": self.device, "tensorrt": self._trt.__version__,
-                **self.gpu, "cuda_graph": self._use_graphs}
+                **self.gpu, "cuda_graph": self._use_graphs,
+                "context_device_memory_bytes": context_memory(self.engine)}
 
     def close(self) -> None:
         with self._lock:
@@ -205,11 +271,16 @@ class TensorRTRunner(Runner):
             self._event.destroy()
             self._stream.destroy()
             self.context = self.engine = None
+            ENGINES.release(self._engine_key)
 
-    def _deserialize(self, path: Path, sidecar: dict):
+    def _deserialize(self, path: Path, sidecar: dict, dla_core):
+        """``(engine, runtime)``: the runtime must outlive the engine it made."""
+        runtime = self._trt.Runtime(self._logger)
+        if dla_core is not None:
+            runtime.DLA_core = int(dla_core)
         mark = self._logger.errors.mark()
         try:
-            engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+            engine = runtime.deserialize_cuda_engine(path.read_bytes())
         except Exception as exc:  # some TensorRT versions raise instead of returning None
             self._logger.errors.record(str(exc))
             engine = None
@@ -221,7 +292,7 @@ class TensorRTRunner(Runner):
                                 f"{sidecar.get('tensorrt_version', '?')} on "
                                 f"{sidecar.get('gpu_name', '?')}: {reason[:300]})",
                                 "rebuild the engine on this machine with ocr-build-engine")
-        return engine
+        return engine, runtime
 
     def _set_shape(self, shape: tuple[int, ...]) -> None:
         """The input's full shape (an end-to-end engine's image height and width vary)."""
@@ -243,6 +314,7 @@ class TensorRTRunner(Runner):
         if self._event_pending:
             self._event.synchronize()
             self._event_pending = False
+        self._held.clear()
 
     def _bind_own_buffers(self, shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
         self._set_shape(tuple(shape))
