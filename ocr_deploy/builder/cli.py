@@ -248,17 +248,15 @@ def _run(args: argparse.Namespace) -> int:
     from ocr_deploy.progress import Progress
 
     end_to_end = end_to_end_request(args)
-    if not args.preflight and (args.precision is None or args.trt_version):
-        raise BadInputError(None, "one of --fp32, --fp16, --int8" if args.precision is None
-                            else "--trt-version with --preflight",
-                            "none" if args.precision is None else "--trt-version alone",
-                            "add it" if args.precision is None else "add --preflight")
+    if not args.preflight and args.trt_version:
+        raise BadInputError(None, "--trt-version with --preflight", "--trt-version alone",
+                            "add --preflight")
     model = args.model
     if model is None:
         model = latest_export()
         Progress(0, args.quiet).note(f"no model given: using the most recent export, {model}")
     request = BuildRequest(
-        onnx=model, precision=args.precision or "fp32", backend=args.backend,
+        onnx=model, precision=args.precision, backend=args.backend,
         output=args.output,
         force=args.force, calib_dir=args.calib_dir, calib_samples=args.calib_samples,
         calib=CalibrationSettings(method=args.calib_method, percentile=args.percentile),

@@ -117,6 +117,14 @@ def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOpti
         elif version_tuple(version)[:2] < (10, 14):
             raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
                                 f"TensorRT {version}", "re-export with --attention decomposed")
+    if version is None:  # --emit-onnx: no parser here, NVIDIA's published rules decide
+        from ocr_deploy.backends.tensorrt.preflight import PreflightError, preflight
+
+        report = preflight(onnx.load_from_string(model_bytes))
+        if not report.accepted:
+            raise PreflightError(report, "the device's TensorRT would refuse this graph: "
+                                 "report it with the model")
+        progress(f"preflight: TensorRT {report.version}'s published parser rules take it")
     if options.builder_flags and size_range(meta) and meta.precision in WEAK_TYPING_FLAGS:
         # weakly typed with FP16 allowed, TensorRT may run the resize taps computed from the
         # image size in FP16, where their values pass FP16's largest number (65504)
