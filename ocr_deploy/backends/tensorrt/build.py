@@ -106,10 +106,13 @@ def size_range(meta: ExportMetadata) -> bool:
 
 
 def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOptions,
-                 version: str | None, progress: Callable[[str], None]) -> None:
-    """The checks of the graph TensorRT's parser is about to get, without TensorRT: run by
-    every engine build and by ``--emit-onnx`` (``cross_build``), which has no TensorRT
-    (``version`` None) — the one place for checks of NVIDIA's parser rules."""
+                 version: str | None, progress: Callable[[str], None],
+                 parse_errors: Callable[[bytes], list[str]] | None = None) -> None:
+    """The checks of the graph TensorRT's parser is about to get, the preflight of NVIDIA's
+    parser rules among them: run by every engine build (``parse_errors``: the installed
+    parser, which decides over the preflight's findings) and by ``--emit-onnx``
+    (``cross_build``), which has no TensorRT (``version`` None: findings are refusals) —
+    the one place for checks of NVIDIA's parser rules."""
     if meta.attention.get("form") == "attention":
         if version is None:
             progress("the Attention op needs TensorRT >= 10.14 on the device (JetPack 6's "
@@ -117,20 +120,15 @@ def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOpti
         elif version_tuple(version)[:2] < (10, 14):
             raise BadInputError(None, "TensorRT >= 10.14 for an ONNX with the Attention op",
                                 f"TensorRT {version}", "re-export with --attention decomposed")
-    if version is None:  # --emit-onnx: no parser here, NVIDIA's published rules decide
-        from ocr_deploy.backends.tensorrt.preflight import PreflightError, preflight
-
-        report = preflight(onnx.load_from_string(model_bytes))
-        if not report.accepted:
-            raise PreflightError(report, "the device's TensorRT would refuse this graph: "
-                                 "report it with the model")
-        progress(f"preflight: TensorRT {report.version}'s published parser rules take it")
     if options.builder_flags and size_range(meta) and meta.precision in WEAK_TYPING_FLAGS:
         # weakly typed with FP16 allowed, TensorRT may run the resize taps computed from the
         # image size in FP16, where their values pass FP16's largest number (65504)
         raise BadInputError(None, "strong typing for an --image-range end-to-end graph (its "
                             "computed resize must stay FP32)", "--trt-builder-flags",
                             "drop --trt-builder-flags, or build with --image-size HxW")
+    report = check_before_parse(model_bytes, version, parse_errors, progress)
+    if report.accepted:
+        progress(f"preflight: TensorRT {report.version}'s published parser rules take it")
 
 
 def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: ExportMetadata,
@@ -143,14 +141,12 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
 
     version = import_tensorrt().__version__
     flags = weak_typing_flags(options, precision, version)
-    before_parse(model_bytes, meta, options, version, progress)
     if options.dla_core is not None and meta.end_to_end \
             and len(set(meta.image_sizes())) > 1:
         raise BadInputError(None, "a fixed --image-size for DLA (it takes no dynamic shapes)",
                             "--image-range", "build with --image-size HxW, or drop --dla-core")
-    check_before_parse(model_bytes, version,
-                       lambda data: engine.parse_errors(data, strongly_typed=not flags),
-                       progress)
+    before_parse(model_bytes, meta, options, version, progress,
+                 lambda data: engine.parse_errors(data, strongly_typed=not flags))
     cache_path = options.timing_cache_path(artifact)
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     batches = options.batch

@@ -93,14 +93,19 @@ class PreflightError(BadInputError):
                          f"{len(report.findings)} finding(s), listed below", action)
 
 
-def check_before_parse(model_bytes: bytes, version: str, parse_errors,
+def check_before_parse(model_bytes: bytes, version: str | None, parse_errors,
                        warn) -> Report:
-    """The preflight every TensorRT build runs before parsing. Findings are warnings when
+    """The preflight every TensorRT graph gets before parsing. Findings are warnings when
     the installed TensorRT's parser (``parse_errors(model_bytes)`` -> its errors) takes the
-    graph anyway: it decides; else ``PreflightError``."""
+    graph anyway: it decides; else, or with no parser here (``parse_errors`` None),
+    ``PreflightError``."""
     report = preflight(onnx.load_from_string(model_bytes), version)
     if report.accepted:
         return report
+    if parse_errors is None:
+        raise PreflightError(report, f"TensorRT {report.version}'s published parser rules "
+                             "refuse it: rebuild the graph with this version of ocr-deploy, "
+                             "or report it")
     errors = parse_errors(model_bytes)
     if errors:
         raise PreflightError(report, f"TensorRT's parser refused it too ({errors[0][:200]}); "
