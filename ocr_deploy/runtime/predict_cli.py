@@ -22,6 +22,7 @@ import numpy as np
 from ocr_deploy.backends import CHOICES as BACKENDS
 from ocr_deploy.cli_support import (
     EXIT_OK,
+    add_force,
     add_renamed,
     add_reporting,
     name_list,
@@ -30,7 +31,7 @@ from ocr_deploy.cli_support import (
     print_json,
     run_command,
 )
-from ocr_deploy.errors import BadInputError
+from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.images import list_images, read_image
 from ocr_deploy.runtime.preprocess import end_to_end_pixels
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--alpha", type=float, default=ALPHA,
                         help="weight of the class colours in the overlay, 0..1")
     parser.add_argument("--no-legend", action="store_true", help="no legend on the overlays")
+    add_force(parser, "existing label and overlay PNGs in OUTDIR")
     add_reporting(parser, "a summary")
     return parser
 
@@ -115,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.output.is_dir():
         raise BadInputError(args.output, "a folder for the outputs", "a file",
                             "choose another -o")
-    quiet = args.quiet or args.json
+    _refuse_existing(args, files)
+    quiet = args.quiet
     start = time.perf_counter()
     written = []
     with Segmenter.open(artifact, args.backend, args.providers,
@@ -148,10 +151,25 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _outputs(args: argparse.Namespace, path: Path) -> tuple[Path, Path]:
+    return (args.output / f"{path.stem}.labels.png", args.output / f"{path.stem}.overlay.png")
+
+
+def _refuse_existing(args: argparse.Namespace, files: list[Path]) -> None:
+    """Before any work: without --force an existing output is exit 2, as for every ocr-*."""
+    if args.force:
+        return
+    existing = [out for path in files for out in _outputs(args, path) if out.exists()]
+    if existing:
+        raise OutputExistsError(existing[0], "outputs that do not exist yet",
+                                f"{len(existing)} existing file(s)",
+                                "pass --force to replace them (atomically), or choose "
+                                "another -o")
+
+
 def _write(args, path: Path, image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
            names: list[str]) -> dict:
-    labels_path = args.output / f"{path.stem}.labels.png"
-    overlay_path = args.output / f"{path.stem}.overlay.png"
+    labels_path, overlay_path = _outputs(args, path)
     legend = None if args.no_legend else names
     write_bytes_atomic(labels_path, _png(label_image(labels)))
     write_bytes_atomic(overlay_path, _png(overlay(image, labels, palette, args.alpha, legend)))
