@@ -54,7 +54,7 @@ def measure(onnx_path: Path, pairs: int, warmup: int = 3) -> dict:
     from ocr_deploy.runtime import Segmenter
 
     segmenter = Segmenter.open(onnx_path, providers=["cpu"])
-    session = segmenter.backend.session  # a plain onnxruntime.InferenceSession
+    session = segmenter.runner.session  # a plain onnxruntime.InferenceSession
     height, width = segmenter.input_size
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     batch = segmenter.prepare([image])
