@@ -176,10 +176,10 @@ def main() -> int:
             write_triton_repository(info, repo, TritonOptions(
                 name="seg", dynamic_batching=batching, max_queue_delay_us=args.queue_delay_us,
                 e2e_instances=args.instances, threads=args.threads))
-            server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_e2e"],
+            server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_python"],
                                   log=Path(tmp) / "server.log")
             with server:
-                call, close = triton_caller(args.protocol, server, "seg_e2e", image, expected,
+                call, close = triton_caller(args.protocol, server, "seg_python", image, expected,
                                             max(clients_list))
                 # warm-up at the largest concurrency: batch buffers reach their size
                 run_clients(max(clients_list), args.warmup, args.max_seconds, call)
