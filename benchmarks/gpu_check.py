@@ -284,7 +284,7 @@ def check_gpu(env: Env) -> str:
         used = cuda.memory_used_mib(0)
     except OcrDeployError as exc:
         env.gpu_error = exc.one_line()
-        raise AssertionError(env.gpu_error) from exc
+        raise AssertionError(env.gpu_error) from None
     if not env.simulate:
         expect(rt.__name__ in ("cuda.bindings.runtime", "cuda.cudart"),
                f"the real path must use cuda-python's runtime, found {rt.__name__}")
@@ -702,7 +702,8 @@ def run_checks(env: Env, only: str | None) -> list[Result]:
             status = "failed"
             where = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} [{Path(where.filename).name}:{where.lineno}]"
-            print("".join(traceback.format_exception(exc, limit=-4)), file=sys.stderr)
+            if not isinstance(exc, AssertionError):  # a check's own verdict is its line
+                print("".join(traceback.format_exception(exc, limit=-4)), file=sys.stderr)
         reason = " ".join(str(reason).split())
         result = Result(name, status, reason, round(time.perf_counter() - start, 3))
         label = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]

@@ -17,7 +17,14 @@ from doc_blocks import ROOT, Block, collect, parse, syntax_error, unknown_flags
 BLOCKS = collect()
 RUN_TIMEOUT = 300  # seconds per block
 # what a clone holds beside the demo's outputs, for blocks that use the sources
-SOURCES = ("capi", "examples", "include", "benchmarks", "tests", "tools", "run.sh")
+SOURCES = ("capi", "examples", "include", "benchmarks", "ocr_deploy", "tests", "tools",
+           "run.sh", "pyproject.toml")
+# the user's inputs the pages name, bound to the demo's: name -> (demo file, how)
+INPUTS = {"model.h5": "ocr_deploy/demo/weights/demo_ocrnet.h5",
+          "model.onnx": "export/demo_ocrnet.onnx", "export/model.onnx": "export/demo_ocrnet.onnx",
+          "calib": "demo_output/data/calib", "val": "demo_output/data/val",
+          "photo.png": "demo_output/data/val/sample_000.png"}
+MADE_BY = {"README.md": {"export/model.onnx"}}  # inputs a page makes itself: not bound
 
 
 def _ids(blocks: list[Block]) -> list[str]:
@@ -60,22 +67,49 @@ def _env() -> dict:
             f"{os.environ.get('PATH', '')}", "MPLBACKEND": "Agg"}
 
 
+_PAGE_FOLDERS: dict[str, Path] = {}
+
+
+def page_workdir(demo: Path, page: str) -> Path:
+    """A copy of the demo's folder for one page (its blocks run in order in it, later ones
+    using what earlier ones wrote), with the inputs the pages name (``INPUTS``: the user's
+    model, images, calibration and validation folders) bound to the demo's; ``frame.png``
+    is a 480x640 frame (the demo's end-to-end size), ``image.ppm`` the photo as a PPM."""
+    if page not in _PAGE_FOLDERS:
+        import shutil
+
+        from PIL import Image
+
+        from ocr_deploy.demo.synthetic import make_sample
+
+        folder = demo.parent / page.replace("/", "_").replace(".md", "")
+        shutil.copytree(demo, folder, symlinks=True)
+        for name, source in INPUTS.items():
+            if name not in MADE_BY.get(page, ()):
+                (folder / name).symlink_to(folder / source)
+        Image.fromarray(make_sample(3, 0, 480, 640)[0]).save(folder / "frame.png")
+        Image.open(folder / INPUTS["photo.png"]).convert("RGB").save(folder / "image.ppm")
+        _PAGE_FOLDERS[page] = folder
+    return _PAGE_FOLDERS[page]
+
+
 @pytest.mark.docs
 @pytest.mark.xdist_group("docs")  # one worker, page order: later blocks use earlier outputs
 @pytest.mark.parametrize("block", BLOCKS, ids=_ids(BLOCKS))
 def test_block_runs(block, demo_workdir):
     if block.skip:
         pytest.skip(f"{block.id}: {block.skip} (syntax and flags checked)")
+    workdir = page_workdir(demo_workdir, block.page)
     argv = ["bash", "-e", "-o", "pipefail", "-c", block.script()] if block.shell \
         else [sys.executable, "-c", block.text]
-    done = subprocess.run(argv, cwd=demo_workdir, capture_output=True, text=True,
+    done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True,
                           timeout=RUN_TIMEOUT, env=_env())
-    said = f"{block.id} in {demo_workdir}:\n{block.text}\nstdout: {done.stdout[-2000:]}\n" \
+    said = f"{block.id} in {workdir}:\n{block.text}\nstdout: {done.stdout[-2000:]}\n" \
            f"stderr: {done.stderr[-3000:]}"
     assert done.returncode == block.expect_exit, \
         f"exit {done.returncode}, the page says {block.expect_exit}: {said}"
     for path in block.expect_files:
-        assert (demo_workdir / path).exists(), f"the page promises {path}: {said}"
+        assert (workdir / path).exists(), f"the page promises {path}: {said}"
     if block.expect_json:
         result = json.loads(done.stdout)
         missing = [key for key in block.expect_json if key not in result]
