@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,7 +68,8 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-cityscapes", action="store_true")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), skip_cityscapes=True)
     from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.model.ocrnet import OCRNetConfig
 
@@ -75,8 +77,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if not args.skip_demo:
-            reports["demo"] = compare("demo", DEMO_MODEL, folder, (96, 96), 64, (1, 4, 8), 50,
-                                      verify=True)
+            reports["demo"] = compare("demo", DEMO_MODEL, folder, (96, 96),
+                                      4 if args.smoke else 64,
+                                      (1,) if args.smoke else (1, 4, 8),
+                                      1 if args.smoke else 50, verify=not args.smoke)
         if not args.skip_cityscapes:
             config = OCRNetConfig.cityscapes()
             model = models.cityscapes_keras(folder)

@@ -62,6 +62,9 @@ from ocr_deploy import cuda  # noqa: E402
 from ocr_deploy.errors import BadInputError, OcrDeployError  # noqa: E402
 from ocr_deploy.runtime.tensors import TensorRef  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
+
 HEIGHT = WIDTH = 16
 MAX_BATCH = 8
 BATCH = 2  # of the producer/consumer runs
@@ -743,7 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240.0, metavar="SECONDS",
                         help="dump every thread's stack and exit 1 if still running after "
                              "this long (default: 240)")
-    args = parser.parse_args(argv)
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(argv), simulate=True, no_floors=True)
     faulthandler.dump_traceback_later(args.timeout, exit=True)
     where = "on the simulated runtime (no GPU, no CUDA)" if args.simulate \
         else "on a real GPU through cuda-python"

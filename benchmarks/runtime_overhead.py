@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import models as shared
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,7 +96,8 @@ def main() -> int:
     parser.add_argument("--pairs-cityscapes", type=int, default=20)
     parser.add_argument("--skip-cityscapes", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), pairs_demo=3, skip_cityscapes=True)
 
     models = RESULTS / "models"
     runs = [measure(export("ocrnet_demo_size", False, models), args.pairs_demo)]

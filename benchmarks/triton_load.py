@@ -38,6 +38,10 @@ from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
+import models  # noqa: E402
+
 DEFAULT_ARTIFACTS = [ROOT / "engines" / "demo_ocrnet_fp32.onnx",
                      ROOT / "export" / "demo_ocrnet.onnx"]
 
@@ -148,7 +152,9 @@ def main() -> int:
                         help="warm-up requests per client, at the largest concurrency, before "
                         "the rows (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), clients="1", requests=2, warmup=1,
+                          max_seconds=30.0)
 
     from ocr_deploy.packaging.artifact_info import read_artifact
     from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
@@ -157,6 +163,8 @@ def main() -> int:
     from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
     artifact = args.artifact or next((p for p in DEFAULT_ARTIFACTS if p.is_file()), None)
+    if artifact is None and args.smoke:
+        artifact = models.export_demo(Path(tempfile.mkdtemp(prefix="triton_load_smoke-")))
     if artifact is None:
         print("no artifact: run `bash run.sh demo` first or pass one", file=sys.stderr)
         return 2
