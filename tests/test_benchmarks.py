@@ -30,6 +30,8 @@ def test_scripts_are_found():
 
 
 @pytest.mark.benchmarks
+@pytest.mark.slow
+@pytest.mark.tensorflow  # most export a model first
 @pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
 def test_script_runs_with_smoke(script):
     shown = _run(script, "--help", timeout=120)
