@@ -59,7 +59,23 @@ def compare(name: str, model: Path, folder: Path, size: tuple[int, int], calib_s
     report = benchmark(artifacts, batches, warmup=2, iterations=iterations,
                        progress=lambda line: print(f"  {line}", file=sys.stderr))
     print(f"\n== {name} ==\n{format_table(report)}")
+    print(ratio_table(report))
     return report
+
+
+def ratio_table(report: dict) -> str:
+    """Each artifact's compute median over the FP32 ONNX's, per batch size, in this run:
+    the figure that carries over to another machine (absolute times do not)."""
+    rows = {r["name"]: {b["batch"]: b["compute"]["median_ms"] for b in r["batches"]}
+            for r in report["results"]}
+    base = next(r["name"] for r in report["results"]
+                if r["kind"] != "keras" and r["precision"] == "fp32")
+    batches = sorted(rows[base])
+    lines = ["compute median / FP32 ONNX's, same run: " + ", ".join(
+        f"batch {b}" for b in batches)]
+    lines += [f"  {name:32s} " + "  ".join(f"{times[b] / rows[base][b]:6.2f}" for b in batches)
+              for name, times in rows.items()]
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -131,7 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", nargs="?", type=Path, default=None,
-                        help="artifact to serve (default: the demo's fp32 build or export)")
+                        help="artifact to serve (default: the demo's fp32 build or export, "
+                        "else the demo exported here)")
     parser.add_argument("--clients", default="1,4,8",
                         help="concurrent clients per row, comma-separated (default 1,4,8)")
     parser.add_argument("--requests", type=int, default=40,
@@ -163,11 +164,10 @@ def main() -> int:
     from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
     artifact = args.artifact or next((p for p in DEFAULT_ARTIFACTS if p.is_file()), None)
-    if artifact is None and args.smoke:
-        artifact = models.export_demo(Path(tempfile.mkdtemp(prefix="triton_load_smoke-")))
-    if artifact is None:
-        print("no artifact: run `bash run.sh demo` first or pass one", file=sys.stderr)
-        return 2
+    if artifact is None:  # a fresh clone: the demo export, as `bash run.sh demo` makes it
+        print("no artifact given or in engines/, export/: exporting the demo model ...",
+              file=sys.stderr)
+        artifact = models.export_demo(Path(tempfile.mkdtemp(prefix="triton_load_demo-")))
     clients_list = [int(c) for c in args.clients.split(",")]
     info = read_artifact(artifact)
     height, width = (int(v) for v in args.image_size.split("x")) if args.image_size else \
