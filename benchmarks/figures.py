@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -58,7 +59,7 @@ TABLES = {
 def run_table(name: str, arguments: list[str]) -> str:
     """Run one script; return its Markdown section (caption and output)."""
     argv = [sys.executable, str(HERE / f"{name}.py"), *arguments]
-    command = " ".join(["python", f"benchmarks/{name}.py", *arguments])
+    command = " ".join(["python", f"benchmarks/{name}.py", *map(shlex.quote, arguments)])
     print(f"figures: {command} ...", file=sys.stderr, flush=True)
     before = harness.conditions()
     start = time.perf_counter()
@@ -110,17 +111,11 @@ def main() -> int:
     for name in names:
         what, quick, full = TABLES[name]
         arguments = ["--smoke"] if args.smoke else \
-            [a for chunk in (full if args.full else quick) for a in _split(chunk)]
+            [a for chunk in (full if args.full else quick) for a in shlex.split(chunk)]
         text = replace_section(text, name, what, run_table(name, arguments))
         readme.write_text(text)  # after each table: an interrupted run keeps the others
     print(f"figures: {len(names)} table(s) written to {readme}", file=sys.stderr)
     return 0
-
-
-def _split(chunk: str) -> list[str]:
-    import shlex
-
-    return shlex.split(chunk)
 
 
 if __name__ == "__main__":
