@@ -5,10 +5,13 @@
 #   bash run.sh test       # also install the dev tools, the export corpus and the Triton
 #                          # clients; lint; run the suite (in parallel); then run its
 #                          # TensorFlow-free part again in .venv-runtime, an environment with
-#                          # the base install only (as on a Jetson)
+#                          # the base install only (as on a Jetson); then, without arguments,
+#                          # two legs that print their time: the pages' code blocks run on
+#                          # the demo (tests/test_docs.py, -m docs) and every benchmark
+#                          # script with --smoke (tests/test_benchmarks.py, -m benchmarks)
 #   bash run.sh serve-env  # also make .venv-serve, the environment ocr-serve runs Triton in
-# Arguments after `test` go to pytest, in both legs. Set OCR_DEPLOY_VENV to use another
-# virtual environment folder.
+# Arguments after `test` go to pytest, in the suite's two legs (and leave out the docs and
+# benchmark legs). Set OCR_DEPLOY_VENV to use another virtual environment folder.
 set -euo pipefail
 cd "$(dirname "$0")"
 venv="${OCR_DEPLOY_VENV:-.venv}"
@@ -92,16 +95,26 @@ case "${1:-}" in
           install_set "$runtime_venv" runtime
           check_no_tensorflow "$runtime_venv"
           "$venv/bin/ruff" check .
+          legs=$#  # no arguments: the docs and benchmark legs run too
           echo "run.sh: the whole suite ($venv)" >&2
-          "$venv/bin/pytest" -q "${parallel[@]}" "$@"
+          "$venv/bin/pytest" -q "${parallel[@]}" -m "not docs and not benchmarks" "$@"
           echo "run.sh: again, the tests that need no TensorFlow, without it" \
                "($runtime_venv)" >&2
           status=0
-          "$runtime_venv/bin/pytest" -q "${parallel[@]}" -m "not tensorflow" "$@" \
-              || status=$?
+          "$runtime_venv/bin/pytest" -q "${parallel[@]}" \
+              -m "not tensorflow and not docs and not benchmarks" "$@" || status=$?
           if [ "$status" -eq 5 ]; then  # the selection held only TensorFlow tests
               echo "run.sh: no test of this selection runs without TensorFlow" >&2
               status=0
+          fi
+          if [ "$status" -eq 0 ] && [ "$legs" -eq 0 ]; then
+              for leg in docs benchmarks; do
+                  echo "run.sh: the $leg leg (tests/test_$leg.py -m $leg)" >&2
+                  start=$SECONDS
+                  "$venv/bin/pytest" -q "${parallel[@]}" -m "$leg" "tests/test_$leg.py" \
+                      || status=$?
+                  echo "run.sh: the $leg leg took $((SECONDS - start)) s" >&2
+              done
           fi
           exit "$status" ;;
     *) echo "usage: bash run.sh demo|test|serve-env [args...]" >&2; exit 2 ;;

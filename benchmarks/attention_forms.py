@@ -37,6 +37,7 @@ import numpy as np
 from ocr_deploy.metadata import INPUT_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -294,7 +295,9 @@ def main() -> None:
                         default=sorted({1, os.cpu_count()}),
                         help="thread counts for the core alone, comma-separated")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), feature_maps=[(16, 32)], models=[(64, 128)],
+                          core_repeats=1, model_repeats=1, core_threads=[1])
 
     results = {"machine": machine(),
                "settings": {"threads": args.threads, "core_threads": args.core_threads,
@@ -303,7 +306,8 @@ def main() -> None:
                             "depth": DEPTH, "batch": 1},
                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])}
     log("memory bandwidth (np.copyto, 512 MiB) ...")
-    results["bandwidth"] = bandwidth(args.threads, repeats=10)
+    results["bandwidth"] = bandwidth(args.threads, repeats=1 if args.smoke else 10,
+                                     mib=8 if args.smoke else 512)
     log(f"  {results['bandwidth']}")
     gbps = results["bandwidth"]["best_gbps"]
     results["core"] = [bench_core(h, w, args, gbps) for h, w in args.feature_maps]

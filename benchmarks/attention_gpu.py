@@ -41,6 +41,9 @@ import numpy as np
 
 from ocr_deploy import cuda
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
 RESULTS = Path(__file__).resolve().parent / "results"
 KEYS, DEPTH = 19, 256
 SCALE = DEPTH ** -0.5
@@ -489,7 +492,9 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=20, help="runs per timed sample")
     parser.add_argument("--repeats", type=int, default=10, help="timed samples (median)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args(argv)
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(argv), feature_maps=[(16, 32)], dtypes=["fp32"],
+                          iterations=1, repeats=1, max_batch=1)
     unknown = set(args.dtypes) - set(DTYPES)
     if unknown:
         parser.error(f"--dtypes: unknown {sorted(unknown)}; use fp16 and/or fp32")

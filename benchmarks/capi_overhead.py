@@ -34,6 +34,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 SIZE = (96, 96)  # the demo model's input size: no resizing on either side
 
@@ -221,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=1000, help="images for peak RSS (1000)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--python-repeat", nargs=4, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(argv), pairs=1, calls=8, images=4)
     if args.python_repeat:
         model, images, spec, batch = args.python_repeat
         python_repeat(model, int(images), spec, int(batch))

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +59,23 @@ def compare(name: str, model: Path, folder: Path, size: tuple[int, int], calib_s
     report = benchmark(artifacts, batches, warmup=2, iterations=iterations,
                        progress=lambda line: print(f"  {line}", file=sys.stderr))
     print(f"\n== {name} ==\n{format_table(report)}")
+    print(ratio_table(report))
     return report
+
+
+def ratio_table(report: dict) -> str:
+    """Each artifact's compute median over the FP32 ONNX's, per batch size, in this run:
+    the figure that carries over to another machine (absolute times do not)."""
+    rows = {r["name"]: {b["batch"]: b["compute"]["median_ms"] for b in r["batches"]}
+            for r in report["results"]}
+    base = next(r["name"] for r in report["results"]
+                if r["kind"] != "keras" and r["precision"] == "fp32")
+    batches = sorted(rows[base])
+    lines = ["compute median / FP32 ONNX's, same run: " + ", ".join(
+        f"batch {b}" for b in batches)]
+    lines += [f"  {name:32s} " + "  ".join(f"{times[b] / rows[base][b]:6.2f}" for b in batches)
+              for name, times in rows.items()]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -67,7 +84,8 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-cityscapes", action="store_true")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), skip_cityscapes=True)
     from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.model.ocrnet import OCRNetConfig
 
@@ -75,8 +93,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         if not args.skip_demo:
-            reports["demo"] = compare("demo", DEMO_MODEL, folder, (96, 96), 64, (1, 4, 8), 50,
-                                      verify=True)
+            reports["demo"] = compare("demo", DEMO_MODEL, folder, (96, 96),
+                                      4 if args.smoke else 64,
+                                      (1,) if args.smoke else (1, 4, 8),
+                                      1 if args.smoke else 50, verify=not args.smoke)
         if not args.skip_cityscapes:
             config = OCRNetConfig.cityscapes()
             model = models.cityscapes_keras(folder)

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import int8_figures  # the images of the INT8 figures
 import models  # exports and builds
 
@@ -131,7 +132,7 @@ def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int, kind: str
     from ocr_deploy.end_to_end_parity import end_to_end_parity
     from ocr_deploy.runtime import Segmenter, postprocess
 
-    images = camera_images(kind, 3)
+    images = camera_images(kind, 3, IMAGE)
     image = images[0]
     with Segmenter.open(paths["plain"], threads=THREADS) as plain:
         wrapped = {form: Segmenter.open(path, threads=THREADS) for form, path in e2e.items()}
@@ -194,7 +195,12 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="export and build again even when cached")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), models="demo", rounds=1, fresh=True,
+                          scratch=Path(tempfile.mkdtemp(prefix="end_to_end_smoke-")))
+    if args.smoke:
+        global IMAGE
+        IMAGE = (96, 128)
     results, load_before = [], os.getloadavg()
     for name in args.models.split(","):
         if name not in CALIBRATION:

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+import models
 
 
 def step(node: str) -> str:
@@ -64,16 +66,34 @@ def profile(path: Path, image: np.ndarray, runs: int, threads: int) -> dict:
     return {"total_us": total, "steps": by_step, "ops": by_op}
 
 
+def demo_end_to_end(folder: Path) -> Path:
+    """The demo export wrapped end to end for 96x128 frames (no build): --smoke's input."""
+    import onnx
+
+    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+
+    model, _ = make_end_to_end(onnx.load(models.export_demo(folder)),
+                               ImageSizes.fixed(96, 128))
+    onnx.save(model, folder / "demo_e2e.onnx")
+    return folder / "demo_e2e.onnx"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("artifact", type=Path, help="an end-to-end .onnx artifact")
+    parser.add_argument("artifact", type=Path, nargs="?",
+                        help="an end-to-end .onnx artifact (--smoke: the demo's, made here)")
     parser.add_argument("--runs", type=int, default=10, help="profiled runs (default 10)")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
     parser.add_argument("--images", choices=("scenes", "noise"), default="scenes",
                         help="the frame: a synthetic scene or uniform noise (default scenes)")
     parser.add_argument("--top", type=int, default=25, help="operator rows (default 25)")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), runs=1, top=5)
+    if args.artifact is None:
+        if not args.smoke:
+            parser.error("ARTIFACT is required (unless --smoke)")
+        args.artifact = demo_end_to_end(Path(tempfile.mkdtemp(prefix="e2e_profile_smoke-")))
 
     from end_to_end import camera_images
 

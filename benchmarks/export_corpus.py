@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 from corpus import CORPUS
 from corpus.run import run_entry
 
@@ -29,7 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="corpus entries to run (default: all)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), only=[CORPUS[0].name])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for entry in CORPUS:

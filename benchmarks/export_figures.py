@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import models
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +56,8 @@ def main() -> None:
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--skip-cityscapes", action="store_true")
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), skip_cityscapes=True)
     from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.demo.synthetic import write_samples
 

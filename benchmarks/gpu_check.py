@@ -62,6 +62,9 @@ from ocr_deploy import cuda  # noqa: E402
 from ocr_deploy.errors import BadInputError, OcrDeployError  # noqa: E402
 from ocr_deploy.runtime.tensors import TensorRef  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
+
 HEIGHT = WIDTH = 16
 MAX_BATCH = 8
 BATCH = 2  # of the producer/consumer runs
@@ -284,7 +287,7 @@ def check_gpu(env: Env) -> str:
         used = cuda.memory_used_mib(0)
     except OcrDeployError as exc:
         env.gpu_error = exc.one_line()
-        raise AssertionError(env.gpu_error) from exc
+        raise AssertionError(env.gpu_error) from None
     if not env.simulate:
         expect(rt.__name__ in ("cuda.bindings.runtime", "cuda.cudart"),
                f"the real path must use cuda-python's runtime, found {rt.__name__}")
@@ -702,7 +705,8 @@ def run_checks(env: Env, only: str | None) -> list[Result]:
             status = "failed"
             where = traceback.extract_tb(exc.__traceback__)[-1]
             reason = f"{type(exc).__name__}: {exc} [{Path(where.filename).name}:{where.lineno}]"
-            print("".join(traceback.format_exception(exc, limit=-4)), file=sys.stderr)
+            if not isinstance(exc, AssertionError):  # a check's own verdict is its line
+                print("".join(traceback.format_exception(exc, limit=-4)), file=sys.stderr)
         reason = " ".join(str(reason).split())
         result = Result(name, status, reason, round(time.perf_counter() - start, 3))
         label = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[status]
@@ -742,7 +746,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=240.0, metavar="SECONDS",
                         help="dump every thread's stack and exit 1 if still running after "
                              "this long (default: 240)")
-    args = parser.parse_args(argv)
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(argv), simulate=True, no_floors=True)
     faulthandler.dump_traceback_later(args.timeout, exit=True)
     where = "on the simulated runtime (no GPU, no CUDA)" if args.simulate \
         else "on a real GPU through cuda-python"

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 from models import build, export_cityscapes, export_demo
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,14 +133,15 @@ def speed_case(name: str, onnx_path: Path, calib: Path, samples: int, threads: i
 
 
 def run_speed(args, folder: Path) -> list[dict]:
-    city = export_cityscapes(folder, 256, 512)
-    city_calib = smooth_images(folder / "city_calib", args.speed_calib, 256, 512)
+    height, width = (int(v) for v in args.speed_size.split("x"))
+    city = export_cityscapes(folder, height, width)
+    city_calib = smooth_images(folder / "city_calib", args.speed_calib, height, width)
     demo = export_demo(folder)
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
 
     demo_calib = folder / "demo_calib"
     write_samples(demo_calib, 32, seed=TRAIN_SEED)
-    return [speed_case("cityscapes_256x512", city, city_calib, args.speed_calib, 2,
+    return [speed_case(f"cityscapes_{height}x{width}", city, city_calib, args.speed_calib, 2,
                        args.iterations, folder),
             speed_case("demo", demo, demo_calib, 32, 1, args.iterations * 4, folder)]
 
@@ -283,7 +285,11 @@ def run_calibration(args, folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("section", choices=("speed", "accuracy", "calibration", "all"))
+    parser.add_argument("section", nargs="?", default="all",
+                        choices=("speed", "accuracy", "calibration", "all"),
+                        help="which figures (default all)")
+    parser.add_argument("--speed-size", default="256x512",
+                        help="Cityscapes configuration's input size for speed (default 256x512)")
     parser.add_argument("--iterations", type=int, default=30,
                         help="timed rounds, Cityscapes case (x4 for the demo; default 30)")
     parser.add_argument("--speed-calib", type=int, default=8,
@@ -300,7 +306,9 @@ def main() -> None:
                         help="calibration execution providers (default: CUDA if ONNX Runtime "
                              "has it, else CPU)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), iterations=1, speed_calib=2, samples=4,
+                          counts="2", size="64x128", speed_size="64x128", demo_samples=4)
     sections = ("speed", "accuracy", "calibration") if args.section == "all" \
         else (args.section,)
     results = {}

@@ -53,13 +53,13 @@ def export_demo(folder: Path) -> Path:
     return export(DEMO_MODEL, Path(folder) / "demo.onnx", argmax=True)
 
 
-def build(onnx_path: Path, precision: str, out: Path, calib: Path | None = None,
+def build(onnx_path: Path, precision: str, out: Path, calib_dir: Path | None = None,
           samples: int | None = None, backend: str = "onnxruntime", **options) -> dict:
     """``ocr-build-engine``'s library call (always rebuilt); returns the sidecar."""
     from ocr_deploy.builder.pipeline import BuildRequest
     from ocr_deploy.builder.pipeline import build as run_build
 
     if precision == "int8":
-        options.update(calib_dir=calib, calib_samples=samples)
+        options.update(calib_dir=calib_dir, calib_samples=samples)
     return run_build(BuildRequest(onnx=onnx_path, precision=precision, backend=backend,
                                   output=out, force=True, quiet=True, **options)).info

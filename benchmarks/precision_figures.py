@@ -16,6 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -26,7 +29,8 @@ def main() -> None:
     parser.add_argument("--val-samples", type=int, default=200)
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), calib_samples=4, val_samples=4, iterations=1)
 
     from ocr_deploy.bench.runner import benchmark_artifact
     from ocr_deploy.builder.pipeline import BuildRequest, build

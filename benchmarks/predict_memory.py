@@ -26,6 +26,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
+import models  # noqa: E402
+
 WRAPPER = """
 import resource, subprocess, sys
 code = subprocess.run(sys.argv[1:]).returncode
@@ -62,14 +66,20 @@ def peak_rss_mib(pythonpath: Path, image: Path, model: Path, out: Path) -> float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline-rev", required=True, help="git revision to compare with")
+    parser.add_argument("--baseline-rev", help="git revision to compare with (required; "
+                        "--smoke: HEAD)")
     parser.add_argument("--size", type=int, default=8000, help="image side (default 8000)")
     parser.add_argument("--model", type=Path, default=ROOT / "export" / "demo_ocrnet.onnx",
                         help="the artifact (default export/demo_ocrnet.onnx)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each (default 2)")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), baseline_rev="HEAD", size=256, repeats=1)
+    if args.baseline_rev is None:
+        parser.error("--baseline-rev is required")
     with tempfile.TemporaryDirectory(prefix="ocr-predict-memory-") as tmp:
         tmp = Path(tmp)
+        if args.smoke and not args.model.is_file():
+            args.model = models.export_demo(tmp)
         archive = tmp / "baseline.tar"
         with open(archive, "wb") as handle:
             subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline_rev, "ocr_deploy"],

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness
 import models as shared
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,7 +55,7 @@ def measure(onnx_path: Path, pairs: int, warmup: int = 3) -> dict:
     from ocr_deploy.runtime import Segmenter
 
     segmenter = Segmenter.open(onnx_path, providers=["cpu"])
-    session = segmenter.backend.session  # a plain onnxruntime.InferenceSession
+    session = segmenter.runner.session  # a plain onnxruntime.InferenceSession
     height, width = segmenter.input_size
     image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
     batch = segmenter.prepare([image])
@@ -95,7 +96,8 @@ def main() -> int:
     parser.add_argument("--pairs-cityscapes", type=int, default=20)
     parser.add_argument("--skip-cityscapes", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), pairs_demo=3, skip_cityscapes=True)
 
     models = RESULTS / "models"
     runs = [measure(export("ocrnet_demo_size", False, models), args.pairs_demo)]

@@ -38,6 +38,10 @@ from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
+import models  # noqa: E402
+
 DEFAULT_ARTIFACTS = [ROOT / "engines" / "demo_ocrnet_fp32.onnx",
                      ROOT / "export" / "demo_ocrnet.onnx"]
 
@@ -127,7 +131,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("artifact", nargs="?", type=Path, default=None,
-                        help="artifact to serve (default: the demo's fp32 build or export)")
+                        help="artifact to serve (default: the demo's fp32 build or export, "
+                        "else the demo exported here)")
     parser.add_argument("--clients", default="1,4,8",
                         help="concurrent clients per row, comma-separated (default 1,4,8)")
     parser.add_argument("--requests", type=int, default=40,
@@ -148,7 +153,9 @@ def main() -> int:
                         help="warm-up requests per client, at the largest concurrency, before "
                         "the rows (default 10)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    args = parser.parse_args()
+    harness.add_smoke(parser)
+    args = harness.shrink(parser.parse_args(), clients="1", requests=2, warmup=1,
+                          max_seconds=30.0)
 
     from ocr_deploy.packaging.artifact_info import read_artifact
     from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
@@ -157,9 +164,10 @@ def main() -> int:
     from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
     artifact = args.artifact or next((p for p in DEFAULT_ARTIFACTS if p.is_file()), None)
-    if artifact is None:
-        print("no artifact: run `bash run.sh demo` first or pass one", file=sys.stderr)
-        return 2
+    if artifact is None:  # a fresh clone: the demo export, as `bash run.sh demo` makes it
+        print("no artifact given or in engines/, export/: exporting the demo model ...",
+              file=sys.stderr)
+        artifact = models.export_demo(Path(tempfile.mkdtemp(prefix="triton_load_demo-")))
     clients_list = [int(c) for c in args.clients.split(",")]
     info = read_artifact(artifact)
     height, width = (int(v) for v in args.image_size.split("x")) if args.image_size else \
@@ -176,10 +184,10 @@ def main() -> int:
             write_triton_repository(info, repo, TritonOptions(
                 name="seg", dynamic_batching=batching, max_queue_delay_us=args.queue_delay_us,
                 e2e_instances=args.instances, threads=args.threads))
-            server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_e2e"],
+            server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_python"],
                                   log=Path(tmp) / "server.log")
             with server:
-                call, close = triton_caller(args.protocol, server, "seg_e2e", image, expected,
+                call, close = triton_caller(args.protocol, server, "seg_python", image, expected,
                                             max(clients_list))
                 # warm-up at the largest concurrency: batch buffers reach their size
                 run_clients(max(clients_list), args.warmup, args.max_seconds, call)

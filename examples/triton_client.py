@@ -1,7 +1,7 @@
 """Send images to the end-to-end model served by ``ocr-serve`` and get label maps back.
 
     python examples/triton_client.py IMAGE... [--url 127.0.0.1:8001] [--protocol grpc|http]
-        [--model demo_ocrnet_fp32_e2e] [--check ARTIFACT] [-o OUTDIR]
+        [--model demo_ocrnet_fp32_python] [--check ARTIFACT] [-o OUTDIR]
 
 Each image file is sent as it is (encoded bytes, ``IMAGE_BYTES``); the answer ``LABELS`` is
 the class index per pixel at the image's own size. ``--check ARTIFACT`` also runs
@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="server address (default 127.0.0.1:8001 for gRPC, :8000 for HTTP)")
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
                         help="protocol (default grpc)")
-    parser.add_argument("--model", default="demo_ocrnet_fp32_e2e",
-                        help="the end-to-end model (default demo_ocrnet_fp32_e2e)")
+    parser.add_argument("--model", default="demo_ocrnet_fp32_python",
+                        help="the end-to-end model (default demo_ocrnet_fp32_python)")
     parser.add_argument("--check", type=Path, default=None, metavar="ARTIFACT",
                         help="compare with Segmenter.predict on this artifact (default: no)")
     parser.add_argument("-o", "--output", type=Path, default=None,

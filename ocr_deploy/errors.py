@@ -10,7 +10,7 @@ from __future__ import annotations
 # Exit codes shared by every ocr-* command (documented in README.md).
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug or an unexpected failure; rerun with --debug for the traceback
-EXIT_BAD_INPUT = 2  # bad arguments, missing/corrupt/unsupported input, unwritable output
+EXIT_BAD_INPUT = 2  # bad arguments, missing/corrupt/unsupported input, an existing output
 EXIT_PARITY = 3  # the converted model does not match the reference within tolerance
 EXIT_CONVERSION = 4  # the converter failed on a model that loaded fine
 EXIT_SERVER = 5  # ocr-serve: the Triton server failed to start or stopped on its own

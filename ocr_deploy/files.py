@@ -75,7 +75,9 @@ def _free_bytes(path: Path) -> int | None:
 
 
 def check_writable_output(path: Path, force: bool) -> None:
-    """Fail early, before any slow work, if ``path`` cannot or must not be written."""
+    """Fail early, before any slow work, if ``path`` cannot or must not be written: an
+    existing output without ``force`` or a file where the folder should be (exit 2), a
+    folder the machine will not let us write in (exit 6, from a real attempt's error)."""
     path = Path(path)
     if path.is_dir():
         raise BadInputError(path, "a file path for the output", "a directory",
@@ -90,9 +92,10 @@ def check_writable_output(path: Path, force: bool) -> None:
     if not probe.is_dir():
         raise BadInputError(path, "a writable output folder", f"'{probe}' is not writable "
                             "(a file, not a folder)", "choose another -o")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise WriteError(path, "a writable output folder", f"'{probe}' is not writable",
-                         "choose another -o or fix the folder's permissions")
+    try:  # a real attempt, not os.access: root passes that check on a read-only mount
+        tempfile.TemporaryFile(dir=probe).close()
+    except OSError as exc:
+        raise _unwritable(path, probe, exc) from exc
 
 
 @contextlib.contextmanager
@@ -111,7 +114,8 @@ def atomic_output(path: Path) -> Iterator[Path]:
 
 def temp_file_for(path: Path) -> Path:
     """Create an empty temporary file beside ``path`` (see the module docstring for its
-    name), after removing stale ones of dead processes; an unwritable folder is exit 2."""
+    name), after removing stale ones of dead processes; a folder the machine will not let
+    us write in is exit 6, a path that cannot be a folder exit 2."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,13 +126,21 @@ def temp_file_for(path: Path) -> Path:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_HOST}-{os.getpid()}-",
                                     dir=path.parent)
     except OSError as exc:
-        raise BadInputError(path, "a writable output folder",
-                            f"no temporary file could be made there ({exc.strerror or exc})",
-                            "fix the folder's permissions or free space, or choose another -o"
-                            ) from exc
+        raise _unwritable(path, path.parent, exc) from exc
     os.close(fd)
     os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
     return Path(name)
+
+
+def _unwritable(path: Path, folder: Path, exc: OSError) -> OcrDeployError:
+    """The error for a folder no file could be made in, decided from the error itself:
+    the machine's refusal (``WRITE_ERRNOS``) is exit 6, anything else (a file where a
+    folder should be, a name too long) bad input, exit 2."""
+    if exc.errno in WRITE_ERRNOS:
+        return write_error(path, f"'{folder}': {WRITE_ERRNOS[exc.errno]}")
+    return BadInputError(path, "a writable output folder",
+                         f"no temporary file could be made in '{folder}' "
+                         f"({exc.strerror or exc})", "choose another -o")
 
 
 def clean_stale_temps(folder: Path) -> list[Path]:

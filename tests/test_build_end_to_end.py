@@ -22,6 +22,7 @@ from ocr_deploy.end_to_end_parity import sample_images
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.graph.end_to_end import ImageSizes
 from ocr_deploy.metadata import INPUT_NAME, read_metadata
+from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.runtime import Segmenter
@@ -268,7 +269,7 @@ def test_triton_config_of_an_end_to_end_onnx(tmp_path, bgr_artifact):
     assert _types(config.input) == {INPUT_NAME: ("TYPE_UINT8", [*CAMERA, 3])}
     assert _types(config.output) == {"labels": ("TYPE_UINT8", list(CAMERA))}
     assert config.output[0].label_filename == "labels.txt"
-    python = _parse(tmp_path / "repo" / "e2e_e2e" / "config.pbtxt")
+    python = _parse(tmp_path / "repo" / "e2e_python" / "config.pbtxt")
     assert _types(python.output) == {OUTPUT_LABELS: ("TYPE_UINT8", [-1, -1])}
     assert [list(i.dims) for i in python.input if i.name == INPUT_PIXELS] == [[*CAMERA, 3]]
     # a range, more than 256 classes: dims -1, UINT16 labels
@@ -277,8 +278,26 @@ def test_triton_config_of_an_end_to_end_onnx(tmp_path, bgr_artifact):
     config = _parse(tmp_path / "repo" / "many" / "config.pbtxt")
     assert _types(config.input) == {INPUT_NAME: ("TYPE_UINT8", [-1, -1, 3])}
     assert _types(config.output) == {"labels": ("TYPE_UINT16", [-1, -1])}
-    python = _parse(tmp_path / "repo" / "many_e2e" / "config.pbtxt")
+    python = _parse(tmp_path / "repo" / "many_python" / "config.pbtxt")
     assert _types(python.output) == {OUTPUT_LABELS: ("TYPE_UINT16", [-1, -1])}
+
+
+def test_a_plain_artifact_and_its_end_to_end_one_share_a_repository(tmp_path, bgr_artifact,
+                                                                       capsys):
+    """docs/serving.md's sequence: the plain build, then its end-to-end build (named as
+    ocr-build-engine names it, NAME_e2e) into one repository; no model name clashes, and
+    the README's client example names a model ocr-serve serves (a Python-backend one)."""
+    artifact, plain = bgr_artifact
+    repo = tmp_path / "repo"
+    assert package_main([str(plain), "--triton", str(repo), "--name", "seg", "-q"]) == 0
+    assert package_main([str(artifact), "--triton", str(repo), "--name", "seg_e2e", "-q"]) == 0
+    assert sorted(p.parent.name for p in repo.glob("*/config.pbtxt")) == [
+        "seg", "seg_e2e", "seg_e2e_python", "seg_python"]
+    assert _parse(repo / "seg_e2e" / "config.pbtxt").platform == "onnxruntime_onnx"
+    assert _parse(repo / "seg_python" / "config.pbtxt").backend == "python"
+    assert 'client.infer("seg_e2e_python"' in (repo / "README.md").read_text()
+    assert package_main([str(plain), "--triton", str(repo), "--name", "x_python"]) == 2
+    assert "kept for the Python-backend models" in capsys.readouterr().err
 
 
 def _engine(tmp_path, name, meta, capability, sha="a" * 64, precision="int8"):

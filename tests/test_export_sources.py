@@ -25,7 +25,7 @@ OCR_EXPORT = Path(sys.executable).parent / "ocr-export"
 
 
 def _export(args, capsys) -> tuple[int, dict | None, str]:
-    code = main([*map(str, args), "--json"])
+    code = main([*map(str, args), "--json", "-q"])  # -q: stderr holds the error alone
     captured = capsys.readouterr()
     return code, json.loads(captured.out) if code == 0 else None, captured.err
 
@@ -56,6 +56,26 @@ def test_custom_objects_imported_from_a_library(custom_layer_model, tmp_path, mo
                                  "shapes_lib"], capsys)  # the library's module name
     assert code == 0, err
     sys.modules.pop("shapes_lib", None)
+
+
+def test_custom_objects_file_imports_a_package_beside_it(custom_layer_model, tmp_path,
+                                                        monkeypatch, capsys):
+    """docs/export.md's mylib example: my_layers.py imports mylib/ next to it, with no
+    PYTHONPATH and from another working folder."""
+    model, module_path = custom_layer_model
+    project = tmp_path / "project"
+    (project / "mylib_docs").mkdir(parents=True)
+    (project / "mylib_docs" / "__init__.py").write_text("")
+    (project / "mylib_docs" / "blocks.py").write_text(module_path.read_text())
+    (project / "my_layers.py").write_text("from mylib_docs.blocks import TimesTwo\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code, report, err = _export([model, "-o", tmp_path / "a.onnx", "--custom-objects",
+                                 project / "my_layers.py"], capsys)
+    assert code == 0, err
+    assert report["parity"]["passed"]
+    for name in ("mylib_docs", "mylib_docs.blocks"):
+        sys.modules.pop(name, None)
 
 
 def test_custom_objects_file_without_the_class_says_so(custom_layer_model, tmp_path, capsys):

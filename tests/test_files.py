@@ -1,8 +1,10 @@
 """Temporary files and folders: names no artifact glob matches, leftovers of killed runs
-cleaned, "the latest file" never a temp, hidden or unreadable one, unwritable places exit 2."""
+cleaned, "the latest file" never a temp, hidden or unreadable one; a place the machine will
+not let us write in exit 6 (decided from the error, as root too), a file for a folder exit 2."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -17,6 +19,7 @@ from ocr_deploy.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, BadInputError, W
 from ocr_deploy.files import (
     PAUSE_ENV,
     atomic_output,
+    check_writable_output,
     clean_stale_temps,
     latest_file,
     private_tempdir,
@@ -112,3 +115,29 @@ def test_unusable_temp_locations_are_bad_input(tmp_path, monkeypatch):
             private_tempdir("ocr-test-"):
         pass
     assert info.value.exit_code == EXIT_ENVIRONMENT  # the machine's setting, not the input
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
+                                  errno.EDQUOT])
+def test_the_machine_refusing_a_write_is_exit_6(tmp_path, monkeypatch, code):
+    """The errno decides, in the early check and at the write itself: root passes
+    os.access on a read-only mount, so no pre-check may decide alone."""
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(WriteError, match="expected to write the output here") as info:
+        check_writable_output(tmp_path / "new" / "model.onnx", force=False)
+    assert info.value.exit_code == EXIT_ENVIRONMENT
+    with pytest.raises(WriteError) as info, atomic_output(tmp_path / "model.onnx"):
+        pass
+    assert info.value.exit_code == EXIT_ENVIRONMENT
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/kernel"), reason="needs Linux's sysfs")
+def test_sysfs_is_exit_6_for_root_too():
+    with pytest.raises(WriteError, match="'/sys'") as info:
+        check_writable_output(Path("/sys/x.onnx"), force=False)
+    assert info.value.exit_code == EXIT_ENVIRONMENT

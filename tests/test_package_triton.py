@@ -56,21 +56,21 @@ def repo(nhwc_onnx, nchw_onnx, tmp_path_factory) -> Path:
 
 def test_layout_and_readme(repo, nhwc_onnx, nchw_onnx):
     names = sorted(p.name for p in repo.iterdir())
-    assert names == ["README.md", "nchw_labels", "nchw_labels_e2e", "nhwc", "nhwc_e2e"]
+    assert names == ["README.md", "nchw_labels", "nchw_labels_python", "nhwc", "nhwc_python"]
     for model in ("nhwc", "nchw_labels"):
         assert (repo / model / "1" / "model.onnx").read_bytes() == \
             Path({"nhwc": nhwc_onnx, "nchw_labels": nchw_onnx}[model]).read_bytes()
-        assert (repo / f"{model}_e2e" / "1" / f"{model}.onnx").is_file()
-        assert (repo / f"{model}_e2e" / "1" / "model.py").read_text().startswith('"""')
+        assert (repo / f"{model}_python" / "1" / f"{model}.onnx").is_file()
+        assert (repo / f"{model}_python" / "1" / "model.py").read_text().startswith('"""')
     readme = (repo / "README.md").read_text()
-    assert "ocr-serve REPO" in readme and "- `nhwc_e2e`" in readme and "--gpus" in readme
+    assert "ocr-serve REPO" in readme and "- `nhwc_python`" in readme and "--gpus" in readme
     assert not [p for p in repo.rglob(".*")]  # no staging folders left
 
 
 def test_labels_file_has_the_class_names(repo):
     from artifacts import CLASS_NAMES
 
-    for model in ("nhwc", "nhwc_e2e"):
+    for model in ("nhwc", "nhwc_python"):
         assert (repo / model / "labels.txt").read_text().splitlines() == CLASS_NAMES
     # no names in the metadata: one generic name per class
     assert (repo / "nchw_labels" / "labels.txt").read_text().splitlines() == \
@@ -109,12 +109,12 @@ def test_options_nchw_no_batching(repo):
     assert model_config_pb2.ModelInput.Format.Name(config.input[0].format) == "FORMAT_NCHW"
     assert [o.name for o in config.output] == ["labels"]
     assert config.instance_group[0].count == 2
-    e2e = parse(repo / "nchw_labels_e2e" / "config.pbtxt")
+    e2e = parse(repo / "nchw_labels_python" / "config.pbtxt")
     assert not e2e.HasField("dynamic_batching") and e2e.max_batch_size == 4
 
 
 def test_e2e_config(repo):
-    config = parse(repo / "nhwc_e2e" / "config.pbtxt")
+    config = parse(repo / "nhwc_python" / "config.pbtxt")
     assert config.backend == "python" and config.max_batch_size == 8
     inputs = {i.name: i for i in config.input}
     assert list(inputs[INPUT_PIXELS].dims) == [-1, -1, 3]
@@ -150,7 +150,7 @@ def test_sidecar_acceleration_settings(nhwc_onnx, tmp_path):
     assert accelerator.parameters["trt_engine_cache_path"] == "/tmp/trt-cache/model_fp16"
     assert config.parameters["cudnn_conv_algo_search"].string_value == "0"
     # the end-to-end model carries the sidecar with its artifact (the runtime reads both)
-    e2e = tmp_path / "repo" / "model_fp16_e2e" / "1"
+    e2e = tmp_path / "repo" / "model_fp16_python" / "1"
     assert (e2e / "model_fp16.onnx.json").is_file()
     with Segmenter.open(e2e / "model_fp16.onnx") as seg:
         assert seg.predict(np.zeros((10, 12, 3), np.uint8)).shape == (10, 12)
@@ -193,7 +193,7 @@ def test_cli(nhwc_onnx, tmp_path, capsys):
     assert package_main([str(nhwc_onnx), "--triton", str(tmp_path / "r"), "--name", "seg",
                          "--max-batch", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["triton"] == [str(tmp_path / "r" / "seg"), str(tmp_path / "r" / "seg_e2e")]
+    assert out["triton"] == [str(tmp_path / "r" / "seg"), str(tmp_path / "r" / "seg_python")]
     assert parse(tmp_path / "r" / "seg" / "config.pbtxt").max_batch_size == 2
     assert package_main([str(nhwc_onnx)]) == 2  # neither --triton nor --deepstream
     assert "expected --triton REPO and/or --deepstream DIR" in capsys.readouterr().err

@@ -27,8 +27,10 @@ def test_writes_labels_and_overlays(nhwc_onnx, samples, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(nhwc_onnx)] + [str(p) for p in samples[:2]] + [
         str(samples[2].parent), "-o", str(out), "--json", "--max-batch", "2"]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
     assert summary["backend"] == "onnxruntime" and len(summary["images"]) == 3
+    assert "[3/3]" in captured.err  # --json keeps the progress, on stderr (-q silences it)
     with Segmenter.open(nhwc_onnx) as seg:
         for entry, path in zip(summary["images"], samples, strict=True):
             image = np.asarray(Image.open(path).convert("RGB"))
@@ -96,3 +98,15 @@ def test_the_old_model_flag_still_works_with_a_warning(nhwc_onnx, samples, tmp_p
     err = capsys.readouterr().err
     assert "--model is deprecated" in err and "--batch is deprecated: use --max-batch" in err
     assert (tmp_path / "sample_000.labels.png").is_file()
+
+
+def test_existing_outputs_need_force(nhwc_onnx, samples, tmp_path, capsys):
+    argv = [str(nhwc_onnx), str(samples[0]), "-o", str(tmp_path), "-q"]
+    assert main(argv) == 0
+    labels = tmp_path / "sample_000.labels.png"
+    labels.write_bytes(b"kept")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and "2 existing file(s)" in err and labels.read_bytes() == b"kept"
+    assert main([*argv, "--force"]) == 0
+    assert Image.open(labels).mode == "L"

@@ -67,6 +67,10 @@ def test_video_end_to_end(nhwc_onnx, clip, tmp_path, capsys):
             labels = np.asarray(Image.open(out / "clip" / f"{index:06d}.labels.png"))
             assert np.array_equal(labels, seg.predict(frame)), index
     assert sorted(p.name for p in (out / "clip").iterdir())[-1] == f"{FRAMES - 1:06d}.labels.png"
+    before = (out / "clip.overlay.mp4").stat().st_mtime_ns
+    assert main([str(nhwc_onnx), str(clip), "-o", str(out), "-q"]) == 2  # exists: no --force
+    assert "clip.overlay.mp4" in capsys.readouterr().err
+    assert (out / "clip.overlay.mp4").stat().st_mtime_ns == before
 
 
 def test_end_to_end_artifact_and_frame_limits(tmp_path, clip, capsys):
@@ -84,7 +88,7 @@ def test_end_to_end_artifact_and_frame_limits(tmp_path, clip, capsys):
             assert np.array_equal(labels, seg.predict(frames[index]))
     # latest: a file read as fast as it decodes; what is dropped is counted
     assert main([str(artifact), str(clip), "-o", str(out), "--json", "--policy",
-                 "latest"]) == 0
+                 "latest", "--force"]) == 0
     (summary,) = json.loads(capsys.readouterr().out)["videos"]
     assert summary["frames"] + summary["dropped"] == FRAMES and summary["policy"] == "latest"
     assert len(_decoded(out / "clip.overlay.mp4")[0]) == summary["frames"]
@@ -152,7 +156,7 @@ def test_url_source(nhwc_onnx, http_clip, tmp_path, capsys):
     assert summary["frames"] + summary["dropped"] == FRAMES
     assert len(_decoded(out / "live.overlay.mp4")[0]) == summary["frames"]
     assert main([str(nhwc_onnx), http_clip, "-o", str(out), "--json", "--policy", "block",
-                 "--save-labels"]) == 0
+                 "--save-labels", "--force"]) == 0
     (summary,) = json.loads(capsys.readouterr().out)["videos"]
     assert summary["frames"] == FRAMES and summary["dropped"] == 0
     frames, _ = _decoded(out.parent / "live.ts")
@@ -210,7 +214,7 @@ def test_tiles_for_large_images(nhwc_onnx, nchw_onnx, tmp_path, capsys):
     with Segmenter.open(nhwc_onnx) as seg:
         assert np.array_equal(labels, seg.predict(image, tile=(64, 64), tile_overlap=16))
     assert labels.shape == image.shape[:2]
-    assert main([str(nchw_onnx), str(path), "-o", str(out), "--tile", "64x64"]) == 2
+    assert main([str(nchw_onnx), str(path), "-o", str(out), "--tile", "64x64", "--force"]) == 2
     assert "labels-only artifact" in _one_line_error(capsys)
     assert main([str(nhwc_onnx), str(path), "-o", str(out), "--tile-overlap", "8"]) == 2
     assert "--tile-overlap with --tile" in _one_line_error(capsys)

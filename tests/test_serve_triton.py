@@ -82,7 +82,7 @@ def server(serving_env, repo, tmp_path_factory):
     ports = Ports(*free_ports(3))
     log = tmp_path_factory.mktemp("serve_log") / "tritonserver.log"
     triton = TritonServer(serving_env, repo, ports,
-                          models=["nhwc_e2e", "nchw_labels_e2e", "seg_bgr_e2e"], log=log)
+                          models=["nhwc_python", "nchw_labels_python", "seg_bgr_python"], log=log)
     triton.start()
     pid = triton.pid
     yield triton
@@ -131,7 +131,7 @@ def test_label_maps_identical_to_the_runtime(server, images, variant, nhwc_onnx,
     artifact = {"nhwc": nhwc_onnx, "nchw_labels": nchw_onnx}[variant]
     with Segmenter.open(artifact) as seg:
         reference = seg.predict(images)
-    model = f"{variant}_e2e"
+    model = f"{variant}_python"
     for image, expected in zip(images, reference, strict=True):
         for answer in (http_infer(server, model, image[None]),
                        grpc_infer(server, model, image[None]),
@@ -155,14 +155,14 @@ def test_end_to_end_artifact_runs_in_the_python_backend(server, end_to_end):
     image = sample_images([CAMERA], per_size=1, seed=6)[0]
     expected = seg_predict(plain, image)
     bgr = np.ascontiguousarray(image[None, ..., ::-1])
-    for answer in (grpc_infer(server, "seg_bgr_e2e", bgr),
-                   http_infer(server, "seg_bgr_e2e", encoded=png(image))):
+    for answer in (grpc_infer(server, "seg_bgr_python", bgr),
+                   http_infer(server, "seg_bgr_python", encoded=png(image))):
         assert answer.shape == (1, *CAMERA) and np.array_equal(answer[0], expected)
     assert np.unique(expected).size > 1
     with pytest.raises(InferenceServerException, match="unexpected shape"):
-        http_infer(server, "seg_bgr_e2e", np.zeros((1, 30, 50, 3), np.uint8))
+        http_infer(server, "seg_bgr_python", np.zeros((1, 30, 50, 3), np.uint8))
     with pytest.raises(InferenceServerException, match="images of 40x50"):
-        http_infer(server, "seg_bgr_e2e", encoded=png(np.zeros((30, 50, 3), np.uint8)))
+        http_infer(server, "seg_bgr_python", encoded=png(np.zeros((30, 50, 3), np.uint8)))
     assert server.ready()
 
 
@@ -178,7 +178,7 @@ def test_concurrent_clients_get_their_own_answers(server, images, nhwc_onnx):
     def call(i):
         k = i % len(images)
         infer = grpc_infer if i % 2 else http_infer
-        return k, infer(server, "nhwc_e2e", images[k][None])[0]
+        return k, infer(server, "nhwc_python", images[k][None])[0]
 
     with ThreadPoolExecutor(8) as pool:
         for k, answer in pool.map(call, range(24)):
@@ -205,10 +205,10 @@ BAD_REQUESTS = {
 def test_bad_requests_get_clean_errors(server, images, case):
     kwargs, message = BAD_REQUESTS[case]
     with pytest.raises(InferenceServerException, match=message) as caught:
-        http_infer(server, "nhwc_e2e", **kwargs)
+        http_infer(server, "nhwc_python", **kwargs)
     assert "Traceback" not in str(caught.value)
     assert server.process.poll() is None and server.ready()
-    answer = grpc_infer(server, "nhwc_e2e", images[1][None])  # still serving
+    answer = grpc_infer(server, "nhwc_python", images[1][None])  # still serving
     assert answer.shape == (1, *SIZES[1])
 
 
@@ -231,10 +231,10 @@ def test_ocr_serve_command_starts_prints_and_stops(serving_env, repo):
         endpoints = json.loads("".join(lines))
         assert endpoints["http"] == f"127.0.0.1:{http}"
         assert endpoints["grpc"] == f"127.0.0.1:{grpc}"
-        assert endpoints["models"] == ["nchw_labels_e2e", "nhwc_e2e", "seg_bgr_e2e"]
+        assert endpoints["models"] == ["nchw_labels_python", "nhwc_python", "seg_bgr_python"]
         # the ORT models are skipped
         with httpclient.InferenceServerClient(endpoints["http"]) as client:
-            assert client.is_model_ready("nhwc_e2e") and not client.is_model_ready("nhwc")
+            assert client.is_model_ready("nhwc_python") and not client.is_model_ready("nhwc")
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0
     finally:
@@ -262,7 +262,7 @@ def test_example_client(server, images, nhwc_onnx, tmp_path, protocol):
         Image.fromarray(image).save(files[-1])
     script = Path(__file__).resolve().parents[1] / "examples" / "triton_client.py"
     result = subprocess.run([sys.executable, str(script), *map(str, files), "--protocol",
-                             protocol, "--url", server.url(protocol), "--model", "nhwc_e2e",
+                             protocol, "--url", server.url(protocol), "--model", "nhwc_python",
                              "--check", str(nhwc_onnx), "-o", str(tmp_path / "out")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -276,7 +276,7 @@ def test_example_client(server, images, nhwc_onnx, tmp_path, protocol):
 def test_ports_in_use_are_refused_before_starting(server, serving_env, repo):
     from ocr_deploy.errors import BadInputError
 
-    second = TritonServer(serving_env, repo, server.ports, models=["nhwc_e2e"])
+    second = TritonServer(serving_env, repo, server.ports, models=["nhwc_python"])
     with pytest.raises(BadInputError, match=f"port {server.ports.http} in use"):
         second.start()
     assert second.process is None and server.ready()

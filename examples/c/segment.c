@@ -9,11 +9,13 @@
  */
 #include <ocr_deploy.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A binary PPM/PGM with maxval 255: pixels in a malloc'ed buffer, or NULL. */
+/* A binary PPM/PGM with maxval 255: pixels in a malloc'ed buffer, or NULL after a
+ * one-line error (a file that cannot be opened is reported as such, not as a bad format). */
 static unsigned char *read_pnm(const char *path, unsigned *width, unsigned *height,
                                ocr_pixel_format *format)
 {
@@ -21,7 +23,12 @@ static unsigned char *read_pnm(const char *path, unsigned *width, unsigned *heig
     char magic[3] = {0};
     unsigned maxval = 0;
     unsigned char *pixels = NULL;
-    if (file == NULL || fscanf(file, "%2s", magic) != 1)
+    if (file == NULL) {
+        fprintf(stderr, "segment: %s: expected an image file, found none (%s); check the path\n",
+                path, strerror(errno));
+        return NULL;
+    }
+    if (fscanf(file, "%2s", magic) != 1)
         goto done;
     int channels = strcmp(magic, "P6") == 0 ? 3 : strcmp(magic, "P5") == 0 ? 1 : 0;
     unsigned *fields[3] = {width, height, &maxval};
@@ -44,8 +51,10 @@ static unsigned char *read_pnm(const char *path, unsigned *width, unsigned *heig
     }
     *format = channels == 3 ? OCR_PIXEL_RGB8 : OCR_PIXEL_GRAY8;
 done:
-    if (file)
-        fclose(file);
+    fclose(file);
+    if (pixels == NULL)
+        fprintf(stderr, "segment: %s: expected a binary PPM (P6) or PGM (P5) with maxval 255\n",
+                path);
     return pixels;
 }
 
@@ -58,11 +67,8 @@ int main(int argc, char **argv)
     unsigned width, height;
     ocr_pixel_format format;
     unsigned char *pixels = read_pnm(argv[2], &width, &height, &format);
-    if (pixels == NULL) {
-        fprintf(stderr, "segment: %s: expected a binary PPM (P6) or PGM (P5) with maxval 255\n",
-                argv[2]);
+    if (pixels == NULL)
         return 2;
-    }
 
     ocr_segmenter *segmenter = NULL;
     ocr_model_info info = {sizeof(ocr_model_info)};

@@ -25,6 +25,8 @@ struct Picture {
 Picture read_ppm(const std::string &path)
 {
     std::ifstream file(path, std::ios::binary);
+    if (!file.is_open())
+        throw std::runtime_error(path + ": expected an image file, found none; check the path");
     std::string magic;
     unsigned maxval = 0;
     Picture picture;

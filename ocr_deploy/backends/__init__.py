@@ -68,7 +68,7 @@ def choose(requested: str) -> tuple[Backend, str]:
         fallback = next(b for b in BACKENDS if b.availability()[0])
         raise BadInputError(None, f"{backend.label} for --backend {backend.name}", reason,
                             f"use --backend {fallback.name}, or install what it needs "
-                            "(README, Dependencies)")
+                            "(docs/install.md)")
     return backend, "requested"
 
 

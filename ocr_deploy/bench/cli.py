@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    quiet = args.quiet or args.json
+    quiet = args.quiet
 
     def progress(message: str) -> None:
         if not quiet:

@@ -269,7 +269,7 @@ def _run(args: argparse.Namespace) -> int:
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         sensitivity_search=not args.no_sensitivity_search,
         backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
-        end_to_end=end_to_end, quiet=args.quiet or args.json)
+        end_to_end=end_to_end, quiet=args.quiet)
     if args.preflight:
         return _preflight(args, request)
     result = build(request)

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from ocr_deploy.demo.pipeline import run_demo
 
-    result = run_demo(args.workdir, args.backend, args.iterations, args.quiet or args.json)
+    result = run_demo(args.workdir, args.backend, args.iterations, args.quiet)
     if args.json:
         print_json(result.__dict__)
         return EXIT_OK

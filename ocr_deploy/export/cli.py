@@ -106,7 +106,7 @@ def request_from_args(args: argparse.Namespace):
         input_size=args.input_size, card=args.card, mean=args.mean, std=args.std,
         normalize_in_graph=args.normalize_in_graph, samples_dir=args.samples,
         random_samples=args.parity_samples, seed=args.seed, atol=args.atol, rtol=args.rtol,
-        min_agreement=args.min_agreement, quiet=args.quiet or args.json, debug=args.debug)
+        min_agreement=args.min_agreement, quiet=args.quiet, debug=args.debug)
 
 
 def _run(args: argparse.Namespace) -> int:

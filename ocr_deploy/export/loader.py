@@ -75,8 +75,10 @@ def load_custom_objects(source, model: Path | None = None) -> dict[str, Any]:
     """Import the user's custom-objects source and collect what it names.
 
     ``source`` is a Python file (``my_layers.py``) or an importable module name
-    (``keras_hub``, ``mylib.layers``). Every class and function in its namespace counts,
-    whether defined there or imported from a library (``from mylib.layers import Block``),
+    (``keras_hub``, ``mylib.layers``); a file's own folder is put on ``sys.path``, so it
+    imports a package beside it as ``python my_layers.py`` would. Every class and function
+    in its namespace counts, whether defined there or imported from a library
+    (``from mylib.layers import Block``),
     except Keras' and TensorFlow's own; importing also runs the library's
     ``register_keras_serializable`` decorators. Modules and plain constants in it are
     passed too: tf_keras gives them to ``Lambda`` code as globals (``tf``, ``NUM_CLASSES``).
@@ -123,6 +125,9 @@ def _import_file(module_path: Path):
         raise BadInputError(module_path, "a Python file (.py) defining or importing custom "
                             "layers, or a module name", "no such .py file",
                             "check the --custom-objects path")
+    folder = str(module_path.resolve().parent)  # its imports resolve beside it, as with
+    if folder not in sys.path:                   # `python my_layers.py` (mylib/ next to it)
+        sys.path.insert(0, folder)
     name = "ocr_deploy_user_" + re.sub(r"\W", "_", module_path.stem)
     spec = importlib.util.spec_from_file_location(name, module_path)
     module = importlib.util.module_from_spec(spec)

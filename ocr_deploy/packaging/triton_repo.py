@@ -11,7 +11,7 @@ Two models per artifact, each with a version folder, a ``config.pbtxt`` and ``la
   (``UINT16``) labels at their size out, no Python backend needed. Engines of one model
   built for other GPUs (``gpu_engines``) go into it too, chosen by Triton per GPU through
   ``cc_model_filenames`` (compute capability -> file, from each engine's sidecar).
-- ``NAME_e2e``: the end-to-end Python-backend model (``ocr_deploy.serving.triton_model``):
+- ``NAME_python``: the end-to-end Python-backend model (``ocr_deploy.serving.triton_model``):
   uint8 images or encoded image bytes in, label maps at each image's size out (any size;
   an end-to-end artifact's sizes), what a server with only the Python backend can serve.
   It runs ``Segmenter.predict``: on an end-to-end artifact that is the artifact's own run,
@@ -40,7 +40,7 @@ from ocr_deploy.sidecar import sidecar_path
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16",
                 "float64": "TYPE_FP64", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16",
                 "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
-E2E_SUFFIX = "_e2e"
+PYTHON_SUFFIX = "_python"  # the Python-backend model; no inference model may end so
 # model.py of the end-to-end model (not imported here: it needs Triton's Python backend)
 E2E_MODEL_SOURCE = Path(serving.__file__).with_name("triton_model.py")
 LABELS_FILE = "labels.txt"
@@ -62,10 +62,15 @@ class TritonOptions:
 
 
 def model_name(info: ArtifactInfo, options: TritonOptions) -> str:
-    """A Triton model name: the option, else the artifact's stem, made safe for a folder."""
+    """A Triton model name: the option, else the artifact's stem, made safe for a folder.
+    Names ending in ``PYTHON_SUFFIX`` are the Python-backend models' alone, so an
+    inference model never takes the name of another artifact's Python-backend model."""
     name = options.name or info.path.name.split(".")[0]
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("_.-") or "model"
+    if name.endswith(PYTHON_SUFFIX):
+        raise BadInputError(info.path, f"a model name not ending in {PYTHON_SUFFIX} (kept for "
+                            "the Python-backend models)", f"'{name}'", "pass --name another")
     return name
 
 
@@ -182,7 +187,7 @@ def write_triton_repository(info: ArtifactInfo, repo: Path,
         raise BadInputError(repo, "a folder for the model repository", "a file",
                             "choose another --triton folder")
     name = model_name(info, options)
-    e2e_name = name + E2E_SUFFIX
+    e2e_name = name + PYTHON_SUFFIX
     for model in (name, e2e_name):
         if (repo / model).exists() and not options.force:
             raise OutputExistsError(repo / model, "a model name not yet in the repository",
@@ -261,8 +266,8 @@ def _class_names(info: ArtifactInfo) -> list[str]:
 def _write_readme(repo: Path) -> None:
     """(Re)write the repository's README for the models it holds now."""
     models = sorted(p.parent.name for p in repo.glob("*/config.pbtxt"))
-    e2e = [m for m in models if m.endswith(E2E_SUFFIX)]
-    example = e2e[0] if e2e else "NAME_e2e"
+    e2e = [m for m in models if m.endswith(PYTHON_SUFFIX)]
+    example = e2e[0] if e2e else "NAME_python"
     text = README.format(models="\n".join(f"- `{m}`" for m in models), example=example,
                          pixels=INPUT_PIXELS, encoded=INPUT_ENCODED, labels=OUTPUT_LABELS)
     write_bytes_atomic(repo / "README.md", text.encode())
@@ -281,7 +286,7 @@ pixels) in, logits/labels out; it needs Triton's ONNX Runtime or TensorRT backen
 An end-to-end artifact's `NAME` takes the camera frames themselves (`image`, UINT8
 `[1,H,W,3]` in its colour order) and returns `labels` (UINT8, UINT16 beyond 256 classes)
 at their size: on a GPU server it is all you need.
-`NAME_e2e` is the end-to-end model (Python backend, `ocr_deploy.runtime` inside): send
+`NAME_python` is the end-to-end model (Python backend, `ocr_deploy.runtime` inside): send
 `{pixels}` (uint8 `[1,H,W,3]`, any size) or `{encoded}` (`[1,1]` encoded PNG/JPEG), get
 `{labels}` `[1,H,W]` (class index per pixel, at the image's own size) back. Class names:
 `labels.txt` in each model folder.
@@ -292,7 +297,7 @@ at their size: on a GPU server it is all you need.
 
 `ocr-serve` runs the `tritonserver` binary of the nvidia-pytriton wheel in a runtime-only
 environment (`.venv-serve`: numpy < 2, ONNX Runtime, ocr-deploy without TensorFlow). That
-binary has no ONNX Runtime or TensorRT backend, so only the `_e2e` models are served here.
+binary has no ONNX Runtime or TensorRT backend, so only the `_python` models are served here.
 
 ## On a GPU server, in NVIDIA's Triton container
 
@@ -302,7 +307,7 @@ binary has no ONNX Runtime or TensorRT backend, so only the `_e2e` models are se
 
 (the image from NVIDIA's NGC registry). Choose a release whose TensorRT is the one that
 built a `.engine` (its sidecar's `tensorrt_version`); engines do not move across TensorRT
-versions or GPU models. The `_e2e` models import `ocr_deploy`: install it into the
+versions or GPU models. The `_python` models import `ocr_deploy`: install it into the
 container's Python first (`pip install ocr-deploy` from a checkout, no TensorFlow needed),
 or load only the inference models (`--model-control-mode=explicit --load-model=NAME`).
 

@@ -29,6 +29,7 @@ import numpy as np
 from ocr_deploy.backends import CHOICES as BACKENDS
 from ocr_deploy.cli_support import (
     EXIT_OK,
+    add_force,
     add_renamed,
     add_reporting,
     name_list,
@@ -39,7 +40,7 @@ from ocr_deploy.cli_support import (
     run_command,
     size_arg,
 )
-from ocr_deploy.errors import BadInputError
+from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.images import list_images, read_image
 from ocr_deploy.runtime.preprocess import end_to_end_pixels
@@ -54,7 +55,7 @@ from ocr_deploy.runtime.render import (
 from ocr_deploy.runtime.segmenter import Segmenter
 from ocr_deploy.runtime.stream import POLICIES
 from ocr_deploy.runtime.video import import_av, is_live, is_video, video_name
-from ocr_deploy.runtime.video_cli import segment_video
+from ocr_deploy.runtime.video_cli import segment_video, video_outputs
 
 MAX_BATCH = 4  # images run together by default
 
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="block: segment every frame, reading waits for the model; "
                             "latest: drop stale frames to keep up with a live source; "
                             "auto: latest for URLs and cameras, block for files")
+    add_force(parser, "existing label and overlay PNGs in OUTDIR")
     add_reporting(parser, "a summary")
     return parser
 
@@ -157,7 +159,8 @@ def _run(args: argparse.Namespace) -> int:
                             "add --tile HxW, e.g. the model's input size")
     if videos:
         import_av()  # before the model loads: a missing extra is a quick, clear error
-    quiet = args.quiet or args.json
+    _refuse_existing(args, files, videos)
+    quiet = args.quiet
     start = time.perf_counter()
     written = []
     with Segmenter.open(artifact, args.backend, args.providers,
@@ -196,10 +199,30 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _outputs(args: argparse.Namespace, path: Path) -> tuple[Path, Path]:
+    return (args.output / f"{path.stem}.labels.png", args.output / f"{path.stem}.overlay.png")
+
+
+def _refuse_existing(args: argparse.Namespace, files: list[Path], videos: list[str]) -> None:
+    """Before any work: without --force an existing output is exit 2, as for every ocr-*."""
+    if args.force:
+        return
+    existing = [out for path in files for out in _outputs(args, path) if out.exists()]
+    for source in videos:
+        overlay_path, labels_dir = video_outputs(args.output, source)
+        existing += [overlay_path] if overlay_path.exists() else []
+        existing += [labels_dir] if args.save_labels and labels_dir.is_dir() \
+            and any(labels_dir.iterdir()) else []
+    if existing:
+        raise OutputExistsError(existing[0], "outputs that do not exist yet",
+                                f"{len(existing)} existing file(s)",
+                                "pass --force to replace them (atomically), or choose "
+                                "another -o")
+
+
 def _write(args, path: Path, image: np.ndarray, labels: np.ndarray, palette: np.ndarray,
            names: list[str]) -> dict:
-    labels_path = args.output / f"{path.stem}.labels.png"
-    overlay_path = args.output / f"{path.stem}.overlay.png"
+    labels_path, overlay_path = _outputs(args, path)
     legend = None if args.no_legend else names
     write_bytes_atomic(labels_path, png_bytes(label_image(labels)))
     write_bytes_atomic(overlay_path, png_bytes(overlay(image, labels, palette, args.alpha, legend)))

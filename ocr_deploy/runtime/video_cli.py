@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +21,12 @@ PROGRESS_EVERY = 100  # frames between progress lines when the length is unknown
 LIVE_DEPTH = 1  # queue depth under the latest policy: the fewest frames in flight
 
 
+def video_outputs(output: Path, source: str) -> tuple[Path, Path]:
+    """Where ``ocr-predict`` writes a video source's overlay and label maps."""
+    name = video_name(source)
+    return output / f"{name}.overlay.mp4", output / name
+
+
 def segment_video(segmenter, source: str, args, palette: np.ndarray, names: list[str],
                   quiet: bool) -> dict:
     """Segment one video source as ``ocr-predict`` does; its summary for ``--json``."""
@@ -29,9 +36,7 @@ def segment_video(segmenter, source: str, args, palette: np.ndarray, names: list
     meta = segmenter.metadata
     policy = args.policy if args.policy != "auto" else \
         "latest" if is_live(source) else "block"
-    name = video_name(source)
-    overlay_path = args.output / f"{name}.overlay.mp4"
-    labels_dir = args.output / name
+    overlay_path, labels_dir = video_outputs(args.output, source)
     legend = None if args.no_legend else names
     reader = VideoReader(source, args.max_frames)
     total = min(filter(None, (reader.frames, args.max_frames)), default=0)
