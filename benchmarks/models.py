@@ -63,3 +63,22 @@ def build(onnx_path: Path, precision: str, out: Path, calib_dir: Path | None = N
         options.update(calib_dir=calib_dir, calib_samples=samples)
     return run_build(BuildRequest(onnx=onnx_path, precision=precision, backend=backend,
                                   output=out, force=True, quiet=True, **options)).info
+
+
+def demo_int8_artifacts(folder: Path, image_size: tuple[int, int] = (480, 640),
+                        calib_samples: int = 8) -> tuple[Path, Path]:
+    """The demo's INT8 artifact and its end-to-end one for ``image_size`` frames, built as
+    ``ocr-demo`` builds them (synthetic calibration images) into ``folder``."""
+    from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
+    from ocr_deploy.graph.end_to_end import ImageSizes
+
+    folder = Path(folder)
+    calib = folder / "calib"
+    write_samples(calib, calib_samples, seed=TRAIN_SEED)
+    onnx_path = export_demo(folder)
+    plain, end_to_end = folder / "demo_int8.onnx", folder / "demo_int8_e2e.onnx"
+    build(onnx_path, "int8", plain, calib_dir=calib)
+    build(onnx_path, "int8", end_to_end, calib_dir=calib,
+          end_to_end=EndToEndRequest(ImageSizes.fixed(*image_size)))
+    return plain, end_to_end

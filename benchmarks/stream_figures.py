@@ -190,6 +190,11 @@ def main() -> None:
     sizes = [int(v) for v in args.sizes.split(",")]
     if args.smoke:
         frames_count, rounds, sizes = SMOKE["frames"], SMOKE["rounds"], list(SMOKE["sizes"])
+    if args.smoke and (args.plain, args.end_to_end) == (PLAIN, END_TO_END) \
+            and not (PLAIN.is_file() and END_TO_END.is_file()):
+        from models import demo_int8_artifacts
+
+        args.plain, args.end_to_end = demo_int8_artifacts(RESULTS / "smoke_artifacts")
     for artifact in (args.plain, args.end_to_end):
         if not artifact.is_file():
             sys.exit(f"stream_figures: {artifact}: no such artifact; run ocr-demo (it writes "
