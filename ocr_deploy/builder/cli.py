@@ -19,10 +19,12 @@ from ocr_deploy.cli_support import (
     size_arg,
 )
 from ocr_deploy.errors import BadInputError
+from ocr_deploy.memory_budget import add_memory_budget
 
 EPILOG = """Without MODEL, the most recent export in export/ is used.
 exit codes: 0 built (and verified); 2 bad input or usage; 3 accuracy budget missed;
-4 the backend failed to build; 6 no space or no permission to write; 1 internal error."""
+4 the backend failed to build; 6 no space or no permission to write; 7 out of memory (a
+smaller --memory-budget, or fewer or smaller samples); 1 internal error."""
 
 
 def _bounded(kind, low: float, high: float, what: str):
@@ -190,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--no-verify", action="store_true", help="skip verification")
     ver.add_argument("--no-sensitivity-search", action="store_true",
                      help="fail instead of searching for layers to keep when INT8 misses")
+    add_memory_budget(parser.add_argument_group("memory"))
     add_end_to_end(parser)
     for backend in BACKENDS:
         add_arguments(parser, f"{backend.name} backend", backend.options_type, backend.name)
@@ -223,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         sensitivity_search=not args.no_sensitivity_search,
         backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
-        end_to_end=end_to_end, quiet=args.quiet or args.json))
+        end_to_end=end_to_end, memory_budget=args.memory_budget, quiet=args.quiet or args.json))
     if args.json:
         print_json(result.info)
     else:

@@ -24,6 +24,7 @@ from ocr_deploy.graph.end_to_end import record_parity
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.evaluate import (
+    BATCH,
     Accuracy,
     artifact_accuracy,
     end_to_end_accuracy,
@@ -57,6 +58,7 @@ class BuildJob:
     info: dict = field(default_factory=dict)
     meta: ExportMetadata | None = None
     core: tuple[bytes, ExportMetadata] | None = None  # an end-to-end build's plain core
+    batch: int = BATCH  # samples verified at once (what the memory budget allows)
 
     def __post_init__(self):
         self.info["precision"] = self.request.precision
@@ -124,12 +126,13 @@ class BuildJob:
                             data.data.folder if data.data else None, self.request.ignore_index)
                 else:
                     accuracy = artifact_accuracy(runner, self.fp32_bytes, data, self.meta,
-                                                 self.request.ignore_index)
+                                                 self.request.ignore_index, self.batch)
             finally:
                 runner.close()
             self.info.setdefault("verification", {}).update({
                 "data": data.description, "samples": len(data),
                 "runner": accuracy.runner, "budget": self.request.budget.__dict__,
+                "batch": 1 if e2e else self.batch,
                 "ignore_index": self.request.ignore_index})
             self.progress.note(describe(accuracy))
         return accuracy
@@ -164,10 +167,14 @@ class BuildJob:
     def _search(self, data: SampleSet, missed: Accuracy) -> onnx.ModelProto:
         """Layers to keep in higher precision, ranked and searched on the ONNX Runtime CPU
         proxy; returns the INT8 model with them kept."""
+        self.progress.note("INT8 misses the budget: searching for layers to keep in higher "
+                           "precision (on the ONNX Runtime CPU proxy)")
+        with reference(self.fp32_bytes, data, self.source_meta, self.batch) as ref:
+            return self._search_with(data, missed, ref)
+
+    def _search_with(self, data: SampleSet, missed: Accuracy, ref) -> onnx.ModelProto:
+        """``_search`` against the FP32 reference ``ref`` (on disk)."""
         request, progress = self.request, self.progress
-        progress.note("INT8 misses the budget: searching for layers to keep in higher "
-                      "precision (on the ONNX Runtime CPU proxy)")
-        ref = reference(self.fp32_bytes, data, self.source_meta)
         base = flatten(self.exclusions)
         quantized = [n.name for n in self.fp32_model.graph.node
                      if n.op_type in ("Conv", "MatMul") and n.name not in base]
@@ -178,7 +185,7 @@ class BuildJob:
 
         def evaluate(kept: list[str]) -> Accuracy:
             return proxy_accuracy(quantize(kept).SerializeToString(), data, self.source_meta,
-                                  ref, request.ignore_index)
+                                  ref, request.ignore_index, self.batch)
 
         found = search(quantized, evaluate, request.budget, progress.note)
         self.info.setdefault("verification", {})["sensitivity_search"] = {
