@@ -114,3 +114,9 @@ class CudaError(OcrDeployError):
     """A CUDA runtime call returned an error code (the GPU, its driver or its memory)."""
 
     exit_code = EXIT_INTERNAL
+
+
+class CudaMemoryError(CudaError):
+    """A CUDA call could not allocate GPU memory (``cudaErrorMemoryAllocation``)."""
+
+    exit_code = EXIT_MEMORY

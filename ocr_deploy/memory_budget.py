@@ -27,6 +27,12 @@ from pathlib import Path
 from ocr_deploy.errors import BadInputError, MemoryExhaustedError
 
 DEFAULT_FRACTION = 0.5  # of the memory available at start
+# Batches hold at most this much input: beyond it a larger batch buys ONNX Runtime on a CPU
+# no speed while every image adds its working memory (at 512x1024 one image is 6 MiB).
+BATCH_INPUT_BYTES = 8 << 20
+# ONNX Runtime's CPU peak over the live activations ``forward_bytes`` counts (its
+# allocator's rounding, kernels' scratch): 1.5x at 512x1024 for the Cityscapes OCRNet.
+RUNNER_OVERHEAD = 1.5
 FALLBACK_BYTES = 2 << 30  # where nothing says what is available (not Linux)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # How ONNX Runtime (its BFC arena, the C++ allocator), TensorRT and CUDA say they ran out.
@@ -126,11 +132,17 @@ class MemoryBudget:
                                 f"'{text}'", "pass e.g. --memory-budget 4G") from exc
         return cls(size, "--memory-budget")
 
-    def batch_size(self, per_sample: int, fixed: int = 0, largest: int | None = None) -> int:
+    def batch_size(self, per_sample: int, fixed: int = 0, largest: int | None = None,
+                   input_bytes: int = 0) -> int:
         """How many samples of ``per_sample`` bytes fit beside ``fixed`` bytes: at least
-        one, at most ``largest``."""
+        one, at most ``largest`` and, for samples of ``input_bytes``, no more than
+        ``BATCH_INPUT_BYTES`` of input."""
         fits = (self.bytes - fixed) // max(1, per_sample)
-        return int(max(1, min(fits, largest) if largest else fits))
+        if largest:
+            fits = min(fits, largest)
+        if input_bytes:
+            fits = min(fits, BATCH_INPUT_BYTES // input_bytes)
+        return int(max(1, fits))
 
     def describe(self) -> str:
         return f"{format_size(self.bytes)} ({self.source})"
@@ -201,8 +213,8 @@ def exhaustion(step: str):
 def forward_bytes(model) -> int:
     """Bytes one image's forward pass holds at its peak: the largest sum of activations
     alive at once when the nodes run in graph order (each freed after its last reader),
-    from ``precision.shapes.static_shapes`` at batch 1; the input's size when shapes are
-    unknown. ``model``: an ``onnx.ModelProto``."""
+    from ``precision.shapes.static_shapes`` at batch 1, times ``RUNNER_OVERHEAD``; tensors
+    of unknown shape count nothing. ``model``: an ``onnx.ModelProto``."""
     from ocr_deploy.precision.shapes import static_shapes, tensor_types
 
     shapes, types = static_shapes(model), tensor_types(model)
@@ -230,7 +242,7 @@ def forward_bytes(model) -> int:
         for name in list(live):
             if last_read.get(name, -1) <= index:
                 held -= live.pop(name)
-    return peak
+    return int(peak * RUNNER_OVERHEAD)
 
 
 def _itemsize(onnx_type: int | None) -> int:

@@ -116,7 +116,8 @@ class BuildJob:
             data = camera_images(data, self.meta, self.request.val_samples or SYNTHETIC_SAMPLES)
         with self.progress.stage(f"verifying the built artifact against FP32 ({backend.name} "
                                  f"runner, {data.description})"):
-            runner = backend.open_runner(target, {"backend": backend.name, **built})
+            runner = backend.open_runner(target, {"backend": backend.name, **built},
+                                         **backend.lean_options)
             try:
                 check_contract(target, self.meta, runner)
                 if e2e:
@@ -144,7 +145,8 @@ class BuildJob:
         images = parity_images(self.meta)
         with self.progress.stage(f"end-to-end parity against Segmenter.predict on the plain "
                                  f"{self.request.precision} core ({len(images)} images)"):
-            runner = backend.open_runner(target, {"backend": backend.name, **built})
+            runner = backend.open_runner(target, {"backend": backend.name, **built},
+                                         **backend.lean_options)
             core_bytes, core_meta = self.core
             try:
                 with cpu_segmenter(core_bytes, core_meta, "plain core") as plain:

@@ -323,7 +323,7 @@ def parity_batch(model, budget: MemoryBudget) -> int:
     outputs = sum(math.prod(shapes.get(o.name, [0])) * 4 for o in model.graph.output)
     inputs = math.prod(shapes.get(model.graph.input[0].name, [0])) * 4
     return budget.batch_size(inputs + 3 * forward_bytes(model) + 2 * outputs,
-                             largest=PARITY_BATCH)
+                             largest=PARITY_BATCH, input_bytes=inputs)
 
 
 def _verify(function, model, images: np.ndarray, options: ConvertOptions,

@@ -249,7 +249,8 @@ def calibration_batch(meta, memory_mib: int, budget: MemoryBudget) -> int:
     """Samples calibrated at once within ``budget`` (at most 8): each holds its input, a
     segment's outputs (``memory_mib``) and the segment's working memory (as much again)."""
     sample_bytes = 4 * meta.input_height * meta.input_width * meta.input_channels
-    return budget.batch_size(sample_bytes + 2 * (memory_mib << 20), largest=8)
+    return budget.batch_size(sample_bytes + 2 * (memory_mib << 20), largest=8,
+                             input_bytes=sample_bytes)
 
 
 # --- the cache file ------------------------------------------------------------------------

@@ -106,8 +106,9 @@ def verification_batch(meta: ExportMetadata, forward: int, budget: MemoryBudget)
     pixels = meta.input_height * meta.input_width
     outputs = sum(math.prod(d for d in spec.get("shape", [])[1:] if isinstance(d, int)
                             and d > 0) * 4 for spec in meta.outputs.values())
-    per_sample = 4 * pixels * meta.input_channels + 2 * forward + 3 * outputs + 16 * pixels
-    return budget.batch_size(per_sample, largest=BATCH)
+    inputs = 4 * pixels * meta.input_channels
+    per_sample = inputs + 2 * forward + 3 * outputs + 16 * pixels
+    return budget.batch_size(per_sample, largest=BATCH, input_bytes=inputs)
 
 
 class Reference:
