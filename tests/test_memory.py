@@ -389,3 +389,50 @@ def test_predict_and_bench_take_a_fixed_batch_artifact(batch2_onnx, tmp_path):
     assert [s["batch"] for s in result["skipped_batches"]] == [1, 3]
     assert "padded" in result["skipped_batches"][0]["reason"]
     assert "split" in result["skipped_batches"][1]["reason"]
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_c_abi_bridge_takes_any_number_of_images_on_a_fixed_batch(nhwc_onnx, batch2_onnx,
+                                                                       count):
+    """``ocr_segmenter_predict`` through the bridge (caller memory in and out) on the
+    fixed-batch-2 artifact writes the labels the dynamic one writes."""
+    from ocr_deploy import capi_bridge as bridge
+
+    rng = np.random.default_rng(count)
+    images = [np.ascontiguousarray(rng.integers(0, 256, (48, 80, 3), np.uint8))
+              for _ in range(count)]
+    written = {}
+    for name, path in (("dynamic", nhwc_onnx), ("fixed", batch2_onnx)):
+        seg = bridge.open_segmenter(str(path), None, "cpu", 0, 1, 0)
+        try:
+            outputs = [np.zeros((48, 80), np.uint8) for _ in images]
+            bridge.predict(seg, [(memoryview(im).cast("B"), 80, 48, 240, 1) for im in images],
+                           [(memoryview(out).cast("B"), 80, 1) for out in outputs])
+            written[name] = outputs
+        finally:
+            bridge.close(seg)
+    for got, want in zip(written["fixed"], written["dynamic"], strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert any(out.any() for out in written["fixed"])
+
+
+def test_the_verification_and_calibration_batches_derive_from_the_budget(nhwc_onnx):
+    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.precision.calibrate import calibration_batch
+    from ocr_deploy.precision.evaluate import BATCH, verification_batch
+
+    meta = read_metadata(nhwc_onnx)
+    pixels = 64 * 64
+    forward = 1 << 20
+    per_sample = 4 * pixels * 3 + 2 * forward + 3 * (4 * pixels * 4 + 4 * pixels) + 16 * pixels
+    assert verification_batch(meta, forward, MemoryBudget(3 * per_sample, "t")) == 3
+    assert verification_batch(meta, forward, MemoryBudget(3 * per_sample - 1, "t")) == 2
+    assert verification_batch(meta, forward, MemoryBudget(1 << 40, "t")) == BATCH
+    assert verification_batch(meta, 1 << 40, MemoryBudget(1 << 30, "t")) == 1
+    per_calibration = 4 * pixels * 3 + 2 * (16 << 20)
+    assert calibration_batch(meta, 16, MemoryBudget(5 * per_calibration, "t")) == 5
+    from dataclasses import replace
+
+    large = replace(meta, input_height=1024, input_width=2048)  # 24 MiB of input per image
+    assert verification_batch(large, forward, MemoryBudget(1 << 40, "t")) == 1
+    assert calibration_batch(large, 16, MemoryBudget(1 << 40, "t")) == 1

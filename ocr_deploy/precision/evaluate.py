@@ -104,8 +104,11 @@ def verification_batch(meta: ExportMetadata, forward: int, budget: MemoryBudget)
     the FP32 reference and the candidate), both runners' outputs and the comparison's
     per-pixel temporaries (a float32 copy of the scores for the top-2 gap, labels, masks)."""
     pixels = meta.input_height * meta.input_width
-    outputs = sum(math.prod(d for d in spec.get("shape", [])[1:] if isinstance(d, int)
-                            and d > 0) * 4 for spec in meta.outputs.values())
+    outputs = 0
+    for spec in meta.outputs.values():  # float32 scores (or int32 labels) at their stride
+        stride = spec.get("stride") or 1
+        cells = (meta.input_height // stride) * (meta.input_width // stride)
+        outputs += 4 * cells * (1 if spec.get("kind") == "labels" else meta.num_classes)
     inputs = 4 * pixels * meta.input_channels
     per_sample = inputs + 2 * forward + 3 * outputs + 16 * pixels
     return budget.batch_size(per_sample, largest=BATCH, input_bytes=inputs)
