@@ -28,8 +28,8 @@ from ocr_deploy.errors import BadInputError, MemoryExhaustedError
 
 DEFAULT_FRACTION = 0.5  # of the memory available at start
 # Batches hold at most this much input: beyond it a larger batch buys ONNX Runtime on a CPU
-# no speed while every image adds its working memory (at 512x1024 one image is 6 MiB).
-BATCH_INPUT_BYTES = 8 << 20
+# little speed while every image adds its working memory (a 256x512 image is 1.5 MiB).
+BATCH_INPUT_BYTES = 2 << 20
 # ONNX Runtime's CPU peak over the live activations ``forward_bytes`` counts (its
 # allocator's rounding, kernels' scratch): 1.5x at 512x1024 for the Cityscapes OCRNet.
 RUNNER_OVERHEAD = 1.5

@@ -45,8 +45,8 @@ def test_batch_sizes_derive_from_the_budget():
     assert budget.batch_size(100 << 20, fixed=500 << 20) == 5
     assert budget.batch_size(100 << 20, largest=8) == 8
     assert budget.batch_size(2000 << 20) == 1  # never below one sample
-    assert budget.batch_size(1 << 20, input_bytes=3 << 20) == 2  # 8 MiB of input at most
-    assert budget.batch_size(1 << 20, input_bytes=12 << 20) == 1
+    assert budget.batch_size(1 << 20, input_bytes=1 << 19) == 4  # 2 MiB of input at most
+    assert budget.batch_size(1 << 20, input_bytes=3 << 20) == 1
 
 
 def test_the_default_is_a_fraction_of_the_available_memory(tmp_path, monkeypatch):

@@ -255,6 +255,12 @@ def _summary(result, precision: str) -> str:
     coverage = info.get("int8_coverage")
     if coverage:
         line += f", {coverage['integer_mac_share']:.1%} of MACs in integer kernels"
+    memory = info.get("memory")
+    if memory:
+        from ocr_deploy.memory_budget import format_size
+
+        line += (f", memory budget {format_size(memory['budget']['bytes'])}: "
+                 f"{memory['verification_batch']} sample(s) verified at once")
     return line + f") and {result.sidecar.name} in {info['seconds']:.1f} s"
 
 

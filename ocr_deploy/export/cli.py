@@ -124,8 +124,12 @@ def _run(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         print(result.parity.table())
+        from ocr_deploy.memory_budget import format_size
+
         print(f"wrote {result.onnx_path} and {result.report_path} "
-              f"in {result.timings['total']:.1f} s")
+              f"in {result.timings['total']:.1f} s (parity {result.memory['parity_batch']} "
+              f"image(s) at once, memory budget "
+              f"{format_size(result.memory['budget']['bytes'])})")
     return EXIT_OK
 
 
