@@ -436,3 +436,16 @@ def test_the_verification_and_calibration_batches_derive_from_the_budget(nhwc_on
     large = replace(meta, input_height=1024, input_width=2048)  # 24 MiB of input per image
     assert verification_batch(large, forward, MemoryBudget(1 << 40, "t")) == 1
     assert calibration_batch(large, 16, MemoryBudget(1 << 40, "t")) == 1
+
+
+def test_running_out_of_memory_while_loading_is_not_a_bad_file(nhwc_onnx, monkeypatch):
+    import onnxruntime as ort
+
+    from ocr_deploy.runtime.segmenter import Segmenter
+
+    def fail(*args, **kwargs):
+        raise ort.capi.onnxruntime_pybind11_state.Fail("std::bad_alloc")
+
+    monkeypatch.setattr(ort, "InferenceSession", fail)
+    with pytest.raises(MemoryExhaustedError, match=r"loading .*nhwc\.onnx into ONNX Runtime"):
+        Segmenter.open(nhwc_onnx)

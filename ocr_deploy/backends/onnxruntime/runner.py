@@ -82,6 +82,12 @@ class OnnxRuntimeRunner(Runner):
             self.session = ort.InferenceSession(str(path) if content is None else content,
                                                 options, providers=chosen)
         except Exception as exc:  # ORT raises its own types for every kind of bad file
+            from ocr_deploy.memory_budget import allocation_failure, exhausted
+
+            failed, needed = allocation_failure(exc)
+            if failed:  # the machine's limit, not a bad file
+                raise exhausted(f"loading {path} into ONNX Runtime", needed,
+                                type(exc).__name__) from exc
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInputError(path, "an ONNX model that ONNX Runtime can load",
                                 f"an error ({first[:200]})",
