@@ -20,7 +20,8 @@ process whose peak RSS a wrapper process reads with ``getrusage(RUSAGE_CHILDREN)
   7: out of memory, said in one line).
 
 ``--smoke`` measures one tiny size with two images, for CI. Results go to
-benchmarks/results/memory_at_scale.json; ``--plot FILE`` draws the ratios.
+benchmarks/results/memory_at_scale.json (``--merge``: added to what is there, to measure
+one size at a time); ``--plot FILE`` draws the ratios.
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ def main() -> None:
                         help="steps to run, comma-separated (default: all)")
     parser.add_argument("--smoke", action="store_true",
                         help="one tiny size (64x128), 2 images: that every step runs (CI)")
+    parser.add_argument("--merge", action="store_true",
+                        help="add this run's sizes to the results already in "
+                             "benchmarks/results/memory_at_scale.json (one size at a time)")
     parser.add_argument("--plot", type=Path, help="write a PNG of the ratios")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
@@ -226,7 +230,14 @@ def main() -> None:
                 (height, width), images, folder, steps,
                 lambda text: print(text, file=sys.stderr, flush=True))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory_at_scale.json").write_text(json.dumps(report, indent=2) + "\n")
+    stored = RESULTS / "memory_at_scale.json"
+    if args.merge and stored.is_file():
+        earlier = json.loads(stored.read_text())
+        report["command"] = f"{earlier['command']}; {report['command']}"
+        report["sizes"] = {**earlier["sizes"], **report["sizes"]}
+        report["sizes"] = dict(sorted(report["sizes"].items(),
+                                      key=lambda item: int(item[0].split("x")[0])))
+    stored.write_text(json.dumps(report, indent=2) + "\n")
     if args.plot:
         plot(report, args.plot)
     print(json.dumps(report, indent=2) if args.json else table(report))
