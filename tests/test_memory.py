@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import artifacts
 import numpy as np
 import pytest
 
@@ -134,12 +133,6 @@ def test_confusion_counts_per_batch_give_the_all_at_once_iou():
     whole, whole_per_class = mean_iou(pred, target, 4, 255)
     assert streamed == pytest.approx(whole)
     np.testing.assert_allclose(per_class, whole_per_class)
-
-
-@pytest.fixture(scope="module")
-def batch2_onnx(tmp_path_factory):
-    """``nhwc`` with a fixed batch of 2 (same weights)."""
-    return artifacts.build("nhwc_batch2", tmp_path_factory.mktemp("artifact_batch2"))
 
 
 def _samples(meta, count: int, masks: bool, folder):
