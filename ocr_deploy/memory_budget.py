@@ -41,7 +41,7 @@ _OUT_OF_MEMORY = re.compile(
     r"OutOfMemory|cudaErrorMemoryAllocation|CUDA_ERROR_OUT_OF_MEMORY|"
     r"could not be allocated|Cannot allocate memory|Unable to allocate", re.I)
 _ASKED = re.compile(r"(?:buffer of size|Unable to allocate)\s+([0-9.]+)\s*(KiB|MiB|GiB|TiB|B)?|"
-                    r"\(([0-9]+) bytes\)", re.I)
+                    r"(?:\(|size was )([0-9]+) bytes", re.I)
 _MEMINFO = Path("/proc/meminfo")
 _CGROUP_V2 = Path("/sys/fs/cgroup")
 _CGROUP_V1 = Path("/sys/fs/cgroup/memory")

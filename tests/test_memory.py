@@ -224,6 +224,8 @@ def test_the_proxy_reference_is_kept_on_disk_and_removed(nhwc_onnx, tmp_path):
     (RuntimeError("Requested amount of GPU memory (1073741824 bytes) could not be allocated. "
                   "There may not be enough free memory for allocation to succeed."), 1 << 30),
     (OSError(12, "Cannot allocate memory"), None),
+    (RuntimeError("TensorRT: 2: [executionContext.cpp::enqueueV3] Error Code 2: OutOfMemory "
+                  "(Requested size was 536870912 bytes.)"), 512 << 20),
 ])
 def test_allocation_failures_are_recognised(exc, needed):
     assert allocation_failure(exc) == (True, needed)
@@ -442,3 +444,17 @@ def test_running_out_of_memory_while_loading_is_not_a_bad_file(nhwc_onnx, monkey
     monkeypatch.setattr(ort, "InferenceSession", fail)
     with pytest.raises(MemoryExhaustedError, match=r"loading .*nhwc\.onnx into ONNX Runtime"):
         Segmenter.open(nhwc_onnx)
+
+
+def test_the_export_parity_batch_derives_from_the_budget(nhwc_onnx):
+    import onnx
+
+    from ocr_deploy.export.pipeline import PARITY_BATCH, parity_batch
+
+    model = onnx.load(str(nhwc_onnx))
+    forward = forward_bytes(model)
+    inputs, outputs = 4 * 64 * 64 * 3, 4 * 64 * 64 * 4 + 4 * 64 * 64
+    per_image = inputs + 3 * forward + 2 * outputs
+    assert parity_batch(model, MemoryBudget(1 << 40, "t")) == PARITY_BATCH
+    assert parity_batch(model, MemoryBudget(per_image, "t")) == 1
+    assert parity_batch(model, MemoryBudget(2 * per_image, "t")) == min(2, PARITY_BATCH)
