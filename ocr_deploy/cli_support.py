@@ -97,7 +97,7 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
         failed, needed = allocation_failure(exc)
         if failed and not args.debug:
             error = exhausted(prog, needed, f"{type(exc).__name__}: "
-                              f"{' '.join(str(exc).split())[:160]}")
+                              f"{' '.join(str(exc).split())[:160]}", prog)
             print(f"{prog}: error: {error.one_line()}", file=sys.stderr)
             return error.exit_code
         return _internal(prog, exc, args.debug)

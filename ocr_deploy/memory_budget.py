@@ -188,13 +188,22 @@ def allocation_failure(exc: BaseException) -> tuple[bool, int | None]:
     return True, int(float(match.group(1)) * _UNITS.get(unit, 1))
 
 
-def exhausted(step: str, needed: int | None = None, found: str = "") -> MemoryExhaustedError:
-    """The error of ``step`` running out of memory."""
+# What to do, by command (the commands with a --memory-budget: the default).
+_ADVICE = {"ocr-predict": "run fewer images at once (--max-batch 1), use smaller images, or "
+                          "free memory",
+           "ocr-bench": "use smaller --batch-sizes or --image-size, or free memory"}
+_BUDGET_ADVICE = ("give a smaller --memory-budget, or fewer or smaller samples "
+                  "(--calib-samples, --val-samples, --parity-samples), or free memory")
+
+
+def exhausted(step: str, needed: int | None = None, found: str = "",
+              command: str | None = None) -> MemoryExhaustedError:
+    """The error of ``step`` of ``command`` (``ocr-predict`` ...; default: one with a
+    ``--memory-budget``) running out of memory."""
     asked = f" (an allocation of {format_size(needed)} failed)" if needed else ""
     return MemoryExhaustedError(None, f"enough memory for {step}",
                                 f"an allocation failure{asked}{': ' + found if found else ''}",
-                                "give a smaller --memory-budget, or fewer or smaller samples "
-                                "(--calib-samples, --val-samples, --max-batch), or free memory")
+                                _ADVICE.get(command, _BUDGET_ADVICE))
 
 
 @contextlib.contextmanager

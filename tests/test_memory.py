@@ -282,7 +282,7 @@ def test_a_numpy_memory_error_outside_any_stage_exits_7(nhwc_onnx, tmp_path, mon
     code = predict_cli.main([str(tmp_path / "a.png"), "--model", str(nhwc_onnx), "-o",
                              str(tmp_path / "out"), "-q"])
     err = capsys.readouterr().err.strip()
-    assert code == 7 and "ocr-predict" in err and "3.00 GiB" in err
+    assert code == 7 and "ocr-predict" in err and "3.00 GiB" in err and "--max-batch 1" in err
     assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
 
 
