@@ -297,6 +297,8 @@ def test_the_budget_is_stated_in_the_build_json(nhwc_onnx, tmp_path, capsys):
     assert memory["budget"] == {"bytes": 64 << 20, "source": "--memory-budget"}
     assert memory["forward_bytes_per_sample"] > 0
     assert info["verification"]["batch"] == memory["verification_batch"] >= 1
+    assert "memory" not in info["metadata"]["build"]  # the machine's, not the artifact's
+    assert json.loads(out.with_name(out.name + ".json").read_text())["memory"] == memory
 
 
 # -- fixed-batch artifacts --------------------------------------------------------------

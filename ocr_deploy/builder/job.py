@@ -93,7 +93,8 @@ class BuildJob:
     def _build(self, model: onnx.ModelProto, target: Path) -> dict:
         self.info["kept_in_higher_precision"] = self.exclusions
         self.meta = replace(self.source_meta, precision=self.request.precision,
-                            build={k: v for k, v in self.info.items() if k != "verification"})
+                            build={k: v for k, v in self.info.items()
+                                   if k not in ("verification", "memory")})  # sidecar only
         write_metadata(model, self.meta)
         e2e = self.request.end_to_end
         if e2e is not None:
