@@ -200,7 +200,7 @@ def test_the_proxy_reference_is_kept_on_disk_and_removed(nhwc_onnx, tmp_path):
     figures = []
     for batch in (5, 2):
         with reference(fp32, data, meta, batch) as ref:
-            folder = ref._folder.name
+            folder = ref.folder
             assert ref.batches == -(-5 // batch)
             figures.append(proxy_accuracy(fp32, data, meta, ref, batch=batch).to_dict())
         import os

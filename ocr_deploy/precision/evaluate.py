@@ -28,8 +28,8 @@ Two kinds of candidate are measured:
 
 from __future__ import annotations
 
+import contextlib
 import math
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ import numpy as np
 
 from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.errors import BadInputError
+from ocr_deploy.files import private_tempdir
 from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.metrics import confusion_matrix, iou_from_confusion
@@ -116,11 +117,12 @@ def verification_batch(meta: ExportMetadata, forward: int, budget: MemoryBudget)
 
 class Reference:
     """FP32's labels, tie gaps and the masks on the data, batch by batch (for the proxy),
-    kept in a temporary folder (one ``.npz`` per batch), not in memory; ``close`` removes
-    it."""
+    kept in a private temporary folder (one ``.npz`` per batch), not in memory; ``close``
+    removes it (a killed process's is removed by the next one)."""
 
     def __init__(self):
-        self._folder = tempfile.TemporaryDirectory(prefix="ocr-deploy-reference-")
+        self._stack = contextlib.ExitStack()
+        self.folder = self._stack.enter_context(private_tempdir("ocr-deploy-reference-"))
         self.batches = 0
         self.tol = 0.0
 
@@ -128,17 +130,17 @@ class Reference:
             ) -> None:
         arrays = {"labels": labels}
         arrays.update({k: v for k, v in (("gaps", gaps), ("masks", masks)) if v is not None})
-        np.savez(Path(self._folder.name) / f"{self.batches}.npz", **arrays)
+        np.savez(self.folder / f"{self.batches}.npz", **arrays)
         self.batches += 1
 
     def batch(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """``(labels, gaps or None, masks or None)`` of batch ``index``."""
-        with np.load(Path(self._folder.name) / f"{index}.npz") as stored:
+        with np.load(self.folder / f"{index}.npz") as stored:
             return tuple(stored[k] if k in stored.files else None
                          for k in ("labels", "gaps", "masks"))
 
     def close(self) -> None:
-        self._folder.cleanup()
+        self._stack.close()
 
     def __enter__(self) -> Reference:
         return self
