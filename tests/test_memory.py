@@ -299,6 +299,12 @@ def test_the_budget_is_stated_in_the_build_json(nhwc_onnx, tmp_path, capsys):
     assert info["verification"]["batch"] == memory["verification_batch"] >= 1
     assert "memory" not in info["metadata"]["build"]  # the machine's, not the artifact's
     assert json.loads(out.with_name(out.name + ".json").read_text())["memory"] == memory
+    assert "below" not in capsys.readouterr().err
+    assert main([str(nhwc_onnx), "--fp16", "--backend", "onnxruntime", "-o", str(out),
+                 "--memory-budget", "1M", "--force", "-q"]) == 0
+    warning = capsys.readouterr().err
+    assert "warning: --memory-budget 1 MiB is below the" in warning
+    assert "verifying one at a time" in warning
 
 
 # -- fixed-batch artifacts --------------------------------------------------------------

@@ -44,7 +44,7 @@ from ocr_deploy.memory_budget import MemoryBudget, format_size, forward_bytes
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.precision.calibrate import calibrate, calibration_batch
 from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
-from ocr_deploy.precision.evaluate import verification_batch
+from ocr_deploy.precision.evaluate import verification_batch, verification_bytes
 from ocr_deploy.precision.fp16 import convert_fp16
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
@@ -86,6 +86,12 @@ def build(request: BuildRequest) -> BuildResult:
                           "verification_batch": job.batch}
     progress.note(f"memory budget {budget.describe()}: one forward pass holds about "
                   f"{format_size(forward)} per image; verifying {job.batch} at a time")
+    needed = verification_bytes(meta, forward)
+    if request.verify and needed > budget.bytes:
+        progress.warn(f"--memory-budget {format_size(budget.bytes)} is below the "
+                      f"{format_size(needed)} one verified sample needs (estimated): "
+                      "verifying one at a time anyway; the build may run out of memory "
+                      "(exit 7)")
     if request.precision == "int8":
         job.placement = backend.placement(options)
         job.info["placement"] = job.placement.to_dict()

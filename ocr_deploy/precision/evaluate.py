@@ -100,19 +100,24 @@ class Accuracy:
 
 
 def verification_batch(meta: ExportMetadata, forward: int, budget: MemoryBudget) -> int:
-    """Samples compared at once within ``budget``: each holds its input, two runners'
-    working memory (``forward``: one image's forward pass, ``memory_budget.forward_bytes``;
-    the FP32 reference and the candidate), both runners' outputs and the comparison's
-    per-pixel temporaries (a float32 copy of the scores for the top-2 gap, labels, masks)."""
+    """Samples compared at once within ``budget`` (``verification_bytes`` each)."""
+    inputs = 4 * meta.input_height * meta.input_width * meta.input_channels
+    return budget.batch_size(verification_bytes(meta, forward), largest=BATCH,
+                             input_bytes=inputs)
+
+
+def verification_bytes(meta: ExportMetadata, forward: int) -> int:
+    """What one verified sample holds: its input, two runners' working memory (``forward``:
+    one image's forward pass, ``memory_budget.forward_bytes``; the FP32 reference and the
+    candidate), both runners' outputs and the comparison's per-pixel temporaries (a float32
+    copy of the scores for the top-2 gap, labels, masks)."""
     pixels = meta.input_height * meta.input_width
     outputs = 0
     for spec in meta.outputs.values():  # float32 scores (or int32 labels) at their stride
         stride = spec.get("stride") or 1
         cells = (meta.input_height // stride) * (meta.input_width // stride)
         outputs += 4 * cells * (1 if spec.get("kind") == "labels" else meta.num_classes)
-    inputs = 4 * pixels * meta.input_channels
-    per_sample = inputs + 2 * forward + 3 * outputs + 16 * pixels
-    return budget.batch_size(per_sample, largest=BATCH, input_bytes=inputs)
+    return 4 * pixels * meta.input_channels + 2 * forward + 3 * outputs + 16 * pixels
 
 
 class Reference:
