@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ocr_deploy.backends import CHOICES as BACKENDS
-from ocr_deploy.errors import BadInputError, OcrDeployError, OptionError
+from ocr_deploy.errors import BadInputError, MemoryExhaustedError, OcrDeployError, OptionError
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.render import class_names_of, palette_of
 
@@ -98,7 +98,9 @@ def close(segmenter: Segmenter) -> None:
 def error_status(exc: BaseException, during: str) -> tuple[int, str]:
     """The ``ocr_status`` and one-line message for an exception raised ``during`` "create"
     or a call on a segmenter."""
-    if isinstance(exc, MemoryError):
+    from ocr_deploy.memory_budget import allocation_failure
+
+    if isinstance(exc, MemoryExhaustedError) or allocation_failure(exc)[0]:
         return OUT_OF_MEMORY, "out of memory while running the model; use smaller batches"
     if isinstance(exc, OptionError):
         return INVALID_ARGUMENT, exc.one_line()

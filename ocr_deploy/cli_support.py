@@ -94,6 +94,14 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
         print(f"{prog}: interrupted; nothing was written", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as exc:
+        from ocr_deploy.memory_budget import allocation_failure, exhausted
+
+        failed, needed = allocation_failure(exc)
+        if failed and not args.debug:
+            error = exhausted(prog, needed, f"{type(exc).__name__}: "
+                              f"{' '.join(str(exc).split())[:160]}", prog)
+            print(f"{prog}: error: {error.one_line()}", file=sys.stderr)
+            return error.exit_code
         return _internal(prog, exc, args.debug)
 
 

@@ -2,9 +2,11 @@
 project, used by export parity (TensorFlow vs the ONNX in ONNX Runtime) and by the build's
 verdict (the FP32 ONNX vs the built artifact in its own backend's runner).
 
-Comparison is data: a ``Comparison`` takes batches of outputs as they come (memory holds
-per-pixel label facts, never the scores of every batch) and gives a ``ComparisonReport``
-with the statistics that decide pass/fail, to be printed, saved as JSON and judged.
+Comparison is data: a ``Comparison`` takes batches of outputs as they come and gives a
+``ComparisonReport`` with the statistics that decide pass/fail, to be printed, saved as JSON
+and judged. It streams: what it keeps of a batch is counts, running sums (float64 scalars,
+computed over float32 blocks of ``BLOCK`` values, never a float64 copy of a map) and the
+top-2 gaps of the few pixels that may be ties, never the batch's scores or label maps.
 
 - Scores (logits; probabilities from a model ending in a softmax) are judged on their own
   scale, the largest reference magnitude: they pass when ``max_abs_err <= atol + rtol *
@@ -28,14 +30,18 @@ LABEL_KINDS = ("labels",)
 DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 DEFAULT_MIN_AGREEMENT = 1.0
+BLOCK = 1 << 20  # values summed in float64 at once
+# Gaps are kept for pixels up to this many times the tie threshold the scale seen so far
+# gives: the threshold of the final scale, if it grew beyond that, is capped there.
+TIE_HEADROOM = 4.0
 
 
 def top2_gap(scores: np.ndarray, axis: int = -1) -> np.ndarray:
     """Per pixel, the gap between the two best ``scores`` over ``axis`` (inf with one class)."""
     if scores.shape[axis] < 2:
-        return np.full(np.delete(scores.shape, axis % scores.ndim), np.inf)
-    top2 = np.sort(np.moveaxis(scores, axis, -1), axis=-1)[..., -2:].astype(np.float64)
-    return top2[..., 1] - top2[..., 0]
+        return np.full(np.delete(scores.shape, axis % scores.ndim), np.inf, np.float32)
+    top2 = np.partition(np.moveaxis(scores, axis, -1), -2, axis=-1)[..., -2:]
+    return (top2[..., 1].astype(np.float32) - top2[..., 0]).astype(np.float32)
 
 
 @dataclass
@@ -119,12 +125,15 @@ class _Scores:
 
 @dataclass
 class _Labels:
-    """Per-pixel facts of one label output (or a score output's argmax), batch by batch."""
+    """Counts of one label output (or a score output's argmax), batch by batch, with the
+    reference's top-2 score gaps of the counted pixels that may turn out to be ties."""
 
     kind: str
-    same: list = field(default_factory=list)  # bool per pixel
-    gaps: list = field(default_factory=list)  # the reference's top-2 score gap (or None)
-    counted: list = field(default_factory=list)  # bool per pixel (None: all)
+    counted: int = 0
+    same: int = 0
+    tie_gaps_same: list = field(default_factory=list)  # float32 gaps of agreeing pixels
+    tie_gaps_differ: list = field(default_factory=list)
+    kept_below: float = math.inf  # every gap at or below this was kept
 
 
 class Comparison:
@@ -156,16 +165,21 @@ class Comparison:
             counted: np.ndarray | None = None) -> None:
         """Fold in one batch (every output of ``kinds`` in both dicts)."""
         self.samples += len(next(iter(reference.values())))
+        shaped = []
+        for name in self.kinds:
+            if reference[name].shape != candidate[name].shape:
+                self.mismatch.setdefault(name, f"shape {candidate[name].shape} != "
+                                         f"{reference[name].shape}")
+            else:
+                shaped.append(name)
+        for name in shaped:  # scores first: the tie threshold needs their scale
+            if name in self.scores:
+                self._add_scores(self.scores[name], reference[name], candidate[name])
         gap = None
         if self.tie_source is not None and self.tie_source not in self.mismatch:
-            gap = top2_gap(reference[self.tie_source]).astype(np.float32)
-        for name, kind in self.kinds.items():
-            ref, cand = reference[name], candidate[name]
-            if ref.shape != cand.shape:
-                self.mismatch.setdefault(name, f"shape {cand.shape} != {ref.shape}")
-                continue
-            if name in self.scores:
-                self._add_scores(self.scores[name], ref, cand)
+            gap = top2_gap(reference[self.tie_source])
+        for name in shaped:
+            kind, ref, cand = self.kinds[name], reference[name], candidate[name]
             if name in self.labels:
                 same = ref == cand if kind in LABEL_KINDS else \
                     np.argmax(ref, -1) == np.argmax(cand, -1)
@@ -177,20 +191,33 @@ class Comparison:
         reference's top-2 score ``gap`` (None: no ties) and, when no scores are added for
         the tie source, the reference scores' ``scale``."""
         entry = self.labels[name]
-        entry.same.append(np.asarray(same, bool))
-        entry.gaps.append(gap)
-        entry.counted.append(counted)
         if scale is not None and self.tie_source in self.scores:
             source = self.scores[self.tie_source]
             source.scale = max(source.scale, float(scale))
+        same = np.asarray(same, bool)
+        if counted is not None:
+            same = same[counted]
+            gap = None if gap is None else gap[counted]
+        entry.counted += int(same.size)
+        entry.same += int(np.count_nonzero(same))
+        if gap is None:
+            return
+        cap = 2 * TIE_HEADROOM * self._tie_tolerance()
+        entry.kept_below = min(entry.kept_below, cap)
+        near = np.asarray(gap) <= cap
+        entry.tie_gaps_same.append(np.asarray(gap[near & same], np.float32))
+        entry.tie_gaps_differ.append(np.asarray(gap[near & ~same], np.float32))
+
+    def _tie_tolerance(self) -> float:
+        base = self.report_base
+        scale = self.scores[self.tie_source].scale if self.tie_source in self.scores else 0.0
+        return base.tie_atol + base.tie_rtol * scale
 
     def report(self) -> ComparisonReport:
         """The statistics so far, judged."""
         base = self.report_base
         report = ComparisonReport(**{**asdict(base), "outputs": [], "samples": self.samples})
-        tie_scale = self.scores[self.tie_source].scale if self.tie_source in self.scores \
-            else 0.0
-        tie_tol = base.tie_atol + base.tie_rtol * tie_scale
+        tie_tol = self._tie_tolerance()
         report.tie_tolerance = tie_tol
         for name, kind in self.kinds.items():
             result = OutputComparison(name, kind)
@@ -206,14 +233,14 @@ class Comparison:
 
     @staticmethod
     def _add_scores(stats: _Scores, ref: np.ndarray, cand: np.ndarray) -> None:
-        ref64, cand64 = ref.astype(np.float64), cand.astype(np.float64)
-        stats.finite &= bool(np.all(np.isfinite(cand64)))
-        if ref64.size:
-            stats.max_abs = max(stats.max_abs, float(np.abs(ref64 - cand64).max()))
-            stats.scale = max(stats.scale, float(np.abs(ref64).max()))
-        stats.dot += float((ref64 * cand64).sum())
-        stats.ref_sq += float((ref64 * ref64).sum())
-        stats.cand_sq += float((cand64 * cand64).sum())
+        for ref_block, cand_block in _blocks(ref, cand):
+            stats.finite &= bool(np.isfinite(cand_block).all())
+            if ref_block.size:
+                stats.max_abs = max(stats.max_abs, float(np.abs(ref_block - cand_block).max()))
+                stats.scale = max(stats.scale, float(np.abs(ref_block).max()))
+            stats.dot += float(np.dot(ref_block, cand_block))
+            stats.ref_sq += float(np.dot(ref_block, ref_block))
+            stats.cand_sq += float(np.dot(cand_block, cand_block))
 
     @staticmethod
     def _judge_scores(result: OutputComparison, stats: _Scores, base: ComparisonReport) -> None:
@@ -232,23 +259,32 @@ class Comparison:
     @staticmethod
     def _judge_labels(result: OutputComparison, entry: _Labels, tie_tol: float,
                       min_agreement: float) -> None:
-        same_all = counted_total = decided = same_decided = ties = 0
-        for same, gap, counted in zip(entry.same, entry.gaps, entry.counted, strict=True):
-            mask = np.ones(same.shape, bool) if counted is None else counted
-            tie = np.zeros(same.shape, bool) if gap is None else gap <= 2 * tie_tol
-            same_all += int(same[mask].sum())
-            counted_total += int(mask.sum())
-            keep = mask & ~tie
-            decided += int(keep.sum())
-            same_decided += int(same[keep].sum())
-            ties += int((mask & tie & ~same).sum())
-        result.label_agreement = same_all / counted_total if counted_total else 1.0
-        result.label_agreement_excl_ties = same_decided / decided if decided else 1.0
+        threshold = min(2 * tie_tol, entry.kept_below)
+        tied_same, ties = (sum(int(np.count_nonzero(g <= threshold)) for g in gaps)
+                           for gaps in (entry.tie_gaps_same, entry.tie_gaps_differ))
+        decided = entry.counted - tied_same - ties
+        result.label_agreement = entry.same / entry.counted if entry.counted else 1.0
+        result.label_agreement_excl_ties = (entry.same - tied_same) / decided if decided \
+            else 1.0
         result.tie_pixels = ties
         if result.passed and result.label_agreement_excl_ties < min_agreement:
             result.passed = False
             result.reason = (f"label agreement {100 * result.label_agreement_excl_ties:.4f}% "
                              f"< {100 * min_agreement:g}%")
+
+
+def _blocks(ref: np.ndarray, cand: np.ndarray):
+    """Matching flat float64 blocks of at most ``BLOCK`` values of two same-shaped arrays
+    (read through views; a strided array is walked along its first axis)."""
+    if ref.ndim > 1 and ref.size > BLOCK and not (ref.flags.c_contiguous
+                                                 and cand.flags.c_contiguous):
+        for index in range(len(ref)):
+            yield from _blocks(ref[index], cand[index])
+        return
+    ref_flat, cand_flat = ref.reshape(-1), cand.reshape(-1)
+    for begin in range(0, ref_flat.size, BLOCK):
+        yield (ref_flat[begin:begin + BLOCK].astype(np.float64),
+               cand_flat[begin:begin + BLOCK].astype(np.float64))
 
 
 def compare(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],

@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-from ocr_deploy.errors import BadInputError, CudaError
+from ocr_deploy.errors import BadInputError, CudaError, CudaMemoryError
 
 
 @functools.cache
@@ -45,6 +45,10 @@ def cuda_call(name: str, *args):
     if error != rt.cudaError_t.cudaSuccess:
         _, text = rt.cudaGetErrorName(error)
         label = text.decode() if isinstance(text, bytes) else str(error)
+        if label == "cudaErrorMemoryAllocation":
+            raise CudaMemoryError(None, f"GPU memory for {name}", f"CUDA error {label}",
+                                  "give a smaller --memory-budget or batch, or free GPU "
+                                  "memory (nvidia-smi)")
         raise CudaError(None, f"{name} to succeed", f"CUDA error {label} ({int(error)})",
                         "check the GPU, its driver and free memory (nvidia-smi)")
     if not values:

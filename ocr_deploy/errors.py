@@ -15,6 +15,7 @@ EXIT_PARITY = 3  # the converted model does not match the reference within toler
 EXIT_CONVERSION = 4  # the converter failed on a model that loaded fine
 EXIT_SERVER = 5  # ocr-serve: the Triton server failed to start or stopped on its own
 EXIT_ENVIRONMENT = 6  # writing failed for the machine's reason: no space, permission, read-only
+EXIT_MEMORY = 7  # a step ran out of memory (host or GPU): a smaller budget or input may fit
 
 
 class OcrDeployError(Exception):
@@ -91,6 +92,13 @@ class WriteError(OcrDeployError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class MemoryExhaustedError(OcrDeployError):
+    """A step could not allocate the memory it needed (NumPy, ONNX Runtime, TensorRT or
+    CUDA said so): the machine's limit, not a bug. Nothing was written."""
+
+    exit_code = EXIT_MEMORY
+
+
 class ServerError(OcrDeployError):
     """Triton failed to start, or exited while it should be serving."""
 
@@ -106,3 +114,9 @@ class CudaError(OcrDeployError):
     """A CUDA runtime call returned an error code (the GPU, its driver or its memory)."""
 
     exit_code = EXIT_INTERNAL
+
+
+class CudaMemoryError(CudaError):
+    """A CUDA call could not allocate GPU memory (``cudaErrorMemoryAllocation``)."""
+
+    exit_code = EXIT_MEMORY

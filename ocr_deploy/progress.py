@@ -29,12 +29,16 @@ class Progress:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time one stage and report its start and end."""
+        """Time one stage and report its start and end; an allocation failure within is
+        ``MemoryExhaustedError`` naming the stage (``memory_budget.exhaustion``)."""
+        from ocr_deploy.memory_budget import exhaustion
+
         self.index += 1
         if not self.quiet:
             print(f"[{self.index}/{self.total}] {name} ...", file=self.stream, flush=True)
         start = time.perf_counter()
-        yield
+        with exhaustion(name):
+            yield
         elapsed = time.perf_counter() - start
         self.timings[name] = round(elapsed, 3)
         if not self.quiet:

@@ -51,6 +51,8 @@ class Variant:
     card: ModelCard | None = None
     mean: tuple[float, ...] = (127.5, 127.5, 127.5)  # without a card
     std: tuple[float, ...] = (64.0, 64.0, 64.0)
+    batch: int | None = None  # a fixed batch (as a model saved with batch_size=N exports)
+    seed: int | None = None  # of the weights (default: the name's length)
 
 
 VARIANTS = {
@@ -65,6 +67,10 @@ VARIANTS = {
     "grey": Variant(size=16, channels=1, classes=5, labels=False, mean=(127.5,), std=(64.0,)),
     # a net ending in a softmax: probabilities, as ocr-export names such a model's scores
     "probabilities": Variant(scores="probabilities"),
+    # "nhwc" (its weights) with a fixed batch of 2: what a Keras model saved with
+    # batch_size=2 exports to
+    "nhwc_batch2": Variant(card=ModelCard(class_names=CLASS_NAMES, palette=PALETTE,
+                                          mean=MEAN, std=STD), batch=2, seed=len("nhwc")),
 }
 
 
@@ -79,7 +85,7 @@ def build(name: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if variant.card:
         variant.card.save(folder / f"{name}.card.json")
-    weights = _weights(variant, seed=len(name))
+    weights = _weights(variant, seed=len(name) if variant.seed is None else variant.seed)
     verified = _graph(name, variant, weights, scores=True)
     parity = _parity(variant, verified, weights)
     model = _graph(name, variant, weights, scores=not variant.labels_only)
@@ -138,6 +144,7 @@ def _graph(name: str, variant: Variant, weights: dict[str, np.ndarray], scores: 
     from onnx import TensorProto, helper, numpy_helper
 
     nchw, s, c, k = variant.layout == "NCHW", variant.size, variant.channels, variant.classes
+    n = variant.batch or "batch"
     initializers = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in weights.items()]
     nodes, x = [], INPUT_NAME
     if variant.normalize_in_graph:  # the graph takes pixels 0..255
@@ -164,14 +171,14 @@ def _graph(name: str, variant: Variant, weights: dict[str, np.ndarray], scores: 
         else:
             nodes.append(helper.make_node("Transpose", [last], [variant.scores],
                                           perm=[0, 2, 3, 1]))
-        dims = ["batch", k, s, s] if nchw else ["batch", s, s, k]
+        dims = [n, k, s, s] if nchw else [n, s, s, k]
         outputs.append(helper.make_tensor_value_info(variant.scores, TensorProto.FLOAT, dims))
     if variant.labels:
         nodes += [helper.make_node("ArgMax", [last], ["labels_64"], axis=1, keepdims=0),
                   helper.make_node("Cast", ["labels_64"], ["labels"], to=TensorProto.INT32)]
         outputs.append(helper.make_tensor_value_info("labels", TensorProto.INT32,
-                                                     ["batch", s, s]))
-    dims = ["batch", c, s, s] if nchw else ["batch", s, s, c]
+                                                     [n, s, s]))
+    dims = [n, c, s, s] if nchw else [n, s, s, c]
     graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info(
         INPUT_NAME, TensorProto.FLOAT, dims)], outputs, initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -261,6 +268,7 @@ def _metadata(name: str, variant: Variant, model, weights, parity: dict):
                 "keras_output": variant.scores, "dtype_policy": None},
         tools={"ocr_deploy": ocr_deploy.__version__, "tensorflow": None, "tf2onnx": None,
                "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-               "onnxslim": None, "opset": attention["opset"], "batch": "dynamic",
+               "onnxslim": None, "opset": attention["opset"],
+               "batch": variant.batch or "dynamic",
                "fixed_batch_because": None},
         parity=parity, attention=attention, notes=card.notes)

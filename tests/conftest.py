@@ -189,6 +189,8 @@ many_classes_onnx = _artifact("many_classes", "many_classes_onnx", "300 classes,
 grey_onnx = _artifact("grey", "grey_onnx", "A greyscale (1-channel) input, 16x16.")
 probabilities_onnx = _artifact("probabilities", "probabilities_onnx",
                                "Ends in a softmax: probabilities and labels.")
+batch2_onnx = _artifact("nhwc_batch2", "batch2_onnx",
+                        "nhwc (its weights) with a fixed batch of 2.")
 
 
 @pytest.fixture(scope="session")

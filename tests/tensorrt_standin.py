@@ -105,6 +105,7 @@ class ICudaEngine:
     def __init__(self, spec: dict, logger: ILogger):
         self.height, self.width = int(spec["height"]), int(spec["width"])
         self.max_batch = int(spec["max_batch"])
+        self.min_batch = int(spec.get("min_batch", 1))
         self.fail_under_capture = bool(spec.get("fail_under_capture"))
         self.logger = logger
         self.contexts: list[IExecutionContext] = []
@@ -131,7 +132,7 @@ class ICudaEngine:
 
     def get_tensor_profile_shape(self, name: str, profile: int) -> list[tuple]:
         rest = self._tensors[name][2][1:]
-        return [(1, *rest), (1, *rest), (self.max_batch, *rest)]
+        return [(self.min_batch, *rest), (self.min_batch, *rest), (self.max_batch, *rest)]
 
     @property
     def device_memory_size_v2(self) -> int:
@@ -161,9 +162,10 @@ class IExecutionContext:
         shape = tuple(int(d) for d in shape)
         want = (self.engine.height, self.engine.width, 3)
         if name != INPUT or len(shape) != 4 or shape[1:] != want \
-                or not 1 <= shape[0] <= self.engine.max_batch:
+                or not self.engine.min_batch <= shape[0] <= self.engine.max_batch:
             return self._error(f"stand-in: set_input_shape({name}, {shape}): outside the "
-                               f"profile [1..{self.engine.max_batch}, {want}]")
+                               f"profile [{self.engine.min_batch}..{self.engine.max_batch}, "
+                               f"{want}]")
         if shape[0] != self.batch:
             self._setup_pending = True  # TensorRT may set up in the next enqueue
         self.batch = shape[0]
@@ -234,19 +236,21 @@ def metadata(height: int, width: int) -> dict:
 
 
 def write_engine(path: Path, height: int = 16, width: int = 16, max_batch: int = 8,
-                 fail_under_capture: bool = False, device: dict | None = None) -> Path:
+                 fail_under_capture: bool = False, device: dict | None = None,
+                 min_batch: int = 1) -> Path:
     """Write a stand-in engine and its sidecar (as ``ocr-build-engine`` would: metadata,
-    profile, TensorRT version, and ``device``'s GPU name and compute capability)."""
+    profile, TensorRT version, and ``device``'s GPU name and compute capability); a
+    ``min_batch`` equal to ``max_batch`` is a static profile b:b:b."""
     from sidecars import write_sidecar
 
     path = Path(path)
     spec = {"format": FORMAT, "height": height, "width": width, "max_batch": max_batch,
-            "fail_under_capture": fail_under_capture}
+            "min_batch": min_batch, "fail_under_capture": fail_under_capture}
     path.write_text(json.dumps(spec))
     shape = [height, width, 3]
     write_sidecar(path, {"backend": "tensorrt", "tensorrt_version": __version__,
                          "metadata": metadata(height, width),
-                         "profiles": [{"min": [1, *shape], "opt": [1, *shape],
+                         "profiles": [{"min": [min_batch, *shape], "opt": [min_batch, *shape],
                                        "max": [max_batch, *shape]}],
                          **(device or {})})
     return path

@@ -16,7 +16,7 @@ from ocr_deploy.signature import check_onnx, onnx_signature
 
 FIXTURES = {"nhwc": "nhwc_onnx", "nchw_labels": "nchw_onnx",
             "many_classes": "many_classes_onnx", "grey": "grey_onnx",
-            "probabilities": "probabilities_onnx"}
+            "probabilities": "probabilities_onnx", "nhwc_batch2": "batch2_onnx"}
 
 
 @pytest.mark.parametrize("variant", list(artifacts.VARIANTS))

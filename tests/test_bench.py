@@ -27,9 +27,11 @@ def _check_stats(stats: dict, batch: int) -> None:
 def _check_result(result: dict, batches: list[int], end_to_end: bool = True) -> None:
     assert set(result) == {"artifact", "name", "kind", "backend", "device", "providers",
                            "precision", "input_size", "image_size", "end_to_end_artifact",
-                           "outputs", "open_s", "batches", "memory", "warnings"}
+                           "outputs", "open_s", "batch_limits", "batches", "skipped_batches",
+                           "memory", "warnings"}
     assert result["kind"] in ("onnx", "engine", "keras") and result["device"] in ("cpu", "cuda")
     assert [b["batch"] for b in result["batches"]] == batches
+    assert result["batch_limits"] == "any" and result["skipped_batches"] == []
     for entry in result["batches"]:
         _check_stats(entry["compute"], entry["batch"])
         assert ("end_to_end" in entry) == end_to_end

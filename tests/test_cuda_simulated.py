@@ -357,3 +357,28 @@ def test_simulated_gpu_check_script_runs_end_to_end(tmp_path):
     assert data["tensorrt_ran"] is False and data["simulated"] is True
     assert [c["name"] for c in data["checks"] if c["status"] == "failed"] == []
     assert not any("PASS" in line and ("PyTorch" in line or "CuPy" in line) for line in lines)
+
+
+def test_simulated_static_profile_pads_and_splits(sim, tmp_path):
+    """A stand-in engine with the static profile 2:2:2 (simulated CUDA, no TensorRT: the
+    runner's logic only): 1, 2 and 3 images run as runs of exactly 2 (the last image
+    repeated to fill one), and come back one output per image given."""
+    path = tensorrt_standin.write_engine(tmp_path / "static.engine", H, W, 2, device=DEVICE,
+                                         min_batch=2)
+    with Segmenter.open(path) as seg:
+        assert (seg.runner.min_batch, seg.runner.max_batch) == (2, 2)
+        for count in (1, 2, 3):
+            batch = _batch(count, 40 + count)
+            got = seg.runner.run(batch, list(seg.runner.output_names))
+            runs = [batch[:2], np.concatenate([batch[2:], batch[2:]])] if count == 3 else \
+                [np.concatenate([batch] * (3 - count))]
+            want = [tensorrt_standin.expected(run) for run in runs]
+            for name, value in got.items():
+                assert len(value) == count
+                np.testing.assert_array_equal(
+                    value, np.concatenate([w[name] for w in want])[:count], err_msg=name)
+        with pytest.raises(BadInputError, match="exactly 2"):
+            one = _batch(1)
+            seg.run_device(one, {name: np.zeros(seg.output_shape(name, 1),
+                                                seg.output_dtype(name))
+                                 for name in seg.output_names})

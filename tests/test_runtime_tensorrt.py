@@ -122,3 +122,28 @@ def test_engine_from_another_tensorrt_is_refused(engine, tmp_path):
     write_sidecar(garbage, read_sidecar(path))
     with pytest.raises(BadInputError, match="deserialisation failed"):
         Segmenter.open(garbage)
+
+
+def test_a_static_profile_engine_predicts_any_number_of_images(trt, nhwc_onnx, tmp_path):
+    """An engine built with the static profile 2:2:2 gives the labels the ONNX gives for 1,
+    2 and 3 images (the runner pads a short batch and splits a long one), and ocr-bench
+    times only the batch it takes."""
+    from ocr_deploy.backends.tensorrt.options import TensorRTOptions
+    from ocr_deploy.bench.runner import benchmark_artifact
+    from ocr_deploy.builder.pipeline import BuildRequest, build
+    from ocr_deploy.runtime import Segmenter
+
+    path = tmp_path / "static2.engine"
+    build(BuildRequest(onnx=nhwc_onnx, precision="fp32", backend="tensorrt", output=path,
+                       quiet=True, backend_options={"tensorrt": TensorRTOptions(
+                           batch=(2, 2, 2))}))
+    with Segmenter.open(nhwc_onnx, providers=["cpu"]) as reference, Segmenter.open(path) as seg:
+        assert (seg.runner.min_batch, seg.runner.max_batch) == (2, 2)
+        for count in (1, 2, 3):
+            images = _images(count, seed=count)
+            agree = np.mean([np.mean(a == b) for a, b in zip(
+                reference.predict(images), seg.predict(images), strict=True)])
+            assert agree >= 0.99, count
+    result = benchmark_artifact(path, [1, 2, 3], warmup=0, iterations=1)
+    assert [b["batch"] for b in result["batches"]] == [2]
+    assert [s["batch"] for s in result["skipped_batches"]] == [1, 3]

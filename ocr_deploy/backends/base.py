@@ -48,7 +48,9 @@ class Backend(ABC):
     artifacts get), ``kind`` (what reports call the artifact), where its metadata lives,
     the Triton platform and model file name, the DeepStream key naming the model file.
     ``options_type`` is the frozen dataclass of its build options (``backends.options``).
-    ``runtime_options``: the ``Segmenter.open`` keywords it takes.
+    ``runtime_options``: the ``Segmenter.open`` keywords it takes; ``lean_options``: the
+    ``open_runner`` keywords that make a runner give memory back after each run (the
+    build's verification runs it beside the FP32 reference).
     """
 
     name: str  # as --backend spells it
@@ -61,6 +63,7 @@ class Backend(ABC):
     deepstream_model_key: str
     options_type: type
     runtime_options: tuple[str, ...] = ()
+    lean_options: dict = {}  # noqa: RUF012 (read only)
     graph_target: GraphTarget  # what its graph compiler takes, for the graph passes
     coverage_warn_below: float | None = None  # INT8 integer-MAC share that earns a warning
     cross_build: dict | None = None  # an emitter's record for the metadata (``emitter``)

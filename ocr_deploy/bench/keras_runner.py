@@ -61,7 +61,7 @@ class KerasRunner(Runner):
     def output_dtype(self, name: str) -> np.dtype:
         return np.dtype(np.float32)
 
-    def run(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    def run_batch(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         return {"logits": self._function(batch).numpy()}
 
     def info(self) -> dict:

@@ -92,16 +92,18 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int
         info = segmenter.describe()
         gpu = segmenter.runner.device == "cuda"
         size = bench_size(segmenter, image_size)
-        if segmenter.max_batch and max(batches) > segmenter.max_batch:
-            raise BadInputError(path, f"batch sizes up to the artifact's maximum "
-                                f"{segmenter.max_batch}", f"{max(batches)}",
-                                "choose smaller --batch-sizes")
+        limits, taken, skipped = batch_support(segmenter, batches)
+        if not taken:
+            raise BadInputError(path, f"batch sizes the artifact takes ({limits})",
+                                f"{list(batches)}", "choose other --batch-sizes")
         rng = np.random.default_rng(seed)
-        images = rng.integers(0, 256, (max(batches), *size, segmenter.metadata.input_channels),
+        images = rng.integers(0, 256, (max(taken), *size, segmenter.metadata.input_channels),
                               dtype=np.uint8)
         outputs = segmenter.outputs_for([size])
-        runs, warnings = [], []
-        for batch in batches:
+        runs = []
+        warnings = [f"{path.name}: batch {entry['batch']} skipped: {entry['reason']}"
+                    for entry in skipped]
+        for batch in taken:
             chunk = list(images[:batch])
             prepared = segmenter.prepare(chunk)
             entry = {"batch": batch, "compute": latency_stats(time_calls(
@@ -121,12 +123,34 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int
                 "providers": info.get("providers"), "precision": info["precision"],
                 "input_size": info["input_size"], "image_size": list(size),
                 "end_to_end_artifact": bool(segmenter.metadata.end_to_end),
-                "outputs": outputs, "open_s": round(open_s, 3), "batches": runs,
+                "outputs": outputs, "open_s": round(open_s, 3), "batch_limits": limits,
+                "batches": runs, "skipped_batches": skipped,
                 "memory": {"peak_rss_mib": memory.peak_rss_mib(), "rss_before_mib": rss_before,
                            "rss_peak_scope": rss_method,
                            "gpu_used_mib": memory.gpu_used_mib(segmenter.runner.device_id)
                            if gpu else None},
                 "warnings": warnings}
+
+
+def batch_support(segmenter: Segmenter, batches: Sequence[int]
+                  ) -> tuple[str, list[int], list[dict]]:
+    """The batch sizes one run of the artifact takes (words), those of ``batches`` it takes,
+    and the others with the reason: a run padded up to a fixed batch, or split, would time
+    another batch size than the one reported."""
+    runner = segmenter.runner
+    limits = runner.batch_limits()
+    high = segmenter.max_batch
+    taken, skipped = [], []
+    for batch in batches:
+        if batch < runner.min_batch:
+            skipped.append({"batch": batch, "reason": f"the artifact runs {limits} images at "
+                            f"once: a batch of {batch} would be padded to {runner.min_batch}"})
+        elif high and batch > high:
+            skipped.append({"batch": batch, "reason": f"the artifact runs {limits} images at "
+                            f"once: a batch of {batch} would be split"})
+        else:
+            taken.append(batch)
+    return limits, taken, skipped
 
 
 def bench_size(segmenter: Segmenter, image_size: tuple[int, int] | None) -> tuple[int, int]:

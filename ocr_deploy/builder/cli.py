@@ -19,11 +19,13 @@ from ocr_deploy.cli_support import (
     size_arg,
 )
 from ocr_deploy.errors import EXIT_BAD_INPUT, BadInputError
+from ocr_deploy.memory_budget import add_memory_budget
 
 EPILOG = """Without MODEL, the most recent export in export/ is used.
 exit codes: 0 built (and verified), or every --preflight form accepted; 2 bad input or
 usage, or a --preflight form refused; 3 accuracy budget missed;
-4 the backend failed to build; 6 no space or no permission to write; 1 internal error."""
+4 the backend failed to build; 6 no space or no permission to write; 7 out of memory (a
+smaller --memory-budget, or fewer or smaller samples); 1 internal error."""
 
 
 def _bounded(kind, low: float, high: float, what: str):
@@ -231,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--no-verify", action="store_true", help="skip verification")
     ver.add_argument("--no-sensitivity-search", action="store_true",
                      help="fail instead of searching for layers to keep when INT8 misses")
+    add_memory_budget(parser.add_argument_group("memory"))
     add_end_to_end(parser)
     add_preflight(parser)
     for backend in BACKENDS:
@@ -269,7 +272,7 @@ def _run(args: argparse.Namespace) -> int:
         ignore_index=None if args.ignore_index < 0 else args.ignore_index,
         sensitivity_search=not args.no_sensitivity_search,
         backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
-        end_to_end=end_to_end, quiet=args.quiet)
+        end_to_end=end_to_end, memory_budget=args.memory_budget, quiet=args.quiet)
     if args.preflight:
         return _preflight(args, request)
     result = build(request)
@@ -301,6 +304,12 @@ def _summary(result, precision: str) -> str:
     coverage = info.get("int8_coverage")
     if coverage:
         line += f", {coverage['integer_mac_share']:.1%} of MACs in integer kernels"
+    memory = info.get("memory")
+    if memory:
+        from ocr_deploy.memory_budget import format_size
+
+        line += (f", memory budget {format_size(memory['budget']['bytes'])}: "
+                 f"{memory['verification_batch']} sample(s) verified at once")
     return line + f") and {result.sidecar.name} in {info['seconds']:.1f} s"
 
 

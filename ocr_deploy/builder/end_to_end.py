@@ -128,11 +128,13 @@ def fitting_size(meta: ExportMetadata, shape: tuple[int, int]) -> tuple[int, int
 
 
 def cpu_segmenter(model_bytes: bytes, meta: ExportMetadata, name: str) -> Segmenter:
-    """A ``Segmenter`` on an ONNX held in memory, on ONNX Runtime CPU (a reference)."""
+    """A ``Segmenter`` on an ONNX held in memory, on ONNX Runtime CPU (a reference that
+    gives its memory back after each run)."""
     from ocr_deploy import backends
 
-    runner = backends.get("onnxruntime").open_runner(Path(name), None, providers=["cpu"],
-                                                     content=model_bytes)
+    backend = backends.get("onnxruntime")
+    runner = backend.open_runner(Path(name), None, providers=["cpu"], content=model_bytes,
+                                 **backend.lean_options)
     return Segmenter(runner, meta, name)
 
 

@@ -24,6 +24,7 @@ from ocr_deploy.graph.end_to_end import record_parity
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.evaluate import (
+    BATCH,
     Accuracy,
     artifact_accuracy,
     end_to_end_accuracy,
@@ -58,6 +59,7 @@ class BuildJob:
     meta: ExportMetadata | None = None
     core: tuple[bytes, ExportMetadata] | None = None  # an end-to-end build's plain core
     reference: str = "FP32"  # what the verdict compares with (the source ONNX on ORT CPU)
+    batch: int = BATCH  # samples verified at once (what the memory budget allows)
 
     def __post_init__(self):
         self.info["precision"] = self.request.precision
@@ -109,7 +111,8 @@ class BuildJob:
     def _build(self, model: onnx.ModelProto, target: Path) -> dict:
         self.info["kept_in_higher_precision"] = self.exclusions
         self.meta = replace(self.source_meta, precision=self.request.precision,
-                            build={k: v for k, v in self.info.items() if k != "verification"})
+                            build={k: v for k, v in self.info.items()
+                                   if k not in ("verification", "memory")})  # sidecar only
         write_metadata(model, self.meta)
         e2e = self.request.end_to_end
         if e2e is not None:
@@ -132,7 +135,8 @@ class BuildJob:
             data = camera_images(data, self.meta, self.request.val_samples or SYNTHETIC_SAMPLES)
         with self.progress.stage(f"verifying the built artifact against {self.reference} "
                                  f"({backend.name} runner, {data.description})"):
-            runner = backend.open_runner(target, {"backend": backend.name, **built})
+            runner = backend.open_runner(target, {"backend": backend.name, **built},
+                                         **backend.lean_options)
             try:
                 check_contract(target, self.meta, runner)
                 if e2e:
@@ -143,12 +147,13 @@ class BuildJob:
                             data.data.folder if data.data else None, self.request.ignore_index)
                 else:
                     accuracy = artifact_accuracy(runner, self.fp32_bytes, data, self.meta,
-                                                 self.request.ignore_index)
+                                                 self.request.ignore_index, self.batch)
             finally:
                 runner.close()
             self.info.setdefault("verification", {}).update({
                 "data": data.description, "samples": len(data), "reference": self.reference,
                 "runner": accuracy.runner, "budget": self.request.budget.__dict__,
+                "batch": 1 if e2e else self.batch,
                 "ignore_index": self.request.ignore_index})
             self.progress.note(describe(accuracy))
         return accuracy
@@ -160,7 +165,8 @@ class BuildJob:
         images = parity_images(self.meta)
         with self.progress.stage(f"end-to-end parity against Segmenter.predict on the plain "
                                  f"{self.request.precision} core ({len(images)} images)"):
-            runner = backend.open_runner(target, {"backend": backend.name, **built})
+            runner = backend.open_runner(target, {"backend": backend.name, **built},
+                                         **backend.lean_options)
             core_bytes, core_meta = self.core
             try:
                 with cpu_segmenter(core_bytes, core_meta, "plain core") as plain:
@@ -183,10 +189,14 @@ class BuildJob:
     def _search(self, data: SampleSet, missed: Accuracy) -> onnx.ModelProto:
         """Layers to keep in higher precision, ranked and searched on the ONNX Runtime CPU
         proxy; returns the INT8 model with them kept."""
+        self.progress.note("INT8 misses the budget: searching for layers to keep in higher "
+                           "precision (on the ONNX Runtime CPU proxy)")
+        with reference(self.fp32_bytes, data, self.source_meta, self.batch) as ref:
+            return self._search_with(data, missed, ref)
+
+    def _search_with(self, data: SampleSet, missed: Accuracy, ref) -> onnx.ModelProto:
+        """``_search`` against the FP32 reference ``ref`` (on disk)."""
         request, progress = self.request, self.progress
-        progress.note("INT8 misses the budget: searching for layers to keep in higher "
-                      "precision (on the ONNX Runtime CPU proxy)")
-        ref = reference(self.fp32_bytes, data, self.source_meta)
         base = flatten(self.exclusions)
         quantized = [n.name for n in self.fp32_model.graph.node
                      if n.op_type in ("Conv", "MatMul") and n.name not in base]
@@ -197,7 +207,7 @@ class BuildJob:
 
         def evaluate(kept: list[str]) -> Accuracy:
             return proxy_accuracy(quantize(kept).SerializeToString(), data, self.source_meta,
-                                  ref, request.ignore_index)
+                                  ref, request.ignore_index, self.batch)
 
         found = search(quantized, evaluate, request.budget, progress.note)
         self.info.setdefault("verification", {})["sensitivity_search"] = {

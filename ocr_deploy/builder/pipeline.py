@@ -42,9 +42,11 @@ from ocr_deploy.builder.request import (
 )
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import check_writable_output
+from ocr_deploy.memory_budget import MemoryBudget, format_size, forward_bytes
 from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.precision.calibrate import calibrate
+from ocr_deploy.precision.calibrate import calibrate, calibration_batch
 from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
+from ocr_deploy.precision.evaluate import verification_batch, verification_bytes
 from ocr_deploy.precision.fp16 import convert_fp16
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
@@ -90,6 +92,19 @@ def build(request: BuildRequest) -> BuildResult:
     options = backend.resolve_options(request.options_for(backend), fp32_model, source,
                                       progress.note)
     job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress)
+    budget = request.memory_budget or MemoryBudget.default()
+    forward = forward_bytes(fp32_model)
+    job.batch = verification_batch(meta, forward, budget)
+    job.info["memory"] = {"budget": budget.to_dict(), "forward_bytes_per_sample": forward,
+                          "verification_batch": job.batch}
+    progress.note(f"memory budget {budget.describe()}: one forward pass holds about "
+                  f"{format_size(forward)} per image; verifying {job.batch} at a time")
+    needed = verification_bytes(meta, forward)
+    if request.verify and needed > budget.bytes:
+        progress.warn(f"--memory-budget {format_size(budget.bytes)} is below the "
+                      f"{format_size(needed)} one verified sample needs (estimated): "
+                      "verifying one at a time anyway; the build may run out of memory "
+                      "(exit 7)")
     if backend.cross_build:
         job.info["cross_build"] = backend.cross_build
     if emitted:
@@ -100,8 +115,10 @@ def build(request: BuildRequest) -> BuildResult:
         job.placement = backend.placement(options)
         job.info["placement"] = job.placement.to_dict()
         progress.note(f"INT8 placement: {job.placement.name} ({job.placement.reason})")
+        calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
+        job.info["memory"]["calibration_batch"] = calib_batch
         job.calibration, job.calib_data = _calibrate(request, meta, fp32_bytes, output,
-                                                     progress)
+                                                     progress, calib_batch)
         job.info["calibration"] = job.calibration.to_dict()
     with progress.stage(f"making the {request.precision} ONNX"):
         if not emitted:
@@ -197,7 +214,7 @@ def _check_node_names(source: Path, model: onnx.ModelProto, names: list[str]) ->
 
 
 def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, output: Path,
-               progress: Progress):
+               progress: Progress, batch: int):
     if request.calib_dir is None:
         raise BadInputError(None, "--calib-dir DIR (images or .npy/.npz) for --int8",
                             "no calibration data", "point --calib-dir at ~100 typical images")
@@ -212,7 +229,7 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
         cache_dir = request.calib_cache or output.parent / ".calibration-cache"
         result = calibrate(fp32_bytes, data, request.calib, cache_dir, request.recalibrate,
                            request.quiet, request.calib_memory_mib,
-                           request.calib_providers or None)
+                           request.calib_providers or None, batch)
         progress.note(f"{len(data)} samples, {len(result.ranges)} tensors; " + (
             f"reused cached ranges {result.cache_path.name}" if result.cache_hit else
             f"computed in {result.seconds:.1f} s ({result.seconds_per_sample:.2f} s per "

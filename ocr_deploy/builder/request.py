@@ -15,6 +15,7 @@ from ocr_deploy.builder.end_to_end import (
 )
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import latest_file
+from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.precision.calibrate import (
     MEMORY_MIB,
     CalibrationSettings,
@@ -62,6 +63,7 @@ class BuildRequest:
     end_to_end: EndToEndRequest | None = None  # camera pixels in, label map out
     # backend name -> its options (``Backend.options_type``); missing: the defaults
     backend_options: dict = field(default_factory=dict)
+    memory_budget: MemoryBudget | None = None  # None: memory_budget's default, read at start
     quiet: bool = False
 
     def options_for(self, backend: Backend):

@@ -19,10 +19,12 @@ from ocr_deploy.cli_support import (
 )
 from ocr_deploy.export.convert import MAX_OPSET
 from ocr_deploy.graph.attention import FORMS
+from ocr_deploy.memory_budget import add_memory_budget
 
 EPILOG = """exit codes: 0 exported and verified; 2 bad input or usage; 3 parity over tolerance
 (the model is kept as NAME.parity-failed.onnx); 4 the converter failed; 6 no space or no
-permission to write; 1 internal error."""
+permission to write; 7 out of memory (a smaller --memory-budget or fewer samples);
+1 internal error."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="relative to the logit scale (max |reference|)")
     check.add_argument("--min-agreement", type=float, default=request.min_agreement,
                        help="minimum fraction of pixels with equal labels, ties aside")
+    add_memory_budget(check)
     add_reporting(parser, "the summary")
     return parser
 
@@ -106,7 +109,8 @@ def request_from_args(args: argparse.Namespace):
         input_size=args.input_size, card=args.card, mean=args.mean, std=args.std,
         normalize_in_graph=args.normalize_in_graph, samples_dir=args.samples,
         random_samples=args.parity_samples, seed=args.seed, atol=args.atol, rtol=args.rtol,
-        min_agreement=args.min_agreement, quiet=args.quiet, debug=args.debug)
+        min_agreement=args.min_agreement, quiet=args.quiet, debug=args.debug,
+        memory_budget=args.memory_budget)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -120,8 +124,12 @@ def _run(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         print(result.parity.table())
+        from ocr_deploy.memory_budget import format_size
+
         print(f"wrote {result.onnx_path} and {result.report_path} "
-              f"in {result.timings['total']:.1f} s")
+              f"in {result.timings['total']:.1f} s (parity {result.memory['parity_batch']} "
+              f"image(s) at once, memory budget "
+              f"{format_size(result.memory['budget']['bytes'])})")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ never touched. The report records the ONNX's SHA-256 and the two are written as 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 import warnings
@@ -41,9 +42,11 @@ from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
+from ocr_deploy.memory_budget import MemoryBudget, forward_bytes
 from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
+from ocr_deploy.precision.shapes import static_shapes
 from ocr_deploy.progress import Progress
 
 PARITY_BATCH = 2
@@ -80,6 +83,7 @@ class ExportRequest:
     min_agreement: float = DEFAULT_MIN_AGREEMENT
     quiet: bool = False
     debug: bool = False  # show the converter's own log output
+    memory_budget: MemoryBudget | None = None  # None: memory_budget's default, read at start
 
 
 @dataclass
@@ -92,12 +96,14 @@ class ExportResult:
     choice: OutputChoice
     metadata: ExportMetadata
     timings: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)  # the budget and the parity batch it allowed
 
     def to_dict(self) -> dict:
         return {"onnx": str(self.onnx_path), "report": str(self.report_path),
                 "passed": self.parity.passed, "attention": self.metadata.attention,
                 "logits_output": self.choice.logits, "aux_outputs": self.choice.aux,
                 "choice_reason": self.choice.reason, "parity": self.parity.to_dict(),
+                "memory": self.memory,
                 "metadata": self.metadata.__dict__, "timings_s": self.timings}
 
 
@@ -176,7 +182,10 @@ def export_model(request: ExportRequest) -> ExportResult:
         images = _parity_images(request, input_hw, options.channels)
         input_range = _input_range(request, card, loaded, options)
         progress.note(f"parity inputs: {input_range.describe()}")
-        parity = _verify(function, model, images, options, input_range, request)
+        budget = request.memory_budget or MemoryBudget.default()
+        batch = options.batch or parity_batch(model, budget)
+        progress.note(f"memory budget {budget.describe()}: parity in batches of {batch}")
+        parity = _verify(function, model, images, options, input_range, request, batch)
         progress.note(f"{len(images)} images: " + "; ".join(
             f"{o.name}: max abs {o.max_abs_err:.2e}, labels {100 * o.label_agreement:.3f}%"
             if o.kind != "labels" else f"{o.name}: {100 * o.label_agreement:.3f}% equal"
@@ -188,7 +197,8 @@ def export_model(request: ExportRequest) -> ExportResult:
                          conversion, input_range)
     write_metadata(model, metadata)
     onnx_path = output if parity.passed else failed_output(output)
-    result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata)
+    result = ExportResult(onnx_path, report_path_for(onnx_path), parity, choice, metadata,
+                          memory={"budget": budget.to_dict(), "parity_batch": batch})
     with progress.stage("writing the ONNX"):  # with its report, as one pair (ocr_deploy.pairs)
         with pair_output(onnx_path, result.report_path,
                          force=request.force or not parity.passed) as write:
@@ -305,17 +315,28 @@ def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarra
     return np.stack(images)
 
 
+def parity_batch(model, budget: MemoryBudget) -> int:
+    """Parity images run at once within ``budget``: each holds its input, TensorFlow's
+    forward pass (counted as twice ONNX Runtime's: eager kernels keep more alive), ONNX
+    Runtime's (``memory_budget.forward_bytes``) and both sides' outputs."""
+    shapes = static_shapes(model)
+    outputs = sum(math.prod(shapes.get(o.name, [0])) * 4 for o in model.graph.output)
+    inputs = math.prod(shapes.get(model.graph.input[0].name, [0])) * 4
+    return budget.batch_size(inputs + 3 * forward_bytes(model) + 2 * outputs,
+                             largest=PARITY_BATCH, input_bytes=inputs)
+
+
 def _verify(function, model, images: np.ndarray, options: ConvertOptions,
-            input_range: InputRange, request: ExportRequest) -> ComparisonReport:
+            input_range: InputRange, request: ExportRequest, step: int) -> ComparisonReport:
     import onnxruntime as ort
 
-    feed = input_range.apply(images)
-    session = ort.InferenceSession(model.SerializeToString(),
+    session_options = ort.SessionOptions()
+    session_options.enable_cpu_mem_arena = False  # TensorFlow runs next: give memory back
+    session = ort.InferenceSession(model.SerializeToString(), session_options,
                                    providers=["CPUExecutionProvider"])
     comparison = None
-    step = options.batch or PARITY_BATCH
-    for begin in range(0, len(feed), step):
-        batch = feed[begin:begin + step]
+    for begin in range(0, len(images), step):
+        batch = input_range.apply(images[begin:begin + step])
         count = len(batch)
         if options.batch and count < step:  # a fixed batch: fill it up, keep what was asked
             batch = np.concatenate([batch, np.repeat(batch[-1:], step - count, axis=0)])

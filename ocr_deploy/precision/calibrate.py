@@ -36,6 +36,7 @@ from ocr_deploy.backends.onnxruntime.runner import choose_providers, warn_droppe
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.graph.index import GraphIndex
+from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.ranges import TensorStats, entropy_threshold, percentile_threshold
 from ocr_deploy.precision.segments import SegmentedModel
@@ -163,9 +164,10 @@ def cache_key(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings
 def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings,
               cache_dir: Path, force: bool = False, quiet: bool = False,
               memory_mib: int = MEMORY_MIB,
-              providers: Sequence[str] | None = None) -> CalibrationResult:
+              providers: Sequence[str] | None = None, batch: int = 1) -> CalibrationResult:
     """Compute (or reuse) the activation ranges of the FP32 model on ``data``, on
-    ``providers`` (default: ``calibration_providers()``)."""
+    ``providers`` (default: ``calibration_providers()``), ``batch`` samples at a time
+    (``calibration_batch``)."""
     settings.validate()
     chosen = calibration_providers(providers)
     model = onnx.load_from_string(model_bytes)
@@ -189,13 +191,13 @@ def calibrate(model_bytes: bytes, data: SampleSet, settings: CalibrationSettings
         label = f"calibration pass {number}/{passes} ({'range' if number == 1 else 'histograms'})"
         counter = Counter(label, len(data), quiet, eta=True)
         done = 0
-        for batch, _ in data.batches(_batch_size(data)):
-            for name, values in runner.outputs(batch):
+        for inputs, _ in data.batches(batch):
+            for name, values in runner.outputs(inputs):
                 if number == 1:
                     stats[name].update_range(values)
                 else:
                     stats[name].update_histogram(values, settings.num_bins)
-            done += len(batch)
+            done += len(inputs)
             counter.update(done)
         if number == 1:
             _check_finite(stats, sources, data)
@@ -243,11 +245,12 @@ def _check_finite(stats: dict[str, TensorStats], sources: dict[str, str],
                             "check the data's value range and the model (overflow)")
 
 
-def _batch_size(data: SampleSet) -> int:
-    """Small inputs in batches of 8; inputs over 1 MiB one at a time (memory first)."""
-    meta = data.meta
+def calibration_batch(meta, memory_mib: int, budget: MemoryBudget) -> int:
+    """Samples calibrated at once within ``budget`` (at most 8): each holds its input, a
+    segment's outputs (``memory_mib``) and the segment's working memory (as much again)."""
     sample_bytes = 4 * meta.input_height * meta.input_width * meta.input_channels
-    return 8 if sample_bytes <= 1 << 20 else 1
+    return budget.batch_size(sample_bytes + 2 * (memory_mib << 20), largest=8,
+                             input_bytes=sample_bytes)
 
 
 # --- the cache file ------------------------------------------------------------------------

@@ -9,6 +9,11 @@ of the largest FP32 score magnitude. A build meets the budget when its mIoU is a
 ``max_miou_drop`` points below FP32's and its labels agree with FP32's on at least
 ``min_agreement`` of the pixels that are not ties.
 
+Everything streams: batches of ``batch`` samples (``verification_batch``: what the memory
+budget allows) are compared as they come and only counts are kept (``Comparison`` for
+agreement and the scores' errors, confusion matrices for IoU); the proxy's FP32 reference
+is kept on disk, one file per batch, not in memory.
+
 Two kinds of candidate are measured:
 
 - the verdict (``artifact_accuracy``): the built artifact through its own backend's
@@ -23,6 +28,7 @@ Two kinds of candidate are measured:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,12 +37,14 @@ import numpy as np
 
 from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.errors import BadInputError
+from ocr_deploy.files import private_tempdir
+from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.metrics import confusion_matrix, iou_from_confusion
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.runtime.postprocess import labels_from_outputs, scores_output
 
-BATCH = 8
+BATCH = 8  # the most samples compared at once
 TIE_RTOL = 1e-3  # about two FP16 ulps of the largest score
 IGNORE_INDEX = 255
 
@@ -91,14 +99,59 @@ class Accuracy:
         return {**asdict(self), "miou_drop": self.miou_drop}
 
 
-@dataclass
-class Reference:
-    """FP32's labels, tie gaps and the masks on the data, batch by batch (for the proxy)."""
+def verification_batch(meta: ExportMetadata, forward: int, budget: MemoryBudget) -> int:
+    """Samples compared at once within ``budget`` (``verification_bytes`` each)."""
+    inputs = 4 * meta.input_height * meta.input_width * meta.input_channels
+    return budget.batch_size(verification_bytes(meta, forward), largest=BATCH,
+                             input_bytes=inputs)
 
-    labels: list[np.ndarray]
-    gaps: list[np.ndarray | None]
-    masks: list[np.ndarray | None]
-    tol: float
+
+def verification_bytes(meta: ExportMetadata, forward: int) -> int:
+    """What one verified sample holds: its input, two runners' working memory (``forward``:
+    one image's forward pass, ``memory_budget.forward_bytes``; the FP32 reference and the
+    candidate), both runners' outputs and the comparison's per-pixel temporaries (a float32
+    copy of the scores for the top-2 gap, labels, masks)."""
+    pixels = meta.input_height * meta.input_width
+    outputs = 0
+    for spec in meta.outputs.values():  # float32 scores (or int32 labels) at their stride
+        stride = spec.get("stride") or 1
+        cells = (meta.input_height // stride) * (meta.input_width // stride)
+        outputs += 4 * cells * (1 if spec.get("kind") == "labels" else meta.num_classes)
+    return 4 * pixels * meta.input_channels + 2 * forward + 3 * outputs + 16 * pixels
+
+
+class Reference:
+    """FP32's labels, tie gaps and the masks on the data, batch by batch (for the proxy),
+    kept in a private temporary folder (one ``.npz`` per batch), not in memory; ``close``
+    removes it (a killed process's is removed by the next one)."""
+
+    def __init__(self):
+        self._stack = contextlib.ExitStack()
+        self.folder = self._stack.enter_context(private_tempdir("ocr-deploy-reference-"))
+        self.batches = 0
+        self.tol = 0.0
+
+    def add(self, labels: np.ndarray, gaps: np.ndarray | None, masks: np.ndarray | None
+            ) -> None:
+        arrays = {"labels": labels}
+        arrays.update({k: v for k, v in (("gaps", gaps), ("masks", masks)) if v is not None})
+        np.savez(self.folder / f"{self.batches}.npz", **arrays)
+        self.batches += 1
+
+    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``(labels, gaps or None, masks or None)`` of batch ``index``."""
+        with np.load(self.folder / f"{index}.npz") as stored:
+            return tuple(stored[k] if k in stored.files else None
+                         for k in ("labels", "gaps", "masks"))
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> Reference:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _Tally:
@@ -150,48 +203,56 @@ class _Tally:
         return result
 
 
-def reference(fp32_bytes: bytes, data: SampleSet, meta: ExportMetadata) -> Reference:
-    """FP32's labels and tie gaps (judged on its per-class scores, if it has them)."""
+def reference(fp32_bytes: bytes, data: SampleSet, meta: ExportMetadata, batch: int = BATCH
+              ) -> Reference:
+    """FP32's labels and tie gaps (judged on its per-class scores, if it has them), in
+    batches of ``batch``; the caller closes it."""
     run = _cpu_runner(fp32_bytes, meta)
     scores_name = scores_output(meta)
-    labels, gaps, masks, scale = [], [], [], 0.0
-    for inputs, batch_masks in data.batches(BATCH):
-        outputs = run(inputs)
-        labels.append(labels_from_outputs(outputs, meta))
-        masks.append(None if batch_masks is None else _to_shape(batch_masks,
-                                                                labels[-1].shape[1:]))
-        if scores_name in outputs:
-            scores = _classes_last(outputs[scores_name], meta, scores_name)
-            gaps.append(top2_gap(scores).astype(np.float32))
-            scale = max(scale, float(np.abs(scores).max()))
-        else:
-            gaps.append(None)
-    return Reference(labels, gaps, masks, TIE_RTOL * scale)
+    stored, scale = Reference(), 0.0
+    try:
+        for inputs, batch_masks in data.batches(batch):
+            outputs = run(inputs)
+            labels = _compact(labels_from_outputs(outputs, meta))
+            gaps = None
+            if scores_name in outputs:
+                scores = _classes_last(outputs[scores_name], meta, scores_name)
+                gaps = top2_gap(scores)
+                scale = max(scale, float(np.abs(scores).max()))
+            del outputs
+            stored.add(labels, gaps, None if batch_masks is None else
+                       _to_shape(batch_masks, labels.shape[1:]))
+    except BaseException:
+        stored.close()
+        raise
+    stored.tol = TIE_RTOL * scale
+    return stored
 
 
 def proxy_accuracy(candidate_bytes: bytes, data: SampleSet, meta: ExportMetadata,
-                   ref: Reference, ignore_index: int | None = IGNORE_INDEX) -> Accuracy:
+                   ref: Reference, ignore_index: int | None = IGNORE_INDEX,
+                   batch: int = BATCH) -> Accuracy:
     """A candidate ONNX on ONNX Runtime CPU against ``ref`` (the sensitivity search's
-    measure)."""
+    measure), in batches of ``batch`` (as ``ref`` was made)."""
     run = _cpu_runner(candidate_bytes, meta)
     comparison = Comparison({"labels": "labels"}, check_values=False, tie_atol=ref.tol,
                             tie_rtol=0.0)
     tally = _Tally(comparison, "labels", len(data), data.folder, meta.num_classes,
                    ignore_index)
-    for index, (inputs, _) in enumerate(data.batches(BATCH)):
+    for index, (inputs, _) in enumerate(data.batches(batch)):
         candidate = labels_from_outputs(run(inputs), meta)
-        masks = ref.masks[index]
-        comparison.add_labels("labels", candidate == ref.labels[index], ref.gaps[index],
-                              tally.counted(masks))
-        tally.add_masks(candidate, ref.labels[index], masks)
+        labels, gaps, masks = ref.batch(index)
+        comparison.add_labels("labels", candidate == labels, gaps, tally.counted(masks))
+        tally.add_masks(candidate, labels, masks)
     return tally.accuracy({"backend": "onnxruntime", "providers": ["CPUExecutionProvider"],
                            "role": "proxy (ONNX Runtime CPU simulation of the candidate)"})
 
 
 def artifact_accuracy(runner, fp32_bytes: bytes, data: SampleSet, meta: ExportMetadata,
-                      ignore_index: int | None = IGNORE_INDEX) -> Accuracy:
+                      ignore_index: int | None = IGNORE_INDEX, batch: int = BATCH
+                      ) -> Accuracy:
     """The built artifact through its own ``runner`` against the FP32 ONNX (ONNX Runtime
-    CPU) run beside it: the build's verdict."""
+    CPU) run beside it, ``batch`` samples at a time: the build's verdict."""
     run = _cpu_runner(fp32_bytes, meta)
     scores_name = scores_output(meta)
     labels_name = meta.output_of_kind("labels") or scores_name
@@ -199,11 +260,9 @@ def artifact_accuracy(runner, fp32_bytes: bytes, data: SampleSet, meta: ExportMe
     comparison = Comparison(kinds, check_values=False, tie_atol=0.0, tie_rtol=TIE_RTOL)
     tally = _Tally(comparison, labels_name, len(data), data.folder, meta.num_classes,
                    ignore_index)
-    for inputs, batch_masks in data.batches(BATCH):
+    for inputs, batch_masks in data.batches(batch):
         fp32 = run(inputs)
-        built = _in_chunks(lambda chunk: runner.run(np.ascontiguousarray(
-            chunk, runner.input_dtype), list(kinds)), inputs, runner.max_batch,
-            runner.min_batch)
+        built = runner.run(np.ascontiguousarray(inputs, runner.input_dtype), list(kinds))
         reference = {n: _classes_last(fp32[n], meta, n) for n in kinds}
         candidate = {n: _classes_last(built[n], meta, n) for n in kinds}
         candidate_labels = labels_from_outputs(built, meta)
@@ -239,37 +298,21 @@ def end_to_end_accuracy(end_to_end, fp32, samples, folder: Path | None = None,
 
 
 def _cpu_runner(model_bytes: bytes, meta: ExportMetadata):
-    """``inputs -> {output name: array}`` on ONNX Runtime CPU, in chunks that fit the
-    model's batch (a fixed-batch export takes exactly its batch: the last chunk is padded)."""
-    import onnxruntime as ort
+    """``inputs -> {output name: array}`` on ONNX Runtime CPU (any number of inputs: the
+    runner fits them to a fixed batch), its memory given back after each run."""
+    from ocr_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    batch = session.get_inputs()[0].shape[0]
-    fixed = batch if isinstance(batch, int) and batch > 0 else None
-
-    def run(inputs: np.ndarray) -> dict[str, np.ndarray]:
-        return _in_chunks(lambda chunk: dict(zip(names, session.run(
-            names, {meta.input_name: chunk}), strict=True)), inputs, fixed, fixed or 1)
-    return run
+    runner = OnnxRuntimeRunner(Path(f"the {meta.precision or 'reference'} model"),
+                               ["CPUExecutionProvider"], content=model_bytes,
+                               memory_arena=False)
+    return lambda inputs: runner.run(np.ascontiguousarray(inputs, runner.input_dtype),
+                                     runner.output_names)
 
 
-def _in_chunks(run, inputs: np.ndarray, largest: int | None, smallest: int
-               ) -> dict[str, np.ndarray]:
-    """``run`` over ``inputs`` in chunks of at most ``largest`` images, each padded (by
-    repeating its last image) to at least ``smallest`` (a fixed batch takes exactly its
-    size); the outputs joined, padding dropped."""
-    if (largest is None or len(inputs) <= largest) and len(inputs) >= smallest:
-        return run(inputs)
-    parts: dict[str, list] = {}
-    for begin in range(0, len(inputs), largest or len(inputs)):
-        chunk = inputs[begin:begin + (largest or len(inputs))]
-        count = len(chunk)
-        if count < smallest:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], smallest - count, axis=0)])
-        for name, value in run(chunk).items():
-            parts.setdefault(name, []).append(value[:count])
-    return {name: np.concatenate(values) for name, values in parts.items()}
+def _compact(labels: np.ndarray) -> np.ndarray:
+    """Labels in the smallest integer type that holds them (uint8 for up to 256 classes)."""
+    return labels.astype(np.uint8) if labels.size and labels.min() >= 0 and \
+        labels.max() < 256 else labels
 
 
 def _classes_last(value: np.ndarray, meta: ExportMetadata, name: str) -> np.ndarray:

@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--providers", type=name_list,
                         help="ONNX Runtime execution providers, e.g. cuda,cpu "
                         "(default: the best available)")
-    parser.add_argument("--max-batch", type=positive_int, default=MAX_BATCH, metavar="N",
-                        help="images run together")
+    parser.add_argument("--max-batch", type=positive_int, metavar="N",
+                        help=f"images run together (default: up to {MAX_BATCH}, as many as "
+                             "hold 2 MiB of model input: one from 256x512 up)")
     add_renamed(parser, "--batch", "--max-batch", "max_batch", type=positive_int)
     parser.add_argument("--alpha", type=float, default=ALPHA,
                         help="weight of the class colours in the overlay, 0..1")
@@ -166,14 +167,15 @@ def _run(args: argparse.Namespace) -> int:
     with Segmenter.open(artifact, args.backend, args.providers,
                         max_batch=args.max_batch) as seg:
         meta = seg.metadata
+        step = args.max_batch or batch_for(seg)
         palette = palette_of(meta)
         names = class_names_of(meta, len(palette))
         if not quiet:
             info = seg.describe()
             print(f"model: {artifact} ({info['backend']}, {info['device']}, "
                   f"{meta.num_classes} classes)", file=sys.stderr)
-        for begin in range(0, len(files), args.max_batch):
-            chunk = files[begin:begin + args.max_batch]
+        for begin in range(0, len(files), step):
+            chunk = files[begin:begin + step]
             images = [read_image(f) for f in chunk]
             for offset, (path, image, labels) in enumerate(
                     zip(chunk, images, seg.predict([end_to_end_pixels(im, meta)
@@ -218,6 +220,18 @@ def _refuse_existing(args: argparse.Namespace, files: list[Path], videos: list[s
                                 f"{len(existing)} existing file(s)",
                                 "pass --force to replace them (atomically), or choose "
                                 "another -o")
+
+
+def batch_for(segmenter: Segmenter) -> int:
+    """Images run together by default: up to ``MAX_BATCH``, at most
+    ``memory_budget.BATCH_INPUT_BYTES`` of model input (the artifact's own limit applies)."""
+    from ocr_deploy.memory_budget import BATCH_INPUT_BYTES
+
+    height, width = segmenter.input_size
+    sample = height * width * segmenter.metadata.input_channels * \
+        segmenter.input_dtype.itemsize
+    return max(1, min(MAX_BATCH, segmenter.max_batch or MAX_BATCH,
+                      BATCH_INPUT_BYTES // max(1, sample)))
 
 
 def _write(args, path: Path, image: np.ndarray, labels: np.ndarray, palette: np.ndarray,

@@ -229,7 +229,7 @@ class Segmenter:
         if self.metadata.end_to_end:
             self.check_image_sizes([batch.shape[1:3]])
         self._check_batch(batch.shape[0])
-        return self.runner.run(np.ascontiguousarray(batch), outputs)
+        return self.runner.run(np.ascontiguousarray(batch), outputs)  # pads to a fixed batch
 
     def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
                    stream: int | None = None, device: str | None = None,
@@ -259,7 +259,7 @@ class Segmenter:
                 raise BadInputError(None, "batch= with raw addresses", "none",
                                     "pass the number of images")
             batch = int(shape[0])
-        self._check_batch(batch)
+        self._check_batch(batch, exact=True)
         size = self._device_image_size(input, image_size)
         where = device or self.runner.device
         consumer = stream if stream is not None else self.runner.stream
@@ -404,10 +404,15 @@ class Segmenter:
         for start in range(0, len(items), step):
             yield start, items[start:start + step]
 
-    def _check_batch(self, batch: int) -> None:
-        if batch < 1 or (self.max_batch and batch > self.max_batch):
-            raise BadInputError(self.source, f"a batch of 1 to {self.max_batch or 'any'} "
-                                "images", f"{batch}", "split the batch (predict() does)")
+    def _check_batch(self, batch: int, exact: bool = False) -> None:
+        """``batch`` images within ``max_batch``; ``exact`` (caller-owned memory, which
+        cannot be padded): also at least the runner's ``min_batch``."""
+        low = self.runner.min_batch if exact else 1
+        if batch < low or (self.max_batch and batch > self.max_batch):
+            limits = self.runner.batch_limits() if exact else \
+                f"1 to {self.max_batch or 'any'}"
+            raise BadInputError(self.source, f"a batch of {limits} images", f"{batch}",
+                                "split or fill the batch (predict() does)")
 
     def _check_open(self) -> None:
         if self.runner is None:

@@ -40,6 +40,7 @@ class OnnxRuntime(Backend):
     deepstream_model_key = "onnx-file"
     options_type = OnnxRuntimeOptions
     runtime_options = ("providers", "threads")
+    lean_options = {"memory_arena": False}  # noqa: RUF012 (read only)
     graph_target = GRAPH_TARGET
     coverage_warn_below = WARN_BELOW
 
@@ -80,11 +81,12 @@ class OnnxRuntime(Backend):
                                 INTEGER_KERNELS, FOLDED_ACTIVATIONS)
 
     def open_runner(self, path: Path, facts: dict | None, device_id: int = 0,
-                    providers=None, threads: int | None = None, content: bytes | None = None):
+                    providers=None, threads: int | None = None, content: bytes | None = None,
+                    memory_arena: bool = True):
         from ocr_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(Path(path), providers, threads, device_id,
-                                 (facts or {}).get("provider_options"), content)
+                                 (facts or {}).get("provider_options"), content, memory_arena)
 
     def open(self, path: Path, device_id: int = 0, providers=None, threads: int | None = None):
         """A built ONNX's provider options come from its sidecar, used only with the

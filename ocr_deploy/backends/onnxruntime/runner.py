@@ -66,11 +66,14 @@ class OnnxRuntimeRunner(Runner):
 
     def __init__(self, path: Path, providers: Sequence | None = None, threads: int | None = None,
                  device_id: int = 0, built_options: dict | None = None,
-                 content: bytes | None = None):
-        """``content``: the model's bytes, already read (and verified) from ``path``."""
+                 content: bytes | None = None, memory_arena: bool = True):
+        """``content``: the model's bytes, already read (and verified) from ``path``.
+        ``memory_arena``: keep freed CPU memory for the next run (faster); off, memory goes
+        back after each run (a verification running two models one after the other)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = memory_arena
         if threads:
             options.intra_op_num_threads = threads
         chosen = choose_providers(providers, ort.get_available_providers(), device_id,
@@ -79,6 +82,12 @@ class OnnxRuntimeRunner(Runner):
             self.session = ort.InferenceSession(str(path) if content is None else content,
                                                 options, providers=chosen)
         except Exception as exc:  # ORT raises its own types for every kind of bad file
+            from ocr_deploy.memory_budget import allocation_failure, exhausted
+
+            failed, needed = allocation_failure(exc)
+            if failed:  # the machine's limit, not a bad file
+                raise exhausted(f"loading {path} into ONNX Runtime", needed,
+                                type(exc).__name__) from exc
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInputError(path, "an ONNX model that ONNX Runtime can load",
                                 f"an error ({first[:200]})",
@@ -115,7 +124,7 @@ class OnnxRuntimeRunner(Runner):
     def output_dtype(self, name: str) -> np.dtype:
         return np.dtype(_DTYPES.get(self._outputs[name].type, np.float32))
 
-    def run(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    def run_batch(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         binding = self._binding()
         binding.bind_input(self.input_name, "cpu", 0, batch.dtype, batch.shape,
                            batch.ctypes.data)

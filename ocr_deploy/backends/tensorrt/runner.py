@@ -197,7 +197,7 @@ class TensorRTRunner(Runner):
     def output_dtype(self, name: str) -> np.dtype:
         return self._dtypes[name]
 
-    def run(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+    def run_batch(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
         stream = self._stream.handle
         with self._lock:
             cuda.cuda_call("cudaSetDevice", self.device_id)
