@@ -271,7 +271,7 @@ def test_a_numpy_memory_error_outside_any_stage_exits_7(nhwc_onnx, tmp_path, mon
     import ocr_deploy.runtime.predict_cli as predict_cli
     from ocr_deploy.runtime.segmenter import Segmenter
 
-    def fail(self, images):
+    def fail(self, images, **_):
         raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (8, 1024, "
                           "2048, 19) and data type float32")
 
@@ -384,7 +384,7 @@ def test_predict_and_bench_take_a_fixed_batch_artifact(batch2_onnx, tmp_path):
         Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
     for images in ([tmp_path / "0.png"], [tmp_path / f"{i}.png" for i in range(3)]):
         assert main([*map(str, images), "--model", str(batch2_onnx), "-o",
-                     str(tmp_path / "out"), "-q"]) == 0
+                     str(tmp_path / "out"), "-q", "--force"]) == 0
     assert len(list((tmp_path / "out").glob("*.labels.png"))) == 3
     result = benchmark_artifact(batch2_onnx, [1, 2, 3], warmup=0, iterations=1)
     assert result["batch_limits"] == "exactly 2"

@@ -149,7 +149,9 @@ def test_engine_sidecar_problems(tmp_path, nhwc_onnx, monkeypatch):
     import sys
     import types
 
-    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))  # pretend
+    tensorrt = types.ModuleType("tensorrt")  # pretend: TensorRT 10.3 is installed
+    tensorrt.__version__ = "10.3.0"
+    monkeypatch.setitem(sys.modules, "tensorrt", tensorrt)
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"plan")
     with pytest.raises(BadInputError, match=r"sidecar model\.engine\.json"):
