@@ -97,7 +97,7 @@ def main() -> None:
 
     from end_to_end import camera_images
 
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
 
     meta = read_metadata(args.artifact)
     if not meta.end_to_end:

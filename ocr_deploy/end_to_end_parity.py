@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ocr_deploy.comparison import Comparison, top2_gap
+from ocr_deploy.contract.preprocess import end_to_end_pixels
 from ocr_deploy.precision.evaluate import TIE_RTOL
-from ocr_deploy.runtime.preprocess import end_to_end_pixels
 
 
 def parity_sizes(meta) -> list[tuple[int, int]]:

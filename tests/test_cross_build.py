@@ -21,7 +21,7 @@ import tensorrt_standin
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.contract.metadata import read_metadata
 from ocr_deploy.sidecar import read_sidecar
 
 

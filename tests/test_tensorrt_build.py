@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ocr_deploy.backends.tensorrt.library import availability
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 
 AVAILABLE, REASON = availability()
 pytestmark = [pytest.mark.gpu,

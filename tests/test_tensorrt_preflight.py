@@ -296,7 +296,7 @@ def test_build_artifact_runs_the_preflight_before_building(monkeypatch, tmp_path
     """``build_artifact`` with a stubbed TensorRT (its version only) and a stubbed parser:
     a graph the rules refuse never reaches the engine build."""
     from ocr_deploy.backends.tensorrt import build, engine, library
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
 
     monkeypatch.setattr(library, "import_tensorrt",
                         lambda *_: types.SimpleNamespace(__version__="10.3.0"))

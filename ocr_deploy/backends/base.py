@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ocr_deploy.errors import BadInputError
-from ocr_deploy.graph_target import GraphTarget
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.graph.target import GraphTarget
 from ocr_deploy.precision.placement import Placement
 
 if TYPE_CHECKING:
@@ -159,9 +158,3 @@ def end_to_end_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[Ten
     if e2e.get("scores"):
         outputs.append(TensorSpec(e2e["scores"], "float32", [-1, *sides, meta.num_classes]))
     return [TensorSpec(e2e["input"], "uint8", [-1, *sides, meta.input_channels])], outputs
-
-
-def unknown_backend(name: str, choices: tuple[str, ...]) -> BadInputError:
-    """The error for a backend name that is not registered."""
-    return BadInputError(None, f"a backend among {', '.join(choices)}", repr(name),
-                         "pass one of them")

@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.preprocess import resize_image
 from ocr_deploy.end_to_end_parity import parity_sizes, sample_images
 from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end, validate_request
-from ocr_deploy.graph_target import GraphTarget
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.graph.target import GraphTarget
 from ocr_deploy.precision.calibration_data import (
     SampleSet,
     SyntheticSamples,
     raw_samples,
     read_mask,
 )
-from ocr_deploy.runtime.preprocess import resize_image
 from ocr_deploy.runtime.segmenter import Segmenter
 
 PARITY_IMAGES_PER_SIZE = 2

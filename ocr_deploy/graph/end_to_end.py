@@ -23,7 +23,7 @@ later: the wrapper uses no newer op) and passes ``onnx.checker``'s full check.
 Forms (``auto`` picks what the target backend's ``GraphTarget.forms`` say; each backend
 package gives its reasons): labels ``dense``/``boundary``,
 argmax ``argmax``/``compare``. ``metadata.end_to_end`` records the sizes, colour order,
-label type, forms and folding (see ``ocr_deploy.metadata``).
+label type, forms and folding (see ``ocr_deploy.contract.metadata``).
 """
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ocr_deploy.contract.metadata import (
+    E2E_INPUT,
+    E2E_LABELS,
+    E2E_SCORES,
+    MAX_SIDE,
+    ExportMetadata,
+    read_metadata,
+    write_metadata,
+)
+from ocr_deploy.contract.postprocess import scores_output
+from ocr_deploy.contract.signature import check_signature, onnx_signature
 from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.graph.emit import Emitter, rename_tensor
 from ocr_deploy.graph.image_resize import resize_image
@@ -48,18 +59,7 @@ from ocr_deploy.graph.label_maps import (
     dense_labels,
     nearest_labels,
 )
-from ocr_deploy.graph_target import GraphTarget, graph_target
-from ocr_deploy.metadata import (
-    E2E_INPUT,
-    E2E_LABELS,
-    E2E_SCORES,
-    MAX_SIDE,
-    ExportMetadata,
-    read_metadata,
-    write_metadata,
-)
-from ocr_deploy.runtime.postprocess import scores_output
-from ocr_deploy.signature import check_signature, onnx_signature
+from ocr_deploy.graph.target import GraphTarget, graph_target
 
 INPUT, LABELS, SCORES = E2E_INPUT, E2E_LABELS, E2E_SCORES  # the graph's tensor names
 COLOR_ORDERS = ("RGB", "BGR")

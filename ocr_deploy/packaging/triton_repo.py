@@ -33,7 +33,7 @@ from ocr_deploy import serving
 from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec, read_artifact
-from ocr_deploy.packaging.pbtxt import Enum, Message, parameter, render
+from ocr_deploy.pbtxt import Enum, Message, parameter, render
 from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import sidecar_path
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ocr_deploy.contract import postprocess
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.preprocess import as_image_list, check_image, prepare_batch
+from ocr_deploy.contract.signature import check_contract
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.runtime import postprocess
-from ocr_deploy.runtime.artifact import check_contract
-from ocr_deploy.runtime.preprocess import as_image_list, check_image, prepare_batch
 from ocr_deploy.runtime.tensors import tensor_ref
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ Pure Python: usable from the runtime without TensorFlow. Each field is stored un
 key ``ocr_deploy.<field>`` with a JSON value, so tools like Netron show them readably.
 Metadata read back is validated against a schema (``check_schema``: types, ranges,
 ``format_version``) — a tampered or foreign value is ``MetadataError`` (exit 2) naming the
-key; ``ocr_deploy.signature`` checks it against the graph.
+key; ``ocr_deploy.contract.signature`` checks it against the graph.
 
 An *end-to-end* artifact (``ocr_deploy.graph.end_to_end``: uint8 camera images in, labels
 at the image size out) keeps every field describing the model it wraps, and says what its

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.images import resize_bilinear
-from ocr_deploy.metadata import ExportMetadata
 
 
 def as_image_list(images) -> tuple[list, bool]:

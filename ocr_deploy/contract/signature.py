@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.contract.metadata import ExportMetadata, read_metadata
 from ocr_deploy.errors import MetadataError
-from ocr_deploy.metadata import ExportMetadata, read_metadata
 
 
 @dataclass(frozen=True)
@@ -158,3 +158,15 @@ def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> Non
 def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return len(shape) == len(expected) and all(
         found in (-1, want) for found, want in zip(shape, expected, strict=True))
+
+
+def check_contract(path: Path, metadata: ExportMetadata, runner) -> None:
+    """Check that the tensors of the artifact a runner loaded fit its metadata, so later
+    code never guesses; a mismatch is ``MetadataError`` (exit 2)."""
+    def tensor(name: str, shape, dtype) -> Tensor:
+        return Tensor(name, tuple(int(d) for d in shape), np.dtype(dtype))
+
+    inputs = (tensor(runner.input_name, runner.input_shape(1), runner.input_dtype),)
+    outputs = tuple(tensor(n, runner.output_shape(n, 1), runner.output_dtype(n))
+                    for n in runner.output_names)
+    check_signature(path, metadata, Signature(inputs, outputs))
