@@ -142,7 +142,7 @@ class Backend(ABC):
         return None
 
     def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
-        """Extra ``config.pbtxt`` entries (``packaging.pbtxt`` messages) for Triton's backend
+        """Extra ``config.pbtxt`` entries (``ocr_deploy.pbtxt`` messages) for Triton's backend
         of this platform, from what the build recorded. Default: none."""
         return []
 
@@ -152,8 +152,7 @@ def end_to_end_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[Ten
     ``[-1, H, W, C]``, labels ``[-1, H, W]`` of its label dtype, float32 scores
     ``[-1, H, W, K]`` when it has them (H, W: the fixed size, or -1 where a side varies)."""
     e2e = meta.end_to_end
-    low, high = meta.image_sizes()
-    sides = [a if a == b else -1 for a, b in zip(low, high, strict=True)]
+    sides = list(meta.sizes().sides)
     outputs = [TensorSpec(e2e["labels"], e2e["label_dtype"], [-1, *sides])]
     if e2e.get("scores"):
         outputs.append(TensorSpec(e2e["scores"], "float32", [-1, *sides, meta.num_classes]))

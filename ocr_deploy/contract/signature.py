@@ -126,10 +126,7 @@ def _check_output(tensor: Tensor, spec: dict, meta: ExportMetadata, refuse) -> N
 
 def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> None:
     e2e = meta.end_to_end
-    (low_h, low_w), (high_h, high_w) = meta.image_sizes()
-    # a fixed side is that size; a dynamic side is -1
-    sides = tuple(low if low == high else -1 for low, high in ((low_h, high_h),
-                                                               (low_w, high_w)))
+    sides = meta.sizes().sides  # a fixed side is that size; a dynamic side is -1
     where = ", ".join(str(s) if s != -1 else name for s, name in zip(sides, "HW", strict=True))
     (image,) = signature.inputs
     if image.name != e2e["input"] or image.dtype != np.uint8 or len(image.shape) != 4 \
