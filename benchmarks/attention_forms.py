@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness

@@ -91,7 +91,7 @@ def end_to_end_artifact(name: str, paths: dict, form: str, folder: Path, fresh: 
     if out.exists() and not fresh:
         return out
     from ocr_deploy.builder.end_to_end import EndToEndRequest
-    from ocr_deploy.graph.end_to_end import ImageSizes
+    from ocr_deploy.contract.image_sizes import ImageSizes
 
     log(f"[{name}] building the end-to-end artifact ({form}) ...")
     models.build(paths["onnx"], "int8", out, paths["calib"], CALIBRATION[name],

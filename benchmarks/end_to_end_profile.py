@@ -70,7 +70,8 @@ def demo_end_to_end(folder: Path) -> Path:
     """The demo export wrapped end to end for 96x128 frames (no build): --smoke's input."""
     import onnx
 
-    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+    from ocr_deploy.contract.image_sizes import ImageSizes
+    from ocr_deploy.graph.end_to_end import make_end_to_end
 
     model, _ = make_end_to_end(onnx.load(models.export_demo(folder)),
                                ImageSizes.fixed(96, 128))
@@ -97,7 +98,7 @@ def main() -> None:
 
     from end_to_end import camera_images
 
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
 
     meta = read_metadata(args.artifact)
     if not meta.end_to_end:

@@ -70,7 +70,7 @@ def quantize_static_model(onnx_path: Path, calib: Path, samples: int, out: Path)
         quantize_static,
     )
 
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.precision.calibration_data import load_samples
 
     meta = read_metadata(onnx_path)
@@ -147,8 +147,8 @@ def run_speed(args, folder: Path) -> list[dict]:
 
 
 def run_accuracy(args, folder: Path) -> dict:
+    from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
-    from ocr_deploy.metadata import read_metadata
     from ocr_deploy.precision.calibration_data import load_samples
     from ocr_deploy.precision.evaluate import proxy_accuracy, reference
 
@@ -176,7 +176,7 @@ def run_accuracy(args, folder: Path) -> dict:
 CALIBRATE_CHILD = """
 import json, sys, time
 from pathlib import Path
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.contract.metadata import read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import load_samples
 onnx_path, folder, count, cache = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -199,7 +199,7 @@ import json, sys, time
 from pathlib import Path
 import numpy as np
 import onnxruntime as ort
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.contract.metadata import read_metadata
 from ocr_deploy.precision.calibrate import calibration_providers
 from ocr_deploy.precision.calibration_data import load_samples
 onnx_path, folder = sys.argv[1], Path(sys.argv[2])

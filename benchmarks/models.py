@@ -70,8 +70,8 @@ def demo_int8_artifacts(folder: Path, image_size: tuple[int, int] = (480, 640),
     """The demo's INT8 artifact and its end-to-end one for ``image_size`` frames, built as
     ``ocr-demo`` builds them (synthetic calibration images) into ``folder``."""
     from ocr_deploy.builder.end_to_end import EndToEndRequest
+    from ocr_deploy.contract.image_sizes import ImageSizes
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
-    from ocr_deploy.graph.end_to_end import ImageSizes
 
     folder = Path(folder)
     calib = folder / "calib"

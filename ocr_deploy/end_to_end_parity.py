@@ -14,24 +14,21 @@ from __future__ import annotations
 import numpy as np
 
 from ocr_deploy.comparison import Comparison, top2_gap
+from ocr_deploy.contract.preprocess import end_to_end_pixels
 from ocr_deploy.precision.evaluate import TIE_RTOL
-from ocr_deploy.runtime.preprocess import end_to_end_pixels
 
 
 def parity_sizes(meta) -> list[tuple[int, int]]:
     """Image sizes to compare on: a fixed artifact's size; for a dynamic one its smallest
     and largest size, the model's input size and an odd size between (clamped to the
     range), so that images shrink, enlarge and have odd sides."""
-    (low_h, low_w), (high_h, high_w) = meta.image_sizes()
-    if (low_h, low_w) == (high_h, high_w):
-        return [(low_h, low_w)]
-
-    def clamp(height: int, width: int) -> tuple[int, int]:
-        return min(max(height, low_h), high_h), min(max(width, low_w), high_w)
-
-    middle = clamp((low_h + high_h) // 2 | 1, (low_w + high_w) // 2 | 1)
-    return sorted({(low_h, low_w), (high_h, high_w), middle,
-                   clamp(meta.input_height, meta.input_width)})
+    sizes = meta.sizes()
+    if sizes.is_fixed:
+        return [sizes.minimum]
+    (low_h, low_w), (high_h, high_w) = sizes.minimum, sizes.maximum
+    middle = sizes.clamp((low_h + high_h) // 2 | 1, (low_w + high_w) // 2 | 1)
+    return sorted({sizes.minimum, sizes.maximum, middle,
+                   sizes.clamp(meta.input_height, meta.input_width)})
 
 
 def sample_images(sizes: list[tuple[int, int]], per_size: int = 2, channels: int = 3,

@@ -3,11 +3,11 @@ layers that have nothing to do with TensorFlow (runtime, ocr-predict, ocr-bench,
 ocr-serve, pairs, the C ABI, metadata checks, builds).
 
 Each variant is a small convolutional net built with ``onnx.helper`` (random weights, fixed
-seed) that carries the metadata an export writes (``ocr_deploy.metadata``): input contract,
+seed) that carries the metadata an export writes (``ocr_deploy.contract.metadata``): input contract,
 normalisation, class names and palette from a model card, outputs with kinds, layouts and
 strides, and the source, tools, parity and attention sections. Its parity section compares
 ONNX Runtime with a NumPy reference of the same net, as ocr-export compares it with
-TensorFlow; ``build`` refuses a variant that fails ``ocr_deploy.signature.check_onnx``.
+TensorFlow; ``build`` refuses a variant that fails ``ocr_deploy.contract.signature.check_onnx``.
 ``conftest.py`` gives each one a session fixture (``nhwc_onnx``, ``nchw_onnx``, ...).
 
 ``exported`` makes the real thing for the first two, through ocr-export and TensorFlow,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.model_card import ModelCard
 
 CLASS_NAMES = ["background", "disc", "square", "ring"]
@@ -78,8 +78,8 @@ def build(name: str, folder: Path) -> Path:
     """Write variant ``name`` (and its card, if it has one) into ``folder``; return the ONNX."""
     import onnx
 
-    from ocr_deploy.metadata import write_metadata
-    from ocr_deploy.signature import check_onnx
+    from ocr_deploy.contract.metadata import write_metadata
+    from ocr_deploy.contract.signature import check_onnx
 
     variant = VARIANTS[name]
     folder.mkdir(parents=True, exist_ok=True)
@@ -242,8 +242,8 @@ def _metadata(name: str, variant: Variant, model, weights, parity: dict):
     import onnxruntime
 
     import ocr_deploy
+    from ocr_deploy.contract.metadata import ExportMetadata
     from ocr_deploy.graph.attention import apply_attention_form
-    from ocr_deploy.metadata import ExportMetadata
 
     card = variant.card or ModelCard()
     outputs = {}

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
+from ocr_deploy.contract.metadata import INPUT_NAME, ExportMetadata, write_metadata
 
 SIZE = (12, 16)  # (H, W): not square, so that a swapped axis shows
 MEAN, STD = [120.0, 110.0, 100.0], [60.0, 55.0, 50.0]

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ocr_deploy.metadata import INPUT_NAME, ExportMetadata
+from ocr_deploy.contract.metadata import INPUT_NAME, ExportMetadata
 
 SIZE, CLASSES = 16, 4
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 
 __version__ = "10.99.0.0-standin"
 FORMAT = "ocr-deploy TensorRT stand-in engine"

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import pytest
 
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.contract.metadata import read_metadata
+from ocr_deploy.contract.signature import check_onnx, onnx_signature
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.signature import check_onnx, onnx_signature
 
 FIXTURES = {"nhwc": "nhwc_onnx", "nchw_labels": "nchw_onnx",
             "many_classes": "many_classes_onnx", "grey": "grey_onnx",

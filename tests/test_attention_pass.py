@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ocr_deploy.backends import BACKENDS
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.graph import (
     CORE_FORMS,
@@ -24,7 +25,6 @@ from ocr_deploy.graph import (
     build_core_model,
     find_attention_cores,
 )
-from ocr_deploy.metadata import INPUT_NAME
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.xdist_group("attention")  # one worker exports the models once

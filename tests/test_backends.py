@@ -18,8 +18,8 @@ from ocr_deploy.backends.options import changed_flags
 from ocr_deploy.backends.tensorrt.build import resolve_options, weak_typing_flags
 from ocr_deploy.backends.tensorrt.library import ErrorLog
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
+from ocr_deploy.contract.metadata import INPUT_NAME, write_metadata
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import INPUT_NAME, write_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ import pytest
 from ocr_deploy.backends.onnxruntime.options import OnnxRuntimeOptions
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
+from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.sidecar import read_sidecar
@@ -301,7 +301,7 @@ def test_ignore_index_in_masks(demo_onnx, tmp_path, calib_dir, val_dir):
 def test_foreign_graph_or_bad_metadata_is_refused(demo_onnx, tmp_path, capsys):
     from onnx import TensorProto, helper
 
-    from ocr_deploy.metadata import PREFIX
+    from ocr_deploy.contract.metadata import PREFIX
 
     demo = onnx.load(str(demo_onnx))
     copied = [(p.key, p.value) for p in demo.metadata_props if p.key.startswith(PREFIX)]

@@ -18,10 +18,10 @@ from PIL import Image
 from ocr_deploy.builder.cli import main as build_main
 from ocr_deploy.builder.end_to_end import EndToEndRequest
 from ocr_deploy.builder.pipeline import BuildRequest, build
+from ocr_deploy.contract.image_sizes import ImageSizes
+from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.end_to_end_parity import sample_images
 from ocr_deploy.errors import BadInputError, BudgetError
-from ocr_deploy.graph.end_to_end import ImageSizes
-from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget

@@ -8,7 +8,7 @@ import onnx
 from onnx_models import small_segnet, small_segnet_metadata, write_inputs
 
 from ocr_deploy.builder.pipeline import BuildRequest, build
-from ocr_deploy.metadata import write_metadata
+from ocr_deploy.contract.metadata import write_metadata
 
 
 def _fp16_verification(tmp_path, tied: bool) -> dict:

@@ -19,8 +19,8 @@ from onnx_models import (
     write_inputs,
 )
 
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.precision import ranges
 from ocr_deploy.precision.calibrate import (
     CACHE_VERSION,

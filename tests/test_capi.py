@@ -199,7 +199,8 @@ def test_end_to_end_artifact_gets_its_pixels_and_checks_their_size(build, color_
     """An end-to-end artifact's labels from C equal Segmenter.predict on the plain core for
     every pixel format (the bridge hands it its own colour order); other sizes are refused
     with the runtime's one line; ocr_model_info says the sizes."""
-    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+    from ocr_deploy.contract.image_sizes import ImageSizes
+    from ocr_deploy.graph.end_to_end import make_end_to_end
 
     core = segnet("NHWC", classes=5)
     plain = save(core, tmp_path, "plain")

@@ -21,7 +21,7 @@ import tensorrt_standin
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
-from ocr_deploy.metadata import read_metadata
+from ocr_deploy.contract.metadata import read_metadata
 from ocr_deploy.sidecar import read_sidecar
 
 
@@ -77,7 +77,7 @@ def test_emit_needs_no_tensorrt_and_refuses_o(nhwc_onnx, tmp_path, capsys):
 
 def test_emit_end_to_end_keeps_tensorrt_forms(nhwc_onnx, tmp_path):
     from ocr_deploy.builder.end_to_end import EndToEndRequest
-    from ocr_deploy.graph.end_to_end import ImageSizes
+    from ocr_deploy.contract.image_sizes import ImageSizes
 
     output = tmp_path / "e2e.onnx"
     _emit(nhwc_onnx, output, "fp16", end_to_end=EndToEndRequest(ImageSizes.fixed(48, 80)))
@@ -174,7 +174,7 @@ def test_simulated_device_build_of_an_emitted_end_to_end_graph(nhwc_onnx, tmp_pa
     """STUBBED TensorRT build of an emitted end-to-end graph: its own image profile, no new
     wrap, the verdict on camera-size synthetic images against the emitted graph."""
     from ocr_deploy.builder.end_to_end import EndToEndRequest
-    from ocr_deploy.graph.end_to_end import ImageSizes
+    from ocr_deploy.contract.image_sizes import ImageSizes
 
     emitted = tmp_path / "e2e.onnx"
     _emit(nhwc_onnx, emitted, "fp16", end_to_end=EndToEndRequest(ImageSizes.fixed(48, 80)))

@@ -22,8 +22,8 @@ import tensorrt_standin
 from array_views import DLPackOnly
 
 from ocr_deploy.backends.tensorrt.library import ErrorLog
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError, CudaError
-from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.tensors import TensorRef
 

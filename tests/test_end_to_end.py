@@ -15,6 +15,8 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from ocr_deploy.comparison import top2_gap
+from ocr_deploy.contract.metadata import read_metadata
+from ocr_deploy.contract.signature import check_onnx
 from ocr_deploy.end_to_end_parity import end_to_end_parity, parity_sizes, sample_images
 from ocr_deploy.errors import BadInputError, MetadataError
 from ocr_deploy.graph.emit import Emitter
@@ -27,9 +29,7 @@ from ocr_deploy.graph.end_to_end import (
     record_parity,
 )
 from ocr_deploy.graph.image_resize import resize_image
-from ocr_deploy.metadata import read_metadata
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.signature import check_onnx
 
 DOWN, ODD_UP = (7, 9), (25, 41)  # around the cores' 12x16 input
 RANGE = ImageSizes((5, 6), (40, 50))

@@ -8,9 +8,9 @@ import numpy as np
 import onnx
 import pytest
 
+from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.export.cli import main
 from ocr_deploy.export.pipeline import ExportRequest, export_model
-from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.model_card import ModelCard
 
 

@@ -16,8 +16,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.export.cli import main
-from ocr_deploy.metadata import INPUT_NAME, read_metadata
 
 pytestmark = pytest.mark.tensorflow  # Keras models of every source, through ocr-export
 SIZE = 32

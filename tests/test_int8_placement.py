@@ -17,7 +17,7 @@ from ocr_deploy.backends.onnxruntime.placement import (
 )
 from ocr_deploy.backends.onnxruntime.placement import placement as onnxruntime_placement
 from ocr_deploy.backends.tensorrt.placement import placement as tensorrt_placement
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.precision.calibrate import CalibrationSettings, calibrate
 from ocr_deploy.precision.calibration_data import load_samples
 from ocr_deploy.precision.coverage import integer_coverage, layer_macs

@@ -157,7 +157,7 @@ def test_the_verdict_is_the_same_in_any_batch(artifact, request, tmp_path):
     batches of 1, 3 and 8 are those of one batch of all samples; a fixed-batch artifact
     gets the same figures (the runner pads and splits)."""
     from ocr_deploy.backends import get
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.precision.evaluate import artifact_accuracy
 
     path = request.getfixturevalue(artifact)
@@ -191,7 +191,7 @@ def test_the_verdict_is_the_same_in_any_batch(artifact, request, tmp_path):
 
 
 def test_the_proxy_reference_is_kept_on_disk_and_removed(nhwc_onnx, tmp_path):
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.precision.evaluate import proxy_accuracy, reference
 
     meta = read_metadata(nhwc_onnx)
@@ -420,7 +420,7 @@ def test_the_c_abi_bridge_takes_any_number_of_images_on_a_fixed_batch(nhwc_onnx,
 
 
 def test_the_verification_and_calibration_batches_derive_from_the_budget(nhwc_onnx):
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.precision.calibrate import calibration_batch
     from ocr_deploy.precision.evaluate import BATCH, verification_batch
 

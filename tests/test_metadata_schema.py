@@ -11,11 +11,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from ocr_deploy.contract.metadata import INPUT_NAME, ExportMetadata, check_schema, read_metadata
+from ocr_deploy.contract.signature import check_onnx
 from ocr_deploy.errors import EXIT_BAD_INPUT, BadInputError, MetadataError
-from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, check_schema, read_metadata
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.predict_cli import main as predict_main
-from ocr_deploy.signature import check_onnx
 
 
 def _tampered(source, folder, name="tampered.onnx", **changes):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-MODULES = ["ocr_deploy.metadata", "ocr_deploy.images", "ocr_deploy.files",
+MODULES = ["ocr_deploy.contract.metadata", "ocr_deploy.images", "ocr_deploy.files",
            "ocr_deploy.metrics", "ocr_deploy.demo.synthetic", "ocr_deploy.builder.cli",
            "ocr_deploy.builder.pipeline", "ocr_deploy.precision.calibrate",
            "ocr_deploy.precision.qdq", "ocr_deploy.precision.fp16",

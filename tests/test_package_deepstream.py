@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ocr_deploy.contract.metadata import read_metadata, write_metadata
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import read_metadata, write_metadata
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.packaging.deepstream import write_deepstream

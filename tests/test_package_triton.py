@@ -16,8 +16,8 @@ from google.protobuf import text_format
 from PIL import Image
 from sidecars import write_sidecar
 
+from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.errors import BadInputError, OutputExistsError, RequestError
-from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository

@@ -17,7 +17,8 @@ import pytest
 from e2e_models import save, segnet
 from PIL import Image
 
-from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+from ocr_deploy.contract.image_sizes import ImageSizes
+from ocr_deploy.graph.end_to_end import make_end_to_end
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.predict_cli import main
 from ocr_deploy.runtime.video import video_name

@@ -15,8 +15,8 @@ from artifacts import MEAN, STD
 from onnx import TensorProto, helper
 from PIL import Image
 
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.images import resize_bilinear
-from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.runtime import Segmenter
 
 SIZES = [(64, 64), (97, 41), (30, 200), (128, 160)]
@@ -221,7 +221,7 @@ def test_runtime_imports_and_predicts_without_tensorflow(nhwc_onnx):
 
 
 def test_boundary_only_blending_equals_full_resize():
-    from ocr_deploy.runtime import postprocess
+    from ocr_deploy.contract import postprocess
 
     rng = np.random.default_rng(2)
     smooth = np.stack([np.asarray(Image.fromarray(rng.normal(size=(3, 4)).astype(np.float32), "F")

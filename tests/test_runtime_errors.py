@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 from sidecars import write_sidecar
 
 from ocr_deploy.backends.tensorrt.runner import check_compatibility
+from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.errors import BadInputError, OcrDeployError, PairMismatchError
-from ocr_deploy.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.runtime import Segmenter
 
 

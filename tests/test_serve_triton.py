@@ -60,7 +60,8 @@ def end_to_end(tmp_path_factory) -> tuple[Path, Path]:
     """A BGR end-to-end artifact for CAMERA-size frames and the plain core it wraps."""
     from e2e_models import save, segnet
 
-    from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+    from ocr_deploy.contract.image_sizes import ImageSizes
+    from ocr_deploy.graph.end_to_end import make_end_to_end
 
     folder = tmp_path_factory.mktemp("e2e")
     core = segnet("NHWC", classes=5)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from e2e_models import save, segnet
 
+from ocr_deploy.contract.image_sizes import ImageSizes
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+from ocr_deploy.graph.end_to_end import make_end_to_end
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.runtime.stream import STAGES, THREAD_PREFIX, FrameError
 

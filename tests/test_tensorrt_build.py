@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ocr_deploy.backends.tensorrt.library import availability
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 
 AVAILABLE, REASON = availability()
 pytestmark = [pytest.mark.gpu,
@@ -104,9 +104,9 @@ def test_end_to_end_engine_builds_runs_and_matches_predict(small_onnx, tmp_path,
     and its labels equal Segmenter.predict on the plain export outside ties."""
     from ocr_deploy.builder.end_to_end import EndToEndRequest
     from ocr_deploy.builder.pipeline import BuildRequest, build
+    from ocr_deploy.contract.image_sizes import ImageSizes
     from ocr_deploy.demo.synthetic import write_samples
     from ocr_deploy.end_to_end_parity import end_to_end_parity, sample_images
-    from ocr_deploy.graph.end_to_end import ImageSizes
     from ocr_deploy.precision.evaluate import Budget
     from ocr_deploy.runtime import Segmenter
 

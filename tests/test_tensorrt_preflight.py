@@ -28,9 +28,10 @@ from ocr_deploy.backends.tensorrt.preflight import (
 from ocr_deploy.builder.end_to_end import EndToEndRequest
 from ocr_deploy.builder.preflight import preflight_forms
 from ocr_deploy.builder.request import BuildRequest
+from ocr_deploy.contract.image_sizes import ImageSizes
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.graph import apply_attention_form, build_core_model
-from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end
+from ocr_deploy.graph.end_to_end import make_end_to_end
 
 RANGE = ImageSizes((5, 6), (40, 50))
 DOWN, UP, SAME = ImageSizes.fixed(7, 9), ImageSizes.fixed(25, 41), ImageSizes.fixed(12, 16)
@@ -296,7 +297,7 @@ def test_build_artifact_runs_the_preflight_before_building(monkeypatch, tmp_path
     """``build_artifact`` with a stubbed TensorRT (its version only) and a stubbed parser:
     a graph the rules refuse never reaches the engine build."""
     from ocr_deploy.backends.tensorrt import build, engine, library
-    from ocr_deploy.metadata import read_metadata
+    from ocr_deploy.contract.metadata import read_metadata
 
     monkeypatch.setattr(library, "import_tensorrt",
                         lambda *_: types.SimpleNamespace(__version__="10.3.0"))

@@ -90,7 +90,7 @@ def test_stand_in_logger_keeps_the_builders_dla_block():
 
 
 def _e2e_range_meta(precision: str):
-    from ocr_deploy.metadata import ExportMetadata
+    from ocr_deploy.contract.metadata import ExportMetadata
 
     return ExportMetadata(input_height=16, input_width=16, num_classes=4, precision=precision,
                           end_to_end={"input": "image", "image": {
@@ -103,7 +103,7 @@ def test_weak_typing_with_an_image_range_is_refused(precision, refused, monkeypa
     """E4: weakly typed FP16 could run the computed resize in FP16 (values past 65504)."""
     from ocr_deploy.backends.tensorrt.build import before_parse
     from ocr_deploy.backends.tensorrt.options import TensorRTOptions
-    from ocr_deploy.metadata import ExportMetadata
+    from ocr_deploy.contract.metadata import ExportMetadata
 
     meta = _e2e_range_meta(precision)
     monkeypatch.setattr(ExportMetadata, "image_sizes", lambda self: ((48, 64), (96, 128)))
@@ -178,7 +178,7 @@ def test_end_to_end_range_defaults_to_batch_one(monkeypatch):
     with batch 1:1:1 unless --batch-profile asks for more (STUBBED engine build)."""
     from ocr_deploy.backends.tensorrt import build, engine
     from ocr_deploy.backends.tensorrt.options import DYNAMIC_PROFILE, TensorRTOptions
-    from ocr_deploy.metadata import ExportMetadata
+    from ocr_deploy.contract.metadata import ExportMetadata
 
     given = []
 

@@ -16,8 +16,8 @@ from PIL import Image
 from ocr_deploy import backends
 from ocr_deploy.builder.cli import main
 from ocr_deploy.builder.pipeline import BuildRequest, build
+from ocr_deploy.contract.metadata import write_metadata
 from ocr_deploy.errors import BudgetError
-from ocr_deploy.metadata import write_metadata
 
 
 @pytest.fixture(scope="module")

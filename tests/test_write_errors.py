@@ -17,9 +17,9 @@ import pytest
 from onnx_models import small_segnet, small_segnet_metadata
 
 from ocr_deploy.cli_support import run_command
+from ocr_deploy.contract.metadata import write_metadata
 from ocr_deploy.errors import EXIT_ENVIRONMENT, WriteError
 from ocr_deploy.files import write_bytes_atomic
-from ocr_deploy.metadata import write_metadata
 from ocr_deploy.pairs import pair_output, read_pair
 
 

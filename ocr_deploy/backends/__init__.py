@@ -15,8 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ocr_deploy.backends import onnxruntime, tensorrt
-from ocr_deploy.backends.base import Backend, unknown_backend
+from ocr_deploy.backends.base import Backend
 from ocr_deploy.errors import BadInputError
+from ocr_deploy.graph.target import unknown_backend
 
 BACKENDS: tuple[Backend, ...] = (tensorrt.BACKEND, onnxruntime.BACKEND)  # auto's order
 NAMES = tuple(b.name for b in BACKENDS)

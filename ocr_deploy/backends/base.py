@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ocr_deploy.errors import BadInputError
-from ocr_deploy.graph_target import GraphTarget
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.graph.target import GraphTarget
 from ocr_deploy.precision.placement import Placement
 
 if TYPE_CHECKING:
@@ -143,7 +142,7 @@ class Backend(ABC):
         return None
 
     def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
-        """Extra ``config.pbtxt`` entries (``packaging.pbtxt`` messages) for Triton's backend
+        """Extra ``config.pbtxt`` entries (``ocr_deploy.pbtxt`` messages) for Triton's backend
         of this platform, from what the build recorded. Default: none."""
         return []
 
@@ -153,15 +152,8 @@ def end_to_end_tensors(meta: ExportMetadata) -> tuple[list[TensorSpec], list[Ten
     ``[-1, H, W, C]``, labels ``[-1, H, W]`` of its label dtype, float32 scores
     ``[-1, H, W, K]`` when it has them (H, W: the fixed size, or -1 where a side varies)."""
     e2e = meta.end_to_end
-    low, high = meta.image_sizes()
-    sides = [a if a == b else -1 for a, b in zip(low, high, strict=True)]
+    sides = list(meta.sizes().sides)
     outputs = [TensorSpec(e2e["labels"], e2e["label_dtype"], [-1, *sides])]
     if e2e.get("scores"):
         outputs.append(TensorSpec(e2e["scores"], "float32", [-1, *sides, meta.num_classes]))
     return [TensorSpec(e2e["input"], "uint8", [-1, *sides, meta.input_channels])], outputs
-
-
-def unknown_backend(name: str, choices: tuple[str, ...]) -> BadInputError:
-    """The error for a backend name that is not registered."""
-    return BadInputError(None, f"a backend among {', '.join(choices)}", repr(name),
-                         "pass one of them")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ocr_deploy.backends.runner import Runner
+from ocr_deploy.contract.metadata import INPUT_NAME, ExportMetadata
 from ocr_deploy.errors import BadInputError, UnsafeModelError
-from ocr_deploy.metadata import INPUT_NAME, ExportMetadata
 
 
 class KerasRunner(Runner):

@@ -44,7 +44,7 @@ def _bounded(kind, low: float, high: float, what: str):
 def image_range(text: str):
     """Parse ``MINxMIN:MAXxMAX`` or ``MIN:OPT:MAX`` sizes (``480x640:1080x1920``) into
     ``ImageSizes``."""
-    from ocr_deploy.graph.end_to_end import ImageSizes
+    from ocr_deploy.contract.image_sizes import ImageSizes
 
     parts = text.split(":")
     try:
@@ -95,7 +95,7 @@ def end_to_end_request(args: argparse.Namespace):
     """The ``EndToEndRequest`` the flags ask for (None without --end-to-end); its flags
     without --end-to-end, or --end-to-end without a size, are an error."""
     from ocr_deploy.builder.end_to_end import EndToEndRequest
-    from ocr_deploy.graph.end_to_end import ImageSizes
+    from ocr_deploy.contract.image_sizes import ImageSizes
 
     defaults = EndToEndRequest(sizes=None)
     given = [flag for flag, value, default in (

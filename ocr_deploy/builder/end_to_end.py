@@ -26,17 +26,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from ocr_deploy.contract.image_sizes import ImageSizes
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.preprocess import resize_image
 from ocr_deploy.end_to_end_parity import parity_sizes, sample_images
-from ocr_deploy.graph.end_to_end import ImageSizes, make_end_to_end, validate_request
-from ocr_deploy.graph_target import GraphTarget
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.graph.end_to_end import make_end_to_end, validate_request
+from ocr_deploy.graph.target import GraphTarget
 from ocr_deploy.precision.calibration_data import (
     SampleSet,
     SyntheticSamples,
     raw_samples,
     read_mask,
 )
-from ocr_deploy.runtime.preprocess import resize_image
 from ocr_deploy.runtime.segmenter import Segmenter
 
 PARITY_IMAGES_PER_SIZE = 2
@@ -106,7 +107,7 @@ def camera_images(data: SampleSet | None, meta: ExportMetadata, synthetic: int
             and _holds_images(data):
         return CameraImages(meta, data, len(data), f"{data.description}, at their own "
                             f"size where the artifact takes it (else resized to the nearest "
-                            f"size it takes, {ImageSizes(*meta.image_sizes()).describe()})")
+                            f"size it takes, {meta.sizes().describe()})")
     sizes = parity_sizes(meta)
     why = "no image data given" if data is None or isinstance(data, SyntheticSamples) else \
         f"{data.folder} holds float inputs, not images"
@@ -122,9 +123,7 @@ def parity_images(meta: ExportMetadata) -> list[np.ndarray]:
 
 def fitting_size(meta: ExportMetadata, shape: tuple[int, int]) -> tuple[int, int]:
     """The size in the artifact's range nearest to ``shape`` (each side clamped)."""
-    (low_h, low_w), (high_h, high_w) = meta.image_sizes()
-    height, width = shape[:2]
-    return min(max(height, low_h), high_h), min(max(width, low_w), high_w)
+    return meta.sizes().clamp(*shape[:2])
 
 
 def cpu_segmenter(model_bytes: bytes, meta: ExportMetadata, name: str) -> Segmenter:

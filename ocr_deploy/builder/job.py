@@ -18,10 +18,11 @@ from ocr_deploy.builder.end_to_end import (
     parity_images,
 )
 from ocr_deploy.builder.request import SYNTHETIC_SAMPLES, BuildRequest
+from ocr_deploy.contract.metadata import ExportMetadata, write_metadata
+from ocr_deploy.contract.signature import check_contract
 from ocr_deploy.end_to_end_parity import end_to_end_parity
 from ocr_deploy.errors import BudgetError
 from ocr_deploy.graph.end_to_end import record_parity
-from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.evaluate import (
     BATCH,
@@ -35,7 +36,6 @@ from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import quantize_int8
 from ocr_deploy.precision.sensitivity import search
 from ocr_deploy.progress import Progress
-from ocr_deploy.runtime.artifact import check_contract
 from ocr_deploy.runtime.segmenter import Segmenter
 
 

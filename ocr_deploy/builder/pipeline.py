@@ -40,10 +40,11 @@ from ocr_deploy.builder.request import (
     resolve_output,
     validate,
 )
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.signature import check_onnx
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import check_writable_output
 from ocr_deploy.memory_budget import MemoryBudget, format_size, forward_bytes
-from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.precision.calibrate import calibrate, calibration_batch
 from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
 from ocr_deploy.precision.evaluate import verification_batch, verification_bytes
@@ -52,7 +53,6 @@ from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
 from ocr_deploy.progress import Progress
 from ocr_deploy.sidecar import sidecar_output, sidecar_path
-from ocr_deploy.signature import check_onnx
 
 __all__ = ["BuildRequest", "BuildResult", "build", "latest_export"]  # the library's entry
 

@@ -21,9 +21,9 @@ from ocr_deploy.backends.tensorrt.preflight import preflight, target_version
 from ocr_deploy.builder.job import flatten
 from ocr_deploy.builder.pipeline import _exclusions, _precision_model, _read_source
 from ocr_deploy.builder.request import BuildRequest, validate
-from ocr_deploy.metadata import write_metadata
+from ocr_deploy.contract.metadata import write_metadata
+from ocr_deploy.contract.signature import check_onnx
 from ocr_deploy.precision.calibrate import TensorRange, calibrated_tensors
-from ocr_deploy.signature import check_onnx
 
 PLACEHOLDER_RANGE = TensorRange(-1.0, 1.0, 1.0)
 

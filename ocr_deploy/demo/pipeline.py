@@ -52,10 +52,10 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
     from ocr_deploy.bench.runner import benchmark
     from ocr_deploy.builder.end_to_end import EndToEndRequest
     from ocr_deploy.builder.pipeline import BuildRequest, build
+    from ocr_deploy.contract.image_sizes import ImageSizes
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
     from ocr_deploy.files import write_bytes_atomic
-    from ocr_deploy.graph.end_to_end import ImageSizes
 
     workdir = Path(workdir)
     out = workdir / "demo_output"

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.export.loader import LoadedModel
 from ocr_deploy.export.outputs import OutputChoice
-from ocr_deploy.metadata import INPUT_NAME
 from ocr_deploy.tf_env import (
     describe_error,
     import_tensorflow,

@@ -26,6 +26,7 @@ from ocr_deploy.comparison import (
     Comparison,
     ComparisonReport,
 )
+from ocr_deploy.contract.metadata import INPUT_NAME, ExportMetadata, write_metadata
 from ocr_deploy.errors import BadInputError, ConversionError, ParityError
 from ocr_deploy.export.convert import (
     DEFAULT_OPSET,
@@ -43,7 +44,6 @@ from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.memory_budget import MemoryBudget, forward_bytes
-from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
 from ocr_deploy.precision.shapes import static_shapes

@@ -23,7 +23,7 @@ from ocr_deploy.errors import BadInputError, ConversionError, OcrDeployError
 from ocr_deploy.graph.find import Findings, find_attention_cores
 from ocr_deploy.graph.forms import ATTENTION_OPSET, to_attention, to_decomposed, upgrade_opset
 from ocr_deploy.graph.index import name_nodes, opset_of, remove_dead, toposort
-from ocr_deploy.graph_target import GraphTarget, graph_target
+from ocr_deploy.graph.target import GraphTarget, graph_target
 
 FORMS = ("auto", "decomposed", "attention", "keep")
 PATTERN = "MatMul(Q, K^T) -> [Mul/Div by a constant] -> Softmax over keys -> MatMul(P, V)"

@@ -2,7 +2,7 @@
 
 ``make_end_to_end(model, sizes)`` wraps an exported model's ONNX (FP32, an FP16 Cast
 graph or an INT8 Q/DQ graph: the core is kept as it is) into a graph that does what the
-runtime does around it (``runtime.preprocess``, ``runtime.postprocess``):
+runtime does around it (``contract.preprocess``, ``contract.postprocess``):
 
 1. input ``image``: uint8 ``[N,H,W,C]`` (RGB or BGR) at a fixed size or any size in a range;
 2. Pillow's BILINEAR resize to the model input, bit for bit (``graph.image_resize``);
@@ -23,18 +23,30 @@ later: the wrapper uses no newer op) and passes ``onnx.checker``'s full check.
 Forms (``auto`` picks what the target backend's ``GraphTarget.forms`` say; each backend
 package gives its reasons): labels ``dense``/``boundary``,
 argmax ``argmax``/``compare``. ``metadata.end_to_end`` records the sizes, colour order,
-label type, forms and folding (see ``ocr_deploy.metadata``).
+label type, forms and folding (see ``ocr_deploy.contract.metadata``).
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from ocr_deploy.contract.image_sizes import ImageSizes
+from ocr_deploy.contract.metadata import (
+    E2E_INPUT,
+    E2E_LABELS,
+    E2E_SCORES,
+    ExportMetadata,
+    read_metadata,
+    write_metadata,
+)
+from ocr_deploy.contract.postprocess import scores_output
+from ocr_deploy.contract.preprocess import normalisation
+from ocr_deploy.contract.signature import check_signature, onnx_signature
 from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.graph.emit import Emitter, rename_tensor
 from ocr_deploy.graph.image_resize import resize_image
@@ -48,67 +60,12 @@ from ocr_deploy.graph.label_maps import (
     dense_labels,
     nearest_labels,
 )
-from ocr_deploy.graph_target import GraphTarget, graph_target
-from ocr_deploy.metadata import (
-    E2E_INPUT,
-    E2E_LABELS,
-    E2E_SCORES,
-    MAX_SIDE,
-    ExportMetadata,
-    read_metadata,
-    write_metadata,
-)
-from ocr_deploy.runtime.postprocess import scores_output
-from ocr_deploy.signature import check_signature, onnx_signature
+from ocr_deploy.graph.target import GraphTarget, graph_target
 
 INPUT, LABELS, SCORES = E2E_INPUT, E2E_LABELS, E2E_SCORES  # the graph's tensor names
 COLOR_ORDERS = ("RGB", "BGR")
 MIN_OPSET = 13  # axes as inputs (Squeeze, Unsqueeze, ReduceSum), Split sizes as an input
 PREFIX = "e2e/"
-
-@dataclass(frozen=True)
-class ImageSizes:
-    """The image sizes an end-to-end graph takes: ``(H, W)`` from ``minimum`` to
-    ``maximum`` (equal: a fixed size). ``optimum``: the size a range is tuned for (a
-    TensorRT optimisation profile's opt; default the maximum)."""
-
-    minimum: tuple[int, int]
-    maximum: tuple[int, int]
-    optimum: tuple[int, int] | None = None
-
-    @classmethod
-    def fixed(cls, height: int, width: int) -> ImageSizes:
-        return cls((height, width), (height, width))
-
-    @property
-    def is_fixed(self) -> bool:
-        return self.minimum == self.maximum
-
-    @property
-    def profile(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-        """``(min, opt, max)`` sizes."""
-        return self.minimum, self.optimum or self.maximum, self.maximum
-
-    def to_dict(self) -> dict:
-        if self.is_fixed:
-            return {"image_size": list(self.minimum)}
-        low, opt, high = self.profile
-        return {"image_range": {"min": list(low), "opt": list(opt), "max": list(high)}}
-
-    def describe(self) -> str:
-        """``HxW``, or ``HxW to HxW`` for a range."""
-        low, high = ("x".join(map(str, s)) for s in (self.minimum, self.maximum))
-        return low if self.is_fixed else f"{low} to {high}"
-
-    def validate(self) -> None:
-        sides = [side for size in self.profile for side in size]
-        if len(sides) != 6 or not all(isinstance(s, int) and 1 <= s <= MAX_SIDE
-                                      for s in sides) \
-                or not all(a <= b <= c for a, b, c in zip(*self.profile, strict=True)):
-            raise BadInputError(None, f"image sizes HxW with sides 1..{MAX_SIDE} (a range: "
-                                "min <= opt <= max per side)", self.describe(),
-                                "pass e.g. 1024x2048, or 480x640 to 1080x1920")
-
 
 def make_end_to_end(model: onnx.ModelProto, sizes: ImageSizes, color_order: str = "RGB",
                     scores: bool = False, labels_form: str = "auto",
@@ -250,13 +207,8 @@ def _normalise(emit: Emitter, model, planar: str, core_input: str, meta: ExportM
     """Planar resized pixels in the model's colour order -> float32 NCHW model input
     (normalised unless the graph does it); folds what it can into the first convolution."""
     channels = meta.input_channels
-    norm = meta.normalization
-    mean = np.asarray(norm.get("mean", [0.0] * 3)[:channels], np.float32)
-    scale = (1.0 / np.asarray(norm.get("std", [1.0] * 3)[:channels], np.float32))
-    scale = scale.astype(np.float32)  # as the runtime: 1 / std in float32
-    if norm.get("in_graph", False):
-        mean, scale = None, None
-    else:
+    mean, scale = normalisation(meta) or (None, None)  # as the runtime: 1 / std in float32
+    if scale is not None:
         mean = None if not mean.any() else mean
         scale = None if np.all(scale == 1) else scale
     fold = fold_input(model, core_input, 3 if meta.input_layout == "NHWC" else 1, mean, scale)

@@ -1,6 +1,6 @@
 """From the core's outputs to labels at the image's size, in the end-to-end graph.
 
-What the runtime's post-processing does (``runtime.postprocess``): scores are resized
+What the runtime's post-processing does (``contract.postprocess``): scores are resized
 bilinearly (half-pixel centres) and then reduced with an argmax; a labels-only model's map
 is resized nearest. Two forms compute the scores' labels:
 

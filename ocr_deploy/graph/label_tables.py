@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from onnx import TensorProto, helper
 
+from ocr_deploy.contract.postprocess import bilinear_axis, nearest_index
 from ocr_deploy.graph.emit import Emitter
-from ocr_deploy.runtime.postprocess import bilinear_axis, nearest_index
 
 
 @dataclass

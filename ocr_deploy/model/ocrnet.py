@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import keras
 
-from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.model.layers import ObjectAttention, SpatialGather
 
 

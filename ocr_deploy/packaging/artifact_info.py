@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ocr_deploy.backends import Backend, for_artifact
 from ocr_deploy.backends.base import TensorSpec
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
 
 

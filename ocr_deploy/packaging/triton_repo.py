@@ -33,7 +33,7 @@ from ocr_deploy import serving
 from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec, read_artifact
-from ocr_deploy.packaging.pbtxt import Enum, Message, parameter, render
+from ocr_deploy.pbtxt import Enum, Message, parameter, render
 from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import sidecar_path
 
@@ -156,8 +156,8 @@ def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
     meta = info.metadata
     channels = meta.input_channels
     batch = options.max_batch or 8
-    sizes = meta.image_sizes()
-    sides = [a if a == b else -1 for a, b in zip(*sizes, strict=True)] if sizes else [-1, -1]
+    sizes = meta.sizes()
+    sides = list(sizes.sides) if sizes else [-1, -1]
     config: Message = [
         ("name", name), ("backend", "python"), ("max_batch_size", batch),
         ("input", [("name", INPUT_PIXELS), ("data_type", Enum("TYPE_UINT8")),

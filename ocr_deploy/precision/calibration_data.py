@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.preprocess import prepare_batch
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.images import IMAGE_SUFFIXES, read_image
-from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.runtime.preprocess import prepare_batch
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 LABEL_FOLDER = "labels"  # masks of DIR/x.png live in DIR/labels/x.png

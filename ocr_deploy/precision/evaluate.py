@@ -36,13 +36,13 @@ from pathlib import Path
 import numpy as np
 
 from ocr_deploy.comparison import Comparison, top2_gap
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.postprocess import labels_from_outputs, scores_output
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import private_tempdir
 from ocr_deploy.memory_budget import MemoryBudget
-from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.metrics import confusion_matrix, iou_from_confusion
 from ocr_deploy.precision.calibration_data import SampleSet
-from ocr_deploy.runtime.postprocess import labels_from_outputs, scores_output
 
 BATCH = 8  # the most samples compared at once
 TIE_RTOL = 1e-3  # about two FP16 ulps of the largest score

@@ -40,10 +40,10 @@ from ocr_deploy.cli_support import (
     run_command,
     size_arg,
 )
+from ocr_deploy.contract.preprocess import end_to_end_pixels
 from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.images import list_images, read_image
-from ocr_deploy.runtime.preprocess import end_to_end_pixels
 from ocr_deploy.runtime.render import (
     ALPHA,
     class_names_of,

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.contract.metadata import ExportMetadata
 
 LEGEND_MIN_SIZE = 96  # no legend on images smaller than this (pixels, both sides)
 OVERLAY_PIXELS = 1 << 16  # pixels blended at once: bounds the float temporaries (~4 MB)

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ocr_deploy.contract import postprocess
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.contract.preprocess import as_image_list, check_image, prepare_batch
+from ocr_deploy.contract.signature import check_contract
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import ExportMetadata
-from ocr_deploy.runtime import postprocess
-from ocr_deploy.runtime.artifact import check_contract
-from ocr_deploy.runtime.preprocess import as_image_list, check_image, prepare_batch
 from ocr_deploy.runtime.tensors import tensor_ref
 
 if TYPE_CHECKING:
@@ -44,8 +44,8 @@ class Segmenter:
         e2e = metadata.end_to_end
         if e2e:  # the graph's outputs are at the image size already
             self.logits_output, self.labels_output = e2e.get("scores"), e2e["labels"]
-            low, high = metadata.image_sizes()
-            self._hw = {name: low if low == high else (-1, -1)
+            sizes = metadata.sizes()
+            self._hw = {name: sizes.minimum if sizes.is_fixed else (-1, -1)
                         for name in filter(None, (self.logits_output, self.labels_output))}
             self.label_dtype = np.dtype(e2e["label_dtype"])
             return
@@ -372,12 +372,10 @@ class Segmenter:
         artifact takes any size); else ``BadInputError``."""
         if not self.metadata.end_to_end:
             return
-        (low_h, low_w), (high_h, high_w) = self.metadata.image_sizes()
+        built = self.metadata.sizes()
         for i, (height, width) in enumerate(sizes):
-            if not (low_h <= height <= high_h and low_w <= width <= high_w):
-                built = f"{low_h}x{low_w}" if (low_h, low_w) == (high_h, high_w) else \
-                    f"{low_h}x{low_w} to {high_h}x{high_w}"
-                raise BadInputError(self.source, f"images of {built} (what this "
+            if not built.contains(height, width):
+                raise BadInputError(self.source, f"images of {built.describe()} (what this "
                                     "end-to-end artifact was built for)",
                                     f"an image of {height}x{width}"
                                     + (f" (image {i})" if len(sizes) > 1 else ""),

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ocr_deploy.contract.preprocess import check_image
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.preprocess import check_image
 
 TILE_BATCH = 8  # windows run together when the segmenter sets no max_batch
 

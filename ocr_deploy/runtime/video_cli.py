@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.contract.preprocess import end_to_end_pixels
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
-from ocr_deploy.runtime.preprocess import end_to_end_pixels
 from ocr_deploy.runtime.render import label_image, overlay, png_bytes
 from ocr_deploy.runtime.stream import DEPTH, latency_summary
 from ocr_deploy.runtime.video import VideoReader, is_live, video_name, video_writer

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.contract.preprocess import check_image, end_to_end_pixels
 from ocr_deploy.errors import OcrDeployError, RequestError
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.runtime.preprocess import check_image, end_to_end_pixels
 
 INPUT_PIXELS = "IMAGE"
 INPUT_ENCODED = "IMAGE_BYTES"

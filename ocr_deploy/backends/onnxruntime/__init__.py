@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ocr_deploy.backends.base import ArtifactTensors, Backend, TensorSpec
-from ocr_deploy.backends.onnxruntime.graph import GRAPH_TARGET
 from ocr_deploy.backends.onnxruntime.options import OnnxRuntimeOptions
 from ocr_deploy.backends.onnxruntime.placement import WARN_BELOW
+from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.graph.target import ONNXRUNTIME as GRAPH_TARGET
 from ocr_deploy.precision.placement import Placement
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class OnnxRuntime(Backend):
     def store_metadata(self, built: Path, meta: ExportMetadata) -> None:
         import onnx
 
-        from ocr_deploy.metadata import write_metadata
+        from ocr_deploy.contract.metadata import write_metadata
 
         model = onnx.load(str(built))
         write_metadata(model, meta)
@@ -104,7 +104,7 @@ class OnnxRuntime(Backend):
             raise
 
     def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
-        from ocr_deploy.metadata import read_metadata
+        from ocr_deploy.contract.metadata import read_metadata
 
         return read_metadata(path)
 
@@ -113,7 +113,7 @@ class OnnxRuntime(Backend):
         """From the graph, checked against the metadata (``signature.check_onnx``)."""
         import onnx
 
-        from ocr_deploy.signature import check_onnx
+        from ocr_deploy.contract.signature import check_onnx
 
         model = onnx.load(str(path), load_external_data=False)
         check_onnx(model, path)
@@ -125,7 +125,7 @@ class OnnxRuntime(Backend):
     def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
         """What the build recorded for the GPU execution providers, in the Triton ONNX
         Runtime backend's terms (TensorRT accelerator, cuDNN convolution search)."""
-        from ocr_deploy.packaging.pbtxt import parameter
+        from ocr_deploy.pbtxt import parameter
 
         providers = (sidecar or {}).get("provider_options") or {}
         trt = providers.get("TensorrtExecutionProvider")

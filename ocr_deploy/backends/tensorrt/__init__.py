@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ocr_deploy.backends.base import ArtifactTensors, Backend, TensorSpec, end_to_end_tensors
-from ocr_deploy.backends.tensorrt.graph import GRAPH_TARGET
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
+from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.graph.target import TENSORRT as GRAPH_TARGET
 from ocr_deploy.precision.placement import Placement
 
 if TYPE_CHECKING:

@@ -36,9 +36,9 @@ from ocr_deploy.backends.tensorrt import engine
 from ocr_deploy.backends.tensorrt.library import version_tuple
 from ocr_deploy.backends.tensorrt.options import DYNAMIC_PROFILE, TensorRTOptions
 from ocr_deploy.backends.tensorrt.preflight import check_before_parse
+from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
-from ocr_deploy.metadata import ExportMetadata
 
 WEAK_TYPING_FLAGS = {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}  # BuilderFlag names, 10.x
 RANGE_PROFILE = (1, 1, 1)  # the default batch profile for an end-to-end image size range

@@ -23,9 +23,9 @@ from pathlib import Path
 import onnx
 
 from ocr_deploy.backends.onnxruntime import OnnxRuntime
-from ocr_deploy.backends.tensorrt.graph import GRAPH_TARGET
 from ocr_deploy.backends.tensorrt.options import TensorRTOptions
-from ocr_deploy.metadata import ExportMetadata
+from ocr_deploy.contract.metadata import ExportMetadata
+from ocr_deploy.graph.target import TENSORRT as GRAPH_TARGET
 from ocr_deploy.precision.placement import Placement
 
 PROXY = ("ONNX Runtime CPU, as a proxy for TensorRT: it runs the same graph, but "

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ocr_deploy.contract.metadata import ExportMetadata, read_metadata
 from ocr_deploy.errors import MetadataError
-from ocr_deploy.metadata import ExportMetadata, read_metadata
 
 
 @dataclass(frozen=True)
@@ -126,10 +126,7 @@ def _check_output(tensor: Tensor, spec: dict, meta: ExportMetadata, refuse) -> N
 
 def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> None:
     e2e = meta.end_to_end
-    (low_h, low_w), (high_h, high_w) = meta.image_sizes()
-    # a fixed side is that size; a dynamic side is -1
-    sides = tuple(low if low == high else -1 for low, high in ((low_h, high_h),
-                                                               (low_w, high_w)))
+    sides = meta.sizes().sides  # a fixed side is that size; a dynamic side is -1
     where = ", ".join(str(s) if s != -1 else name for s, name in zip(sides, "HW", strict=True))
     (image,) = signature.inputs
     if image.name != e2e["input"] or image.dtype != np.uint8 or len(image.shape) != 4 \
@@ -158,3 +155,15 @@ def _check_end_to_end(signature: Signature, meta: ExportMetadata, refuse) -> Non
 def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
     return len(shape) == len(expected) and all(
         found in (-1, want) for found, want in zip(shape, expected, strict=True))
+
+
+def check_contract(path: Path, metadata: ExportMetadata, runner) -> None:
+    """Check that the tensors of the artifact a runner loaded fit its metadata, so later
+    code never guesses; a mismatch is ``MetadataError`` (exit 2)."""
+    def tensor(name: str, shape, dtype) -> Tensor:
+        return Tensor(name, tuple(int(d) for d in shape), np.dtype(dtype))
+
+    inputs = (tensor(runner.input_name, runner.input_shape(1), runner.input_dtype),)
+    outputs = tuple(tensor(n, runner.output_shape(n, 1), runner.output_dtype(n))
+                    for n in runner.output_names)
+    check_signature(path, metadata, Signature(inputs, outputs))

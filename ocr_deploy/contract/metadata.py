@@ -4,7 +4,7 @@ Pure Python: usable from the runtime without TensorFlow. Each field is stored un
 key ``ocr_deploy.<field>`` with a JSON value, so tools like Netron show them readably.
 Metadata read back is validated against a schema (``check_schema``: types, ranges,
 ``format_version``) — a tampered or foreign value is ``MetadataError`` (exit 2) naming the
-key; ``ocr_deploy.signature`` checks it against the graph.
+key; ``ocr_deploy.contract.signature`` checks it against the graph.
 
 An *end-to-end* artifact (``ocr_deploy.graph.end_to_end``: uint8 camera images in, labels
 at the image size out) keeps every field describing the model it wraps, and says what its
@@ -23,13 +23,13 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from ocr_deploy.contract.image_sizes import MAX_SIDE, ImageSizes  # MAX_SIDE: also the most classes
 from ocr_deploy.errors import BadInputError, MetadataError
 
 PREFIX = "ocr_deploy."
 FORMAT_VERSION = 1
 OUTPUT_KINDS = ("logits", "probabilities", "labels", "aux_logits")
 SEGMENTATION_KINDS = ("logits", "probabilities", "labels")  # a model needs one of these
-MAX_SIDE = 1 << 16  # pixels; also the most classes
 # the tensors of an end-to-end graph (every consumer imports these names from here)
 INPUT_NAME = "image"  # the image input of every export
 E2E_INPUT, E2E_LABELS, E2E_SCORES = INPUT_NAME, "labels", "scores"
@@ -99,25 +99,21 @@ class ExportMetadata:
         return next((name for name, spec in self.outputs.items() if spec.get("kind") == kind),
                     None)
 
+    def sizes(self) -> ImageSizes | None:
+        """The image sizes an end-to-end artifact takes; None for a plain model."""
+        return ImageSizes.from_dict(self.end_to_end) if self.end_to_end else None
+
     def image_sizes(self) -> tuple[tuple[int, int], tuple[int, int]] | None:
         """An end-to-end artifact's smallest and largest image ``(H, W)`` (equal when its
         size is fixed); None for a plain model."""
-        if not self.end_to_end:
-            return None
-        fixed = self.end_to_end.get("image_size")
-        if fixed is not None:
-            return tuple(fixed), tuple(fixed)
-        span = self.end_to_end["image_range"]
-        return tuple(span["min"]), tuple(span["max"])
+        sizes = self.sizes()
+        return None if sizes is None else (sizes.minimum, sizes.maximum)
 
     def image_profile(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
         """An end-to-end artifact's smallest, tuned-for (``opt``, default the largest) and
         largest image ``(H, W)``; None for a plain model."""
-        if not self.end_to_end:
-            return None
-        low, high = self.image_sizes()
-        opt = (self.end_to_end.get("image_range") or {}).get("opt")
-        return low, tuple(opt) if opt else high, high
+        sizes = self.sizes()
+        return None if sizes is None else sizes.profile
 
 
 def write_metadata(model, metadata: ExportMetadata) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.images import resize_bilinear
-from ocr_deploy.metadata import ExportMetadata
 
 
 def as_image_list(images) -> tuple[list, bool]:
@@ -71,13 +71,27 @@ def prepare_batch(images: list[np.ndarray], meta: ExportMetadata,
     for i, image in enumerate(images):
         resized = resize_image(check_image(image, i, channels), height, width)
         batch[i] = resized[..., ::-1] if meta.color_order.upper() == "BGR" else resized
-    norm = meta.normalization
-    if not norm.get("in_graph", False):
-        batch -= np.asarray(norm.get("mean", [0.0] * 3)[:channels], np.float32)
-        batch *= 1.0 / np.asarray(norm.get("std", [1.0] * 3)[:channels], np.float32)
+    normalise = normalisation(meta)
+    if normalise is not None:
+        mean, scale = normalise
+        batch -= mean
+        batch *= scale
     if meta.input_layout == "NCHW":
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
     return batch.astype(dtype, copy=False)
+
+
+def normalisation(meta: ExportMetadata) -> tuple[np.ndarray, np.ndarray] | None:
+    """The float32 per-channel ``(mean, 1 / std)`` of the model input, normalised as
+    ``(pixel - mean) * (1 / std)`` (here and in the end-to-end graph); None when the graph
+    normalises itself (``in_graph``)."""
+    norm = meta.normalization
+    if norm.get("in_graph", False):
+        return None
+    channels = meta.input_channels
+    mean = np.asarray(norm.get("mean", [0.0] * 3)[:channels], np.float32)
+    scale = (1.0 / np.asarray(norm.get("std", [1.0] * 3)[:channels], np.float32))
+    return mean, scale.astype(np.float32)
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
