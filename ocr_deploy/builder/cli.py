@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ocr_deploy.backends.options import add_arguments
     from ocr_deploy.builder.request import CALIB_SAMPLES, SYNTHETIC_SAMPLES, BuildRequest
     from ocr_deploy.precision.calibrate import METHODS, CalibrationSettings
-    from ocr_deploy.precision.evaluate import IGNORE_INDEX, Budget
+    from ocr_deploy.verification.accuracy import IGNORE_INDEX, Budget
 
     request, calib, budget = BuildRequest(onnx=Path()), CalibrationSettings(), Budget()
     parser = parser_for("ocr-build-engine", __doc__, EPILOG)
@@ -247,8 +247,8 @@ def _run(args: argparse.Namespace) -> int:
     from ocr_deploy.backends.options import from_args
     from ocr_deploy.builder.pipeline import BuildRequest, build, latest_export
     from ocr_deploy.precision.calibrate import CalibrationSettings
-    from ocr_deploy.precision.evaluate import Budget
     from ocr_deploy.progress import Progress
+    from ocr_deploy.verification.accuracy import Budget
 
     end_to_end = end_to_end_request(args)
     if not args.preflight and args.trt_version:

@@ -12,18 +12,18 @@ from pathlib import Path
 import onnx
 
 from ocr_deploy.backends import Backend
-from ocr_deploy.builder.end_to_end import (
-    camera_images,
-    cpu_segmenter,
-    parity_images,
-)
+from ocr_deploy.builder.end_to_end import camera_images, parity_images
 from ocr_deploy.builder.request import SYNTHETIC_SAMPLES, BuildRequest
-from ocr_deploy.end_to_end_parity import end_to_end_parity
 from ocr_deploy.errors import BudgetError
 from ocr_deploy.graph.end_to_end import record_parity
 from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.precision.calibration_data import SampleSet
-from ocr_deploy.precision.evaluate import (
+from ocr_deploy.precision.placement import Placement
+from ocr_deploy.precision.qdq import quantize_int8
+from ocr_deploy.progress import Progress
+from ocr_deploy.runtime.artifact import check_contract
+from ocr_deploy.runtime.segmenter import Segmenter
+from ocr_deploy.verification.accuracy import (
     BATCH,
     Accuracy,
     artifact_accuracy,
@@ -31,12 +31,9 @@ from ocr_deploy.precision.evaluate import (
     proxy_accuracy,
     reference,
 )
-from ocr_deploy.precision.placement import Placement
-from ocr_deploy.precision.qdq import quantize_int8
-from ocr_deploy.precision.sensitivity import search
-from ocr_deploy.progress import Progress
-from ocr_deploy.runtime.artifact import check_contract
-from ocr_deploy.runtime.segmenter import Segmenter
+from ocr_deploy.verification.end_to_end_parity import end_to_end_parity
+from ocr_deploy.verification.reference import reference_segmenter
+from ocr_deploy.verification.sensitivity import search
 
 
 @dataclass
@@ -140,7 +137,7 @@ class BuildJob:
             try:
                 check_contract(target, self.meta, runner)
                 if e2e:
-                    with cpu_segmenter(self.fp32_bytes, self.source_meta,
+                    with reference_segmenter(self.fp32_bytes, self.source_meta,
                                        self.reference) as fp32:
                         accuracy = end_to_end_accuracy(
                             Segmenter(runner, self.meta, target), fp32, data,
@@ -169,7 +166,7 @@ class BuildJob:
                                          **backend.lean_options)
             core_bytes, core_meta = self.core
             try:
-                with cpu_segmenter(core_bytes, core_meta, "plain core") as plain:
+                with reference_segmenter(core_bytes, core_meta, "plain core") as plain:
                     report = end_to_end_parity(Segmenter(runner, self.meta, target), plain,
                                                images)
             finally:

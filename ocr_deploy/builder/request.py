@@ -21,7 +21,7 @@ from ocr_deploy.precision.calibrate import (
     CalibrationSettings,
     calibration_providers,
 )
-from ocr_deploy.precision.evaluate import (
+from ocr_deploy.verification.accuracy import (
     IGNORE_INDEX,
     Budget,
 )

@@ -19,13 +19,6 @@ from pathlib import Path
 import numpy as np
 
 import ocr_deploy
-from ocr_deploy.comparison import (
-    DEFAULT_ATOL,
-    DEFAULT_MIN_AGREEMENT,
-    DEFAULT_RTOL,
-    Comparison,
-    ComparisonReport,
-)
 from ocr_deploy.errors import BadInputError, ConversionError, ParityError
 from ocr_deploy.export.convert import (
     DEFAULT_OPSET,
@@ -43,11 +36,19 @@ from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.memory_budget import MemoryBudget, forward_bytes
-from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
+from ocr_deploy.metadata import ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
 from ocr_deploy.precision.shapes import static_shapes
 from ocr_deploy.progress import Progress
+from ocr_deploy.verification.comparison import (
+    DEFAULT_ATOL,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_RTOL,
+    Comparison,
+    ComparisonReport,
+)
+from ocr_deploy.verification.reference import reference_runner
 
 PARITY_BATCH = 2
 STAGES = 6
@@ -328,12 +329,7 @@ def parity_batch(model, budget: MemoryBudget) -> int:
 
 def _verify(function, model, images: np.ndarray, options: ConvertOptions,
             input_range: InputRange, request: ExportRequest, step: int) -> ComparisonReport:
-    import onnxruntime as ort
-
-    session_options = ort.SessionOptions()
-    session_options.enable_cpu_mem_arena = False  # TensorFlow runs next: give memory back
-    session = ort.InferenceSession(model.SerializeToString(), session_options,
-                                   providers=["CPUExecutionProvider"])
+    runner = reference_runner(model.SerializeToString(), "the exported model")
     comparison = None
     for begin in range(0, len(images), step):
         batch = input_range.apply(images[begin:begin + step])
@@ -342,9 +338,9 @@ def _verify(function, model, images: np.ndarray, options: ConvertOptions,
             batch = np.concatenate([batch, np.repeat(batch[-1:], step - count, axis=0)])
         reference = {name: value.numpy()[:count] for name, value in function(batch).items()}
         onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
-        names = [o.name for o in session.get_outputs()]
         candidate = {}
-        for name, value in zip(names, session.run(names, {INPUT_NAME: onnx_in}), strict=True):
+        given = np.ascontiguousarray(onnx_in, runner.input_dtype)
+        for name, value in runner.run(given, runner.output_names).items():
             if options.nchw and value.ndim == 4:
                 value = value.transpose(0, 2, 3, 1)
             candidate[name] = value[:count]
