@@ -279,14 +279,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.info)
     else:
-        print(_summary(result, result.info["precision"]))
+        print(_summary(result, result.record.precision))
     return EXIT_OK
 
 
 def _summary(result, precision: str) -> str:
-    info = result.info
-    line = f"built {result.artifact} ({info['backend']}, {precision}"
-    verification = info.get("verification", {})
+    record = result.record
+    line = f"built {result.artifact} ({record.backend}, {precision}"
+    verification = record.verification or {}
     accuracy = verification.get("accuracy")
     if accuracy:
         line += f", agreement {accuracy['agreement']:.4%}"
@@ -297,20 +297,20 @@ def _summary(result, precision: str) -> str:
         line += f" (verified by {runner.get('backend')} on {where}: {verification['data']})"
     else:
         line += ", not verified"
-    parity = info.get("end_to_end_parity")
+    parity = record.end_to_end_parity
     if parity:
         line += (f", end to end: labels as Segmenter.predict on {parity['agreement']:.4%} "
                  f"of pixels ({parity['agreement_excl_ties']:.4%} outside ties)")
-    coverage = info.get("int8_coverage")
+    coverage = record.int8_coverage
     if coverage:
         line += f", {coverage['integer_mac_share']:.1%} of MACs in integer kernels"
-    memory = info.get("memory")
+    memory = record.memory
     if memory:
         from ocr_deploy.memory_budget import format_size
 
         line += (f", memory budget {format_size(memory['budget']['bytes'])}: "
                  f"{memory['verification_batch']} sample(s) verified at once")
-    return line + f") and {result.sidecar.name} in {info['seconds']:.1f} s"
+    return line + f") and {result.sidecar.name} in {record.seconds:.1f} s"
 
 
 def main(argv: list[str] | None = None) -> int:

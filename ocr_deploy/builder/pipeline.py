@@ -27,7 +27,7 @@ import onnx
 from ocr_deploy import backends
 from ocr_deploy.backends import Backend
 from ocr_deploy.backends.tensorrt.cross_build import emitted_for
-from ocr_deploy.builder.job import BuildJob, flatten
+from ocr_deploy.builder.job import BuildJob, Plan, flatten
 from ocr_deploy.builder.request import (
     CALIB_SAMPLES,
     RECOMMENDED_CALIB_SAMPLES,
@@ -50,7 +50,7 @@ from ocr_deploy.precision.fp16 import convert_fp16
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
 from ocr_deploy.progress import Progress
-from ocr_deploy.sidecar import sidecar_output, sidecar_path
+from ocr_deploy.sidecar import Sidecar, sidecar_output, sidecar_path
 from ocr_deploy.signature import check_onnx
 from ocr_deploy.verification.accuracy import verification_batch, verification_bytes
 
@@ -91,58 +91,73 @@ def build(request: BuildRequest) -> BuildResult:
                       "scales and forms are in the graph)")
     options = backend.resolve_options(request.options_for(backend), fp32_model, source,
                                       progress.note)
-    job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress)
     budget = request.memory_budget or MemoryBudget.default()
     forward = forward_bytes(fp32_model)
-    job.batch = verification_batch(meta, forward, budget)
-    job.info["memory"] = {"budget": budget.to_dict(), "forward_bytes_per_sample": forward,
-                          "verification_batch": job.batch}
+    batch = verification_batch(meta, forward, budget)
+    memory = {"budget": budget.to_dict(), "forward_bytes_per_sample": forward,
+              "verification_batch": batch}
     progress.note(f"memory budget {budget.describe()}: one forward pass holds about "
-                  f"{format_size(forward)} per image; verifying {job.batch} at a time")
+                  f"{format_size(forward)} per image; verifying {batch} at a time")
     needed = verification_bytes(meta, forward)
     if request.verify and needed > budget.bytes:
         progress.warn(f"--memory-budget {format_size(budget.bytes)} is below the "
                       f"{format_size(needed)} one verified sample needs (estimated): "
                       "verifying one at a time anyway; the build may run out of memory "
                       "(exit 7)")
-    if backend.cross_build:
-        job.info["cross_build"] = backend.cross_build
     if emitted:
-        job.emitted(meta, source)
+        plan = Plan.emitted(meta, source)
         progress.note(f"{source.name} was written by --emit-onnx: building it as it is (no "
                       "calibration), judged against it on ONNX Runtime CPU")
-    elif request.precision == "int8":
-        job.placement = backend.placement(options)
-        job.info["placement"] = job.placement.to_dict()
-        progress.note(f"INT8 placement: {job.placement.name} ({job.placement.reason})")
-        calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
-        job.info["memory"]["calibration_batch"] = calib_batch
-        job.calibration, job.calib_data = _calibrate(request, meta, fp32_bytes, output,
-                                                     progress, calib_batch)
-        job.info["calibration"] = job.calibration.to_dict()
+    else:
+        plan = _plan(request, backend, options, meta, fp32_bytes, output, progress, budget,
+                     memory)
     with progress.stage(f"making the {request.precision} ONNX"):
         if not emitted:
-            job.exclusions = _exclusions(request, fp32_model, job.placement)
+            plan.exclusions = _exclusions(request, fp32_model, plan.placement)
         model = _copy(fp32_model) if emitted else _precision_model(
-            request, fp32_model, job.calibration, job.placement, flatten(job.exclusions),
-            job.quantized_tensors())
-    data = _validation_data(request, meta, job.calib_data, progress) if request.verify \
+            request, fp32_model, plan.calibration, plan.placement, flatten(plan.exclusions),
+            plan.quantized_tensors())
+    data = _validation_data(request, meta, plan.calib_data, progress) if request.verify \
         else None
     if request.end_to_end is not None:
         progress.note(f"end to end: {request.end_to_end.describe()} in, labels out")
+    job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress,
+                   plan, batch)
     with sidecar_output(output, request.force) as write:
-        model, backend_info = job.build_and_verify(model, data, write.artifact_tmp)
-        if request.precision == "int8":
-            job.info["int8_coverage"] = _coverage(backend, fp32_model, model,
-                                                  write.artifact_tmp, job.exclusions, progress)
-        info = {"backend": backend.name, **backend_info, "backend_reason": why,
-                "artifact": str(output), "source_onnx": str(source),
-                "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
-                "artifact_bytes": write.artifact_tmp.stat().st_size, **job.info,
-                "seconds": round(time.perf_counter() - start, 2),
-                "metadata": job.meta.__dict__}
-        write.companion = info
-    return BuildResult(output, sidecar_path(output), info)
+        verified = job.build_and_verify(model, data, write.artifact_tmp)
+        coverage = _coverage(backend, fp32_model, verified.model, write.artifact_tmp,
+                             plan.exclusions, progress) if request.precision == "int8" else None
+        record = Sidecar(
+            backend=backend.name, facts=verified.facts, backend_reason=why,
+            artifact=str(output), source_onnx=str(source),
+            source_onnx_sha256=hashlib.sha256(fp32_bytes).hexdigest(),
+            artifact_bytes=write.artifact_tmp.stat().st_size, precision=request.precision,
+            memory=memory, cross_build=plan.cross_build, placement=plan.placement_record,
+            calibration=plan.calibration_record,
+            kept_in_higher_precision=plan.exclusions, verification=verified.verification,
+            end_to_end_parity=verified.end_to_end_parity, int8_coverage=coverage,
+            seconds=round(time.perf_counter() - start, 2), metadata=verified.meta.__dict__)
+        write.companion = record.to_dict()
+    return BuildResult(output, sidecar_path(output), record)
+
+
+def _plan(request: BuildRequest, backend: Backend, options, meta: ExportMetadata,
+          fp32_bytes: bytes, output: Path, progress: Progress, budget: MemoryBudget,
+          memory: dict) -> Plan:
+    """The placement and calibration of an INT8 build (``memory`` gets the calibration
+    batch); nothing to decide for FP32 and FP16."""
+    plan = Plan(cross_build=backend.cross_build)
+    if request.precision != "int8":
+        return plan
+    plan.placement = backend.placement(options)
+    plan.placement_record = plan.placement.to_dict()
+    progress.note(f"INT8 placement: {plan.placement.name} ({plan.placement.reason})")
+    calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
+    memory["calibration_batch"] = calib_batch
+    plan.calibration, plan.calib_data = _calibrate(request, meta, fp32_bytes, output,
+                                                   progress, calib_batch)
+    plan.calibration_record = plan.calibration.to_dict()
+    return plan
 
 
 def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | None]:

@@ -21,6 +21,7 @@ from ocr_deploy.precision.calibrate import (
     CalibrationSettings,
     calibration_providers,
 )
+from ocr_deploy.sidecar import Sidecar
 from ocr_deploy.verification.accuracy import (
     IGNORE_INDEX,
     Budget,
@@ -77,7 +78,12 @@ class BuildResult:
 
     artifact: Path
     sidecar: Path
-    info: dict
+    record: Sidecar
+
+    @property
+    def info(self) -> dict:
+        """The sidecar as written (JSON-ready, without the artifact's SHA-256)."""
+        return self.record.to_dict()
 
 
 def latest_export(folder: Path = EXPORT_FOLDER) -> Path:
