@@ -26,6 +26,7 @@ import onnx
 
 from ocr_deploy import backends
 from ocr_deploy.backends import Backend
+from ocr_deploy.backends.options import changed_declared
 from ocr_deploy.backends.tensorrt.cross_build import emitted_for
 from ocr_deploy.builder.job import BuildJob, Plan, flatten
 from ocr_deploy.builder.request import (
@@ -178,6 +179,11 @@ def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | Non
     return backend, why, None
 
 
+# what a graph written by --emit-onnx already holds: given for one, they are dropped
+CALIBRATION_INPUTS = ("calib_dir", "calib_samples", "calib", "recalibrate", "calib_cache",
+                      "quantize_attention", "keep_fp32")
+
+
 def _for_emitted(request: BuildRequest, meta: ExportMetadata, source: Path
                  ) -> tuple[BuildRequest, list[str]]:
     """The request for building a graph written by ``--emit-onnx`` as it is: its own
@@ -190,16 +196,10 @@ def _for_emitted(request: BuildRequest, meta: ExportMetadata, source: Path
         raise BadInputError(source, "no --end-to-end flags (the emitted graph is "
                             f"{'already end to end' if meta.end_to_end else 'a plain core'})",
                             "--end-to-end", "drop them, or emit the graph again with them")
+    dropped = changed_declared(request, names=CALIBRATION_INPUTS)
     defaults = BuildRequest(onnx=source)
-    dropped = [flag for flag, name in (
-        ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"),
-        ("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
-        ("--quantize-attention", "quantize_attention"), ("--keep-fp32", "keep_fp32"),
-        ("--calib-method/--percentile", "calib"))
-        if getattr(request, name) != getattr(defaults, name)]
-    return replace(request, precision=meta.precision, calib_dir=None, calib_samples=None,
-                   recalibrate=False, calib_cache=None, quantize_attention=False,
-                   keep_fp32=[], calib=defaults.calib), dropped
+    return replace(request, precision=meta.precision, **{
+        name: getattr(defaults, name) for name in CALIBRATION_INPUTS}), dropped
 
 
 def _read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:
