@@ -32,20 +32,20 @@ class Sidecar:
 
     backend: str | None = None
     facts: dict = field(default_factory=dict)  # the backend's own build facts
-    backend_reason: str | None = None
+    backend_reason: str | None = None  # why this backend (auto: what was found)
     artifact: str | None = None
-    source_onnx: str | None = None
+    source_onnx: str | None = None  # the export it was built from, and its SHA-256
     source_onnx_sha256: str | None = None
     artifact_bytes: int | None = None
     precision: str | None = None
     memory: dict | None = None  # the budget and the batches it gave
-    cross_build: dict | None = None
-    placement: dict | None = None
-    calibration: dict | None = None
-    kept_in_higher_precision: dict | None = None
-    verification: dict | None = None
-    end_to_end_parity: dict | None = None
-    int8_coverage: dict | None = None
+    cross_build: dict | None = None  # a graph emitted for another machine's TensorRT
+    placement: dict | None = None  # INT8: where Q/DQ went, and the tensors quantised
+    calibration: dict | None = None  # INT8: method, samples, cache
+    kept_in_higher_precision: dict | None = None  # reason -> node names
+    verification: dict | None = None  # the verdict (None: --no-verify)
+    end_to_end_parity: dict | None = None  # against Segmenter.predict on the plain core
+    int8_coverage: dict | None = None  # the MACs in integer kernels
     seconds: float | None = None
     metadata: dict | None = None  # the artifact's ExportMetadata (an engine has no other)
 
