@@ -110,11 +110,9 @@ def build(request: BuildRequest) -> BuildResult:
         progress.note(f"{source.name} was written by --emit-onnx: building it as it is (no "
                       "calibration), judged against it on ONNX Runtime CPU")
     else:
-        plan = _plan(request, backend, options, meta, fp32_bytes, output, progress, budget,
-                     memory)
+        plan = _plan(request, backend, options, meta, fp32_bytes, fp32_model, output,
+                     progress, budget, memory)
     with progress.stage(f"making the {request.precision} ONNX"):
-        if not emitted:
-            plan.exclusions = _exclusions(request, fp32_model, plan.placement)
         model = _copy(fp32_model) if emitted else _precision_model(
             request, fp32_model, plan.calibration, plan.placement, flatten(plan.exclusions),
             plan.quantized_tensors())
@@ -143,22 +141,20 @@ def build(request: BuildRequest) -> BuildResult:
 
 
 def _plan(request: BuildRequest, backend: Backend, options, meta: ExportMetadata,
-          fp32_bytes: bytes, output: Path, progress: Progress, budget: MemoryBudget,
-          memory: dict) -> Plan:
-    """The placement and calibration of an INT8 build (``memory`` gets the calibration
-    batch); nothing to decide for FP32 and FP16."""
-    plan = Plan(cross_build=backend.cross_build)
+          fp32_bytes: bytes, fp32_model: onnx.ModelProto, output: Path, progress: Progress,
+          budget: MemoryBudget, memory: dict) -> Plan:
+    """The layers kept in higher precision and, for INT8, the placement and the calibration
+    (``memory`` gets the calibration batch)."""
     if request.precision != "int8":
-        return plan
-    plan.placement = backend.placement(options)
-    plan.placement_record = plan.placement.to_dict()
-    progress.note(f"INT8 placement: {plan.placement.name} ({plan.placement.reason})")
+        return Plan(exclusions=_exclusions(request, fp32_model, None),
+                    cross_build=backend.cross_build)
+    placement = backend.placement(options)
+    progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
     calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
     memory["calibration_batch"] = calib_batch
-    plan.calibration, plan.calib_data = _calibrate(request, meta, fp32_bytes, output,
-                                                   progress, calib_batch)
-    plan.calibration_record = plan.calibration.to_dict()
-    return plan
+    calibration, data = _calibrate(request, meta, fp32_bytes, output, progress, calib_batch)
+    return Plan(placement, calibration, data, _exclusions(request, fp32_model, placement),
+                placement.to_dict(), calibration.to_dict(), backend.cross_build)
 
 
 def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | None]:
