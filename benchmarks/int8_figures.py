@@ -150,7 +150,7 @@ def run_accuracy(args, folder: Path) -> dict:
     from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.precision.calibration_data import load_samples
-    from ocr_deploy.precision.evaluate import proxy_accuracy, reference
+    from ocr_deploy.verification.accuracy import proxy_accuracy, reference
 
     demo = export_demo(folder)
     calib, val = folder / "acc_calib", folder / "acc_val"

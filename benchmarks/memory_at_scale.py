@@ -89,7 +89,7 @@ def write_images(folder: Path, size: tuple[int, int], count: int, masks: bool) -
     """``count`` smooth random RGB images of ``size`` (and random masks of 19 classes)."""
     from PIL import Image
 
-    from ocr_deploy.end_to_end_parity import sample_images
+    from ocr_deploy.verification.end_to_end_parity import sample_images
 
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)

@@ -37,7 +37,7 @@ def main() -> None:
     from ocr_deploy.demo import DEMO_MODEL
     from ocr_deploy.demo.synthetic import TRAIN_SEED, write_samples
     from ocr_deploy.export.pipeline import ExportRequest, export_model
-    from ocr_deploy.precision.evaluate import Budget
+    from ocr_deploy.verification.accuracy import Budget
 
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -208,7 +208,7 @@ def _parity(variant: Variant, model, weights) -> dict:
     """ONNX Runtime against ``reference`` on random pixels, summarised as ocr-export does."""
     import onnxruntime as ort
 
-    from ocr_deploy.comparison import compare
+    from ocr_deploy.verification.comparison import compare
 
     rng = np.random.default_rng(0)
     s, c = variant.size, variant.channels

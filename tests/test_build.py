@@ -19,8 +19,8 @@ from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.precision.calibrate import CalibrationSettings
-from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.sidecar import read_sidecar
+from ocr_deploy.verification.accuracy import Budget
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,14 @@ from ocr_deploy.builder.end_to_end import EndToEndRequest
 from ocr_deploy.builder.pipeline import BuildRequest, build
 from ocr_deploy.contract.image_sizes import ImageSizes
 from ocr_deploy.contract.metadata import INPUT_NAME, read_metadata
-from ocr_deploy.end_to_end_parity import sample_images
 from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.precision.calibrate import CalibrationSettings
-from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.runtime import Segmenter
 from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
+from ocr_deploy.verification.accuracy import Budget
+from ocr_deploy.verification.end_to_end_parity import sample_images
 
 RANGE = ImageSizes((6, 8), (40, 56), (24, 32))
 CAMERA = (30, 44)

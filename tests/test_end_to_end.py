@@ -14,10 +14,8 @@ from e2e_models import SIZE, save, segnet
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from ocr_deploy.comparison import top2_gap
 from ocr_deploy.contract.metadata import read_metadata
 from ocr_deploy.contract.signature import check_onnx
-from ocr_deploy.end_to_end_parity import end_to_end_parity, parity_sizes, sample_images
 from ocr_deploy.errors import BadInputError, MetadataError
 from ocr_deploy.graph.emit import Emitter
 from ocr_deploy.graph.end_to_end import (
@@ -30,6 +28,8 @@ from ocr_deploy.graph.end_to_end import (
 )
 from ocr_deploy.graph.image_resize import resize_image
 from ocr_deploy.runtime import Segmenter
+from ocr_deploy.verification.comparison import top2_gap
+from ocr_deploy.verification.end_to_end_parity import end_to_end_parity, parity_sizes, sample_images
 
 DOWN, ODD_UP = (7, 9), (25, 41)  # around the cores' 12x16 input
 RANGE = ImageSizes((5, 6), (40, 50))

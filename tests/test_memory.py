@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 
-from ocr_deploy.comparison import Comparison, compare, top2_gap
 from ocr_deploy.errors import EXIT_MEMORY, MemoryExhaustedError
 from ocr_deploy.memory_budget import (
     RUNNER_OVERHEAD,
@@ -21,6 +20,7 @@ from ocr_deploy.memory_budget import (
     parse_size,
 )
 from ocr_deploy.metrics import confusion_matrix, mean_iou
+from ocr_deploy.verification.comparison import Comparison, compare, top2_gap
 
 # -- the budget -------------------------------------------------------------------------
 
@@ -108,7 +108,7 @@ def test_streamed_comparison_with_ties_and_masks_equals_one_comparison():
 
 
 def test_scores_are_compared_in_blocks_without_float64_maps(monkeypatch):
-    import ocr_deploy.comparison as comparison
+    import ocr_deploy.verification.comparison as comparison
 
     ref = _scores(3, (2, 40, 30, 5))
     cand = ref + np.float32(0.01) * _scores(4, (2, 40, 30, 5))
@@ -158,7 +158,7 @@ def test_the_verdict_is_the_same_in_any_batch(artifact, request, tmp_path):
     gets the same figures (the runner pads and splits)."""
     from ocr_deploy.backends import get
     from ocr_deploy.contract.metadata import read_metadata
-    from ocr_deploy.precision.evaluate import artifact_accuracy
+    from ocr_deploy.verification.accuracy import artifact_accuracy
 
     path = request.getfixturevalue(artifact)
     meta = read_metadata(path)
@@ -192,7 +192,7 @@ def test_the_verdict_is_the_same_in_any_batch(artifact, request, tmp_path):
 
 def test_the_proxy_reference_is_kept_on_disk_and_removed(nhwc_onnx, tmp_path):
     from ocr_deploy.contract.metadata import read_metadata
-    from ocr_deploy.precision.evaluate import proxy_accuracy, reference
+    from ocr_deploy.verification.accuracy import proxy_accuracy, reference
 
     meta = read_metadata(nhwc_onnx)
     data = _samples(meta, 5, True, tmp_path / "val")
@@ -422,7 +422,7 @@ def test_the_c_abi_bridge_takes_any_number_of_images_on_a_fixed_batch(nhwc_onnx,
 def test_the_verification_and_calibration_batches_derive_from_the_budget(nhwc_onnx):
     from ocr_deploy.contract.metadata import read_metadata
     from ocr_deploy.precision.calibrate import calibration_batch
-    from ocr_deploy.precision.evaluate import BATCH, verification_batch
+    from ocr_deploy.verification.accuracy import BATCH, verification_batch
 
     meta = read_metadata(nhwc_onnx)
     pixels = 64 * 64

@@ -10,7 +10,7 @@ MODULES = ["ocr_deploy.contract.metadata", "ocr_deploy.images", "ocr_deploy.file
            "ocr_deploy.metrics", "ocr_deploy.demo.synthetic", "ocr_deploy.builder.cli",
            "ocr_deploy.builder.pipeline", "ocr_deploy.precision.calibrate",
            "ocr_deploy.precision.qdq", "ocr_deploy.precision.fp16",
-           "ocr_deploy.precision.sensitivity", "ocr_deploy.precision.coverage",
+           "ocr_deploy.verification.sensitivity", "ocr_deploy.precision.coverage",
            "ocr_deploy.precision.placement", "ocr_deploy.backends",
            "ocr_deploy.backends.onnxruntime.build", "ocr_deploy.backends.onnxruntime.runner",
            "ocr_deploy.backends.tensorrt.build", "ocr_deploy.backends.tensorrt.runner",

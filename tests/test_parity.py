@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ocr_deploy.comparison import compare
+from ocr_deploy.verification.comparison import compare
 
 
 def _logits(seed=0, shape=(2, 4, 4, 3)):
@@ -69,7 +69,7 @@ def test_report_serialises_and_prints():
 
 
 def test_ties_are_counted_the_same_in_any_layout():
-    from ocr_deploy.comparison import Comparison, top2_gap
+    from ocr_deploy.verification.comparison import Comparison, top2_gap
 
     scores = np.array([[[1.0, 1.00005, 0.0], [3.0, 1.0, 0.0]],
                        [[0.0, 2.0, 1.99], [5.0, 5.0, 5.0]]], np.float32)  # [2,2,K]
@@ -88,7 +88,7 @@ def test_ties_are_counted_the_same_in_any_layout():
 
 
 def test_batches_accumulate_like_one_comparison():
-    from ocr_deploy.comparison import Comparison
+    from ocr_deploy.verification.comparison import Comparison
 
     ref = _logits(3, (6, 4, 4, 3))
     cand = ref + np.random.default_rng(4).normal(0, 0.05, ref.shape).astype(np.float32)
@@ -107,7 +107,7 @@ def test_batches_accumulate_like_one_comparison():
 
 
 def test_counted_mask_and_value_check_off():
-    from ocr_deploy.comparison import Comparison
+    from ocr_deploy.verification.comparison import Comparison
 
     ref = _logits(5)
     cand = ref.copy()
@@ -136,6 +136,6 @@ def test_comparison_module_needs_no_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys, ocr_deploy.comparison; "
+    code = ("import sys, ocr_deploy.verification.comparison; "
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

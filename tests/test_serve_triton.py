@@ -150,7 +150,7 @@ def test_end_to_end_artifact_runs_in_the_python_backend(server, end_to_end):
     """The end-to-end artifact's Python-backend model: frames in its colour order (BGR)
     or encoded (decoded RGB, then reordered), labels as Segmenter.predict on the plain
     core; another size is a clean error and the server keeps serving."""
-    from ocr_deploy.end_to_end_parity import sample_images
+    from ocr_deploy.verification.end_to_end_parity import sample_images
 
     plain = end_to_end[1]
     image = sample_images([CAMERA], per_size=1, seed=6)[0]

@@ -71,7 +71,7 @@ def test_foreign_timing_cache_is_replaced_not_fatal(small_onnx, tmp_path):
 def test_int8_engine_from_tensorrt_placement(small_onnx, tmp_path):
     from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.demo.synthetic import write_samples
-    from ocr_deploy.precision.evaluate import Budget
+    from ocr_deploy.verification.accuracy import Budget
 
     calib = tmp_path / "calib"
     write_samples(calib, 8)
@@ -106,9 +106,9 @@ def test_end_to_end_engine_builds_runs_and_matches_predict(small_onnx, tmp_path,
     from ocr_deploy.builder.pipeline import BuildRequest, build
     from ocr_deploy.contract.image_sizes import ImageSizes
     from ocr_deploy.demo.synthetic import write_samples
-    from ocr_deploy.end_to_end_parity import end_to_end_parity, sample_images
-    from ocr_deploy.precision.evaluate import Budget
     from ocr_deploy.runtime import Segmenter
+    from ocr_deploy.verification.accuracy import Budget
+    from ocr_deploy.verification.end_to_end_parity import end_to_end_parity, sample_images
 
     image_sizes = ImageSizes.fixed(120, 160) if sizes == "fixed" else \
         ImageSizes((48, 64), (240, 320), (120, 160))

@@ -21,6 +21,8 @@ from ocr_deploy.precision.placement import Placement
 if TYPE_CHECKING:
     import onnx
 
+    from ocr_deploy.sidecar import Sidecar
+
 
 @dataclass
 class TensorSpec:
@@ -126,22 +128,22 @@ class Backend(ABC):
     # -- serving ----------------------------------------------------------------------------
 
     @abstractmethod
-    def tensors(self, path: Path, meta: ExportMetadata, sidecar: dict | None
+    def tensors(self, path: Path, meta: ExportMetadata, sidecar: Sidecar | None
                 ) -> ArtifactTensors:
         """The artifact's tensors for servers (Triton dims and types), checked against its
         metadata the way the runtime and the build check them (``MetadataError``, exit 2)."""
 
     @abstractmethod
-    def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
+    def metadata(self, path: Path, sidecar: Sidecar | None) -> ExportMetadata:
         """The exported model's metadata, from the artifact or its sidecar."""
 
-    def compute_capability(self, sidecar: dict | None) -> str | None:
+    def compute_capability(self, sidecar: Sidecar | None) -> str | None:
         """The GPU compute capability (``"8.9"``) the artifact was built for and runs on
         only, from its sidecar; None for an artifact that runs on any device. Default:
         None."""
         return None
 
-    def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
+    def triton_settings(self, sidecar: Sidecar | None, model_name: str) -> list:
         """Extra ``config.pbtxt`` entries (``ocr_deploy.pbtxt`` messages) for Triton's backend
         of this platform, from what the build recorded. Default: none."""
         return []

@@ -5,14 +5,12 @@ With --end-to-end it takes uint8 camera images and returns the label map at thei
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from ocr_deploy.cli_support import (
     EXIT_OK,
     add_force,
     add_reporting,
-    name_list,
     parser_for,
     print_json,
     run_command,
@@ -26,19 +24,6 @@ exit codes: 0 built (and verified), or every --preflight form accepted; 2 bad in
 usage, or a --preflight form refused; 3 accuracy budget missed;
 4 the backend failed to build; 6 no space or no permission to write; 7 out of memory (a
 smaller --memory-budget, or fewer or smaller samples); 1 internal error."""
-
-
-def _bounded(kind, low: float, high: float, what: str):
-    """An argparse type: ``kind`` within ``[low, high]`` (finite)."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected {what}, found '{text}'")
-        return value
-    return parse
 
 
 def image_range(text: str):
@@ -157,13 +142,10 @@ def _preflight(args: argparse.Namespace, request) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ocr_deploy.backends import BACKENDS, CHOICES
-    from ocr_deploy.backends.options import add_arguments
-    from ocr_deploy.builder.request import CALIB_SAMPLES, SYNTHETIC_SAMPLES, BuildRequest
-    from ocr_deploy.precision.calibrate import METHODS, CalibrationSettings
-    from ocr_deploy.precision.evaluate import IGNORE_INDEX, Budget
+    from ocr_deploy.backends import BACKENDS
+    from ocr_deploy.backends.options import add_arguments, add_declared
+    from ocr_deploy.builder.request import CALIBRATION, VERIFICATION, BuildRequest
 
-    request, calib, budget = BuildRequest(onnx=Path()), CalibrationSettings(), Budget()
     parser = parser_for("ocr-build-engine", __doc__, EPILOG)
     parser.add_argument("model", type=Path, nargs="?",
                         help="exported ONNX (default: the most recent one in export/)")
@@ -172,67 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         precision.add_argument(f"--{name}", dest="precision", action="store_const", const=name,
                                help=f"build in {name.upper()} (one is required, except with "
                                     "--preflight: default all three)")
-    parser.add_argument("--backend", choices=CHOICES, default=request.backend,
-                        help="auto: TensorRT if it and a GPU exist, else ONNX Runtime "
-                             "(default: %(default)s)")
-    parser.add_argument("-o", "--output", type=Path,
-                        help="artifact path (default engines/<model>_<precision>.engine|.onnx)")
+    add_declared(parser, BuildRequest)
     add_force(parser, "an existing artifact and its sidecar")
-    cal = parser.add_argument_group("INT8 calibration (streamed: memory does not grow with "
-                                    "the number of samples)")
-    cal.add_argument("--calib-dir", type=Path, metavar="DIR",
-                     help="images (png/jpg) or .npy/.npz arrays (required for --int8); they "
-                          "also verify the build when there is no --val-dir (default: none)")
-    cal.add_argument("--calib-samples", type=_bounded(int, 1, 1 << 30, "a count >= 1"),
-                     default=request.calib_samples, metavar="N",
-                     help=f"exactly N samples to calibrate on (default: up to {CALIB_SAMPLES}, "
-                          "all there are when fewer)")
-    cal.add_argument("--calib-method", choices=METHODS, default=calib.method,
-                     help="range method (default: %(default)s)")
-    cal.add_argument("--percentile", type=_bounded(float, 1e-9, 100, "a percentile in (0, 100]"),
-                     default=calib.percentile,
-                     help="for --calib-method percentile (default: %(default)s)")
-    cal.add_argument("--calib-memory-mib", type=_bounded(int, 16, 1 << 20, "MiB >= 16"),
-                     default=request.calib_memory_mib, metavar="MIB",
-                     help="activations held per sample while calibrating; the model runs "
-                          "in segments that fit (default: %(default)s)")
-    cal.add_argument("--calib-providers", type=name_list, default=request.calib_providers,
-                     metavar="LIST",
-                     help="ONNX Runtime execution providers to calibrate on, comma-separated "
-                          "(cuda, cpu or full names; default: CUDA where onnxruntime-gpu "
-                          "has it, else CPU)")
-    cal.add_argument("--skip-unreadable", action="store_true",
-                     help="skip unreadable calibration files with a warning")
-    cal.add_argument("--recalibrate", action="store_true", help="ignore the calibration cache")
-    cal.add_argument("--calib-cache", type=Path, metavar="DIR",
-                     help="calibration cache folder (default <output folder>/.calibration-cache)")
-    cal.add_argument("--quantize-attention", action="store_true",
-                     help="also quantise the attention core and the classifier")
-    cal.add_argument("--keep-fp32", nargs="+", default=[], metavar="NODE",
-                     help="ONNX node names to keep in higher precision (default: none beyond "
-                          "the placement's own)")
-    ver = parser.add_argument_group("verification: the built artifact in its own runner "
-                                    "against FP32, within an accuracy budget")
-    ver.add_argument("--val-dir", type=Path, metavar="DIR",
-                     help="validation images; masks in DIR/labels/ (same file names) add mIoU "
-                          "(default: the calibration images, else "
-                          f"{SYNTHETIC_SAMPLES} seeded synthetic images, agreement only)")
-    ver.add_argument("--val-samples", type=_bounded(int, 1, 1 << 30, "a count >= 1"),
-                     metavar="N", help="validation samples (default: all)")
-    ver.add_argument("--max-miou-drop", type=_bounded(float, 0, 100, "mIoU points in [0, 100]"),
-                     default=budget.max_miou_drop,
-                     help="in mIoU points (default: %(default)s)")
-    ver.add_argument("--min-agreement", type=_bounded(float, 0, 1, "a fraction in [0, 1]"),
-                     default=budget.min_agreement,
-                     help="minimum fraction of (non-tied) pixels labelled as FP32 labels them "
-                          "(default: %(default)s)")
-    ver.add_argument("--ignore-index", type=_bounded(int, -1, 65535, "a label value, or -1"),
-                     default=IGNORE_INDEX,
-                     help="mask value left out of mIoU and agreement; -1: none "
-                          "(default: %(default)s)")
-    ver.add_argument("--no-verify", action="store_true", help="skip verification")
-    ver.add_argument("--no-sensitivity-search", action="store_true",
-                     help="fail instead of searching for layers to keep when INT8 misses")
+    add_declared(parser.add_argument_group("INT8 calibration (streamed: memory does not grow "
+                                           "with the number of samples)"),
+                 BuildRequest, CALIBRATION)
+    add_declared(parser.add_argument_group("verification: the built artifact in its own "
+                                           "runner against FP32, within an accuracy budget"),
+                 BuildRequest, VERIFICATION)
     add_memory_budget(parser.add_argument_group("memory"))
     add_end_to_end(parser)
     add_preflight(parser)
@@ -244,10 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from ocr_deploy.backends import BACKENDS
-    from ocr_deploy.backends.options import from_args
+    from ocr_deploy.backends.options import declared_values, from_args
     from ocr_deploy.builder.pipeline import BuildRequest, build, latest_export
-    from ocr_deploy.precision.calibrate import CalibrationSettings
-    from ocr_deploy.precision.evaluate import Budget
     from ocr_deploy.progress import Progress
 
     end_to_end = end_to_end_request(args)
@@ -259,18 +186,8 @@ def _run(args: argparse.Namespace) -> int:
         model = latest_export()
         Progress(0, args.quiet).note(f"no model given: using the most recent export, {model}")
     request = BuildRequest(
-        onnx=model, precision=args.precision, backend=args.backend,
-        output=args.output,
-        force=args.force, calib_dir=args.calib_dir, calib_samples=args.calib_samples,
-        calib=CalibrationSettings(method=args.calib_method, percentile=args.percentile),
-        calib_memory_mib=args.calib_memory_mib, calib_providers=args.calib_providers,
-        skip_unreadable=args.skip_unreadable, recalibrate=args.recalibrate,
-        calib_cache=args.calib_cache, quantize_attention=args.quantize_attention,
-        keep_fp32=args.keep_fp32, verify=not args.no_verify, val_dir=args.val_dir,
-        val_samples=args.val_samples,
-        budget=Budget(args.max_miou_drop, args.min_agreement),
-        ignore_index=None if args.ignore_index < 0 else args.ignore_index,
-        sensitivity_search=not args.no_sensitivity_search,
+        onnx=model, precision=args.precision, force=args.force,
+        **declared_values(BuildRequest, args),
         backend_options={b.name: from_args(b.options_type, args, b.name) for b in BACKENDS},
         end_to_end=end_to_end, memory_budget=args.memory_budget, quiet=args.quiet)
     if args.preflight:
@@ -279,14 +196,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.info)
     else:
-        print(_summary(result, result.info["precision"]))
+        print(_summary(result, result.record.precision))
     return EXIT_OK
 
 
 def _summary(result, precision: str) -> str:
-    info = result.info
-    line = f"built {result.artifact} ({info['backend']}, {precision}"
-    verification = info.get("verification", {})
+    record = result.record
+    line = f"built {result.artifact} ({record.backend}, {precision}"
+    verification = record.verification or {}
     accuracy = verification.get("accuracy")
     if accuracy:
         line += f", agreement {accuracy['agreement']:.4%}"
@@ -297,20 +214,20 @@ def _summary(result, precision: str) -> str:
         line += f" (verified by {runner.get('backend')} on {where}: {verification['data']})"
     else:
         line += ", not verified"
-    parity = info.get("end_to_end_parity")
+    parity = record.end_to_end_parity
     if parity:
         line += (f", end to end: labels as Segmenter.predict on {parity['agreement']:.4%} "
                  f"of pixels ({parity['agreement_excl_ties']:.4%} outside ties)")
-    coverage = info.get("int8_coverage")
+    coverage = record.int8_coverage
     if coverage:
         line += f", {coverage['integer_mac_share']:.1%} of MACs in integer kernels"
-    memory = info.get("memory")
+    memory = record.memory
     if memory:
         from ocr_deploy.memory_budget import format_size
 
         line += (f", memory budget {format_size(memory['budget']['bytes'])}: "
                  f"{memory['verification_batch']} sample(s) verified at once")
-    return line + f") and {result.sidecar.name} in {info['seconds']:.1f} s"
+    return line + f") and {result.sidecar.name} in {record.seconds:.1f} s"
 
 
 def main(argv: list[str] | None = None) -> int:

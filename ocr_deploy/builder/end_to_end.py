@@ -12,8 +12,9 @@ parity figure use.
   nearest) to the nearest size it takes; without usable images (no data, or float arrays
   already shaped like the model input) seeded synthetic images (``sample_images``) at the
   sizes ``parity_sizes`` picks.
-- **References** (``cpu_segmenter``): ``Segmenter.predict`` on the FP32 export (the
-  verdict) and on the plain precision core (the parity figure), on ONNX Runtime CPU.
+- **References** (``verification.reference.reference_segmenter``): ``Segmenter.predict``
+  on the FP32 export (the verdict) and on the plain precision core (the parity figure), on
+  ONNX Runtime CPU.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -29,7 +29,6 @@ import onnx
 from ocr_deploy.contract.image_sizes import ImageSizes
 from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.contract.preprocess import resize_image
-from ocr_deploy.end_to_end_parity import parity_sizes, sample_images
 from ocr_deploy.graph.end_to_end import make_end_to_end, validate_request
 from ocr_deploy.graph.target import GraphTarget
 from ocr_deploy.precision.calibration_data import (
@@ -38,7 +37,7 @@ from ocr_deploy.precision.calibration_data import (
     raw_samples,
     read_mask,
 )
-from ocr_deploy.runtime.segmenter import Segmenter
+from ocr_deploy.verification.end_to_end_parity import parity_sizes, sample_images
 
 PARITY_IMAGES_PER_SIZE = 2
 SUFFIX = "_e2e"  # default artifact names: <model>_<precision>_e2e<backend suffix>
@@ -124,17 +123,6 @@ def parity_images(meta: ExportMetadata) -> list[np.ndarray]:
 def fitting_size(meta: ExportMetadata, shape: tuple[int, int]) -> tuple[int, int]:
     """The size in the artifact's range nearest to ``shape`` (each side clamped)."""
     return meta.sizes().clamp(*shape[:2])
-
-
-def cpu_segmenter(model_bytes: bytes, meta: ExportMetadata, name: str) -> Segmenter:
-    """A ``Segmenter`` on an ONNX held in memory, on ONNX Runtime CPU (a reference that
-    gives its memory back after each run)."""
-    from ocr_deploy import backends
-
-    backend = backends.get("onnxruntime")
-    runner = backend.open_runner(Path(name), None, providers=["cpu"], content=model_bytes,
-                                 **backend.lean_options)
-    return Segmenter(runner, meta, name)
 
 
 def default_name(stem: str) -> str:

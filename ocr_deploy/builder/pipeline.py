@@ -26,8 +26,9 @@ import onnx
 
 from ocr_deploy import backends
 from ocr_deploy.backends import Backend
+from ocr_deploy.backends.options import changed_declared
 from ocr_deploy.backends.tensorrt.cross_build import emitted_for
-from ocr_deploy.builder.job import BuildJob, flatten
+from ocr_deploy.builder.job import BuildJob, Plan, flatten
 from ocr_deploy.builder.request import (
     CALIB_SAMPLES,
     RECOMMENDED_CALIB_SAMPLES,
@@ -47,12 +48,12 @@ from ocr_deploy.files import check_writable_output
 from ocr_deploy.memory_budget import MemoryBudget, format_size, forward_bytes
 from ocr_deploy.precision.calibrate import calibrate, calibration_batch
 from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
-from ocr_deploy.precision.evaluate import verification_batch, verification_bytes
 from ocr_deploy.precision.fp16 import convert_fp16
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
 from ocr_deploy.progress import Progress
-from ocr_deploy.sidecar import sidecar_output, sidecar_path
+from ocr_deploy.sidecar import Sidecar, sidecar_output, sidecar_path
+from ocr_deploy.verification.accuracy import verification_batch, verification_bytes
 
 __all__ = ["BuildRequest", "BuildResult", "build", "latest_export"]  # the library's entry
 
@@ -91,58 +92,69 @@ def build(request: BuildRequest) -> BuildResult:
                       "scales and forms are in the graph)")
     options = backend.resolve_options(request.options_for(backend), fp32_model, source,
                                       progress.note)
-    job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress)
     budget = request.memory_budget or MemoryBudget.default()
     forward = forward_bytes(fp32_model)
-    job.batch = verification_batch(meta, forward, budget)
-    job.info["memory"] = {"budget": budget.to_dict(), "forward_bytes_per_sample": forward,
-                          "verification_batch": job.batch}
+    batch = verification_batch(meta, forward, budget)
+    memory = {"budget": budget.to_dict(), "forward_bytes_per_sample": forward,
+              "verification_batch": batch}
     progress.note(f"memory budget {budget.describe()}: one forward pass holds about "
-                  f"{format_size(forward)} per image; verifying {job.batch} at a time")
+                  f"{format_size(forward)} per image; verifying {batch} at a time")
     needed = verification_bytes(meta, forward)
     if request.verify and needed > budget.bytes:
         progress.warn(f"--memory-budget {format_size(budget.bytes)} is below the "
                       f"{format_size(needed)} one verified sample needs (estimated): "
                       "verifying one at a time anyway; the build may run out of memory "
                       "(exit 7)")
-    if backend.cross_build:
-        job.info["cross_build"] = backend.cross_build
     if emitted:
-        job.emitted(meta, source)
+        plan = Plan.emitted(meta, source)
         progress.note(f"{source.name} was written by --emit-onnx: building it as it is (no "
                       "calibration), judged against it on ONNX Runtime CPU")
-    elif request.precision == "int8":
-        job.placement = backend.placement(options)
-        job.info["placement"] = job.placement.to_dict()
-        progress.note(f"INT8 placement: {job.placement.name} ({job.placement.reason})")
-        calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
-        job.info["memory"]["calibration_batch"] = calib_batch
-        job.calibration, job.calib_data = _calibrate(request, meta, fp32_bytes, output,
-                                                     progress, calib_batch)
-        job.info["calibration"] = job.calibration.to_dict()
+    else:
+        plan = _plan(request, backend, options, meta, fp32_bytes, fp32_model, output,
+                     progress, budget, memory)
     with progress.stage(f"making the {request.precision} ONNX"):
-        if not emitted:
-            job.exclusions = _exclusions(request, fp32_model, job.placement)
         model = _copy(fp32_model) if emitted else _precision_model(
-            request, fp32_model, job.calibration, job.placement, flatten(job.exclusions),
-            job.quantized_tensors())
-    data = _validation_data(request, meta, job.calib_data, progress) if request.verify \
+            request, fp32_model, plan.calibration, plan.placement, flatten(plan.exclusions),
+            plan.quantized_tensors())
+    data = _validation_data(request, meta, plan.calib_data, progress) if request.verify \
         else None
     if request.end_to_end is not None:
         progress.note(f"end to end: {request.end_to_end.describe()} in, labels out")
+    job = BuildJob(request, backend, options, meta, fp32_bytes, fp32_model, output, progress,
+                   plan, batch)
     with sidecar_output(output, request.force) as write:
-        model, backend_info = job.build_and_verify(model, data, write.artifact_tmp)
-        if request.precision == "int8":
-            job.info["int8_coverage"] = _coverage(backend, fp32_model, model,
-                                                  write.artifact_tmp, job.exclusions, progress)
-        info = {"backend": backend.name, **backend_info, "backend_reason": why,
-                "artifact": str(output), "source_onnx": str(source),
-                "source_onnx_sha256": hashlib.sha256(fp32_bytes).hexdigest(),
-                "artifact_bytes": write.artifact_tmp.stat().st_size, **job.info,
-                "seconds": round(time.perf_counter() - start, 2),
-                "metadata": job.meta.__dict__}
-        write.companion = info
-    return BuildResult(output, sidecar_path(output), info)
+        verified = job.build_and_verify(model, data, write.artifact_tmp)
+        coverage = _coverage(backend, fp32_model, verified.model, write.artifact_tmp,
+                             plan.exclusions, progress) if request.precision == "int8" else None
+        record = Sidecar(
+            backend=backend.name, facts=verified.facts, backend_reason=why,
+            artifact=str(output), source_onnx=str(source),
+            source_onnx_sha256=hashlib.sha256(fp32_bytes).hexdigest(),
+            artifact_bytes=write.artifact_tmp.stat().st_size, precision=request.precision,
+            memory=memory, cross_build=plan.cross_build, placement=plan.placement_record,
+            calibration=plan.calibration_record,
+            kept_in_higher_precision=plan.exclusions, verification=verified.verification,
+            end_to_end_parity=verified.end_to_end_parity, int8_coverage=coverage,
+            seconds=round(time.perf_counter() - start, 2), metadata=verified.meta.__dict__)
+        write.companion = record.to_dict()
+    return BuildResult(output, sidecar_path(output), record)
+
+
+def _plan(request: BuildRequest, backend: Backend, options, meta: ExportMetadata,
+          fp32_bytes: bytes, fp32_model: onnx.ModelProto, output: Path, progress: Progress,
+          budget: MemoryBudget, memory: dict) -> Plan:
+    """The layers kept in higher precision and, for INT8, the placement and the calibration
+    (``memory`` gets the calibration batch)."""
+    if request.precision != "int8":
+        return Plan(exclusions=_exclusions(request, fp32_model, None),
+                    cross_build=backend.cross_build)
+    placement = backend.placement(options)
+    progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
+    calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
+    memory["calibration_batch"] = calib_batch
+    calibration, data = _calibrate(request, meta, fp32_bytes, output, progress, calib_batch)
+    return Plan(placement, calibration, data, _exclusions(request, fp32_model, placement),
+                placement.to_dict(), calibration.to_dict(), backend.cross_build)
 
 
 def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | None]:
@@ -163,6 +175,11 @@ def _backend_and_output(request: BuildRequest) -> tuple[Backend, str, Path | Non
     return backend, why, None
 
 
+# what a graph written by --emit-onnx already holds: given for one, they are dropped
+CALIBRATION_INPUTS = ("calib_dir", "calib_samples", "calib", "recalibrate", "calib_cache",
+                      "quantize_attention", "keep_fp32")
+
+
 def _for_emitted(request: BuildRequest, meta: ExportMetadata, source: Path
                  ) -> tuple[BuildRequest, list[str]]:
     """The request for building a graph written by ``--emit-onnx`` as it is: its own
@@ -175,16 +192,10 @@ def _for_emitted(request: BuildRequest, meta: ExportMetadata, source: Path
         raise BadInputError(source, "no --end-to-end flags (the emitted graph is "
                             f"{'already end to end' if meta.end_to_end else 'a plain core'})",
                             "--end-to-end", "drop them, or emit the graph again with them")
+    dropped = changed_declared(request, names=CALIBRATION_INPUTS)
     defaults = BuildRequest(onnx=source)
-    dropped = [flag for flag, name in (
-        ("--calib-dir", "calib_dir"), ("--calib-samples", "calib_samples"),
-        ("--recalibrate", "recalibrate"), ("--calib-cache", "calib_cache"),
-        ("--quantize-attention", "quantize_attention"), ("--keep-fp32", "keep_fp32"),
-        ("--calib-method/--percentile", "calib"))
-        if getattr(request, name) != getattr(defaults, name)]
-    return replace(request, precision=meta.precision, calib_dir=None, calib_samples=None,
-                   recalibrate=False, calib_cache=None, quantize_attention=False,
-                   keep_fp32=[], calib=defaults.calib), dropped
+    return replace(request, precision=meta.precision, **{
+        name: getattr(defaults, name) for name in CALIBRATION_INPUTS}), dropped
 
 
 def _read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ocr_deploy.demo import DEMO_MODEL
 from ocr_deploy.progress import Progress
+from ocr_deploy.sidecar import Sidecar
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIB_SAMPLES = 64
@@ -81,7 +82,7 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
                 onnx=exported.onnx_path, precision=precision, backend=backend, force=True,
                 output=workdir / "engines" / f"demo_ocrnet_{precision}", quiet=True, **data))
             result.builds[precision] = built.info
-            progress.note(_describe_build(precision, built.info))
+            progress.note(_describe_build(precision, built.record))
     with progress.stage(f"building an INT8 end-to-end artifact for {CAMERA[0]}x{CAMERA[1]} "
                         "camera frames"):
         built = build(BuildRequest(
@@ -90,7 +91,7 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
             calib_dir=calib, calib_samples=CALIB_SAMPLES,
             end_to_end=EndToEndRequest(ImageSizes.fixed(*CAMERA))))
         result.builds[END_TO_END] = built.info
-        progress.note(_describe_build(END_TO_END, built.info))
+        progress.note(_describe_build(END_TO_END, built.record))
     with progress.stage("predicting overlays"):
         result.overlays = _overlays(result.builds, val, out / "predictions.png")
         progress.note(f"wrote {result.overlays}")
@@ -107,16 +108,16 @@ def run_demo(workdir: Path = Path("."), backend: str = "auto", iterations: int =
     return result
 
 
-def _describe_build(precision: str, info: dict) -> str:
-    text = f"{precision}: {info['artifact']} ({info['artifact_bytes'] / 2**20:.2f} MiB)"
-    accuracy = info.get("verification", {}).get("accuracy")
+def _describe_build(precision: str, record: Sidecar) -> str:
+    text = f"{precision}: {record.artifact} ({record.artifact_bytes / 2**20:.2f} MiB)"
+    accuracy = (record.verification or {}).get("accuracy")
     if accuracy:
         text += (f", mIoU {accuracy['miou']:.2f} vs FP32 {accuracy['miou_fp32']:.2f}, "
                  f"label agreement {accuracy['agreement']:.2%}")
-    parity = info.get("end_to_end_parity")
+    parity = record.end_to_end_parity
     if parity:
         text += f", labels as Segmenter.predict on {parity['agreement']:.4%} of pixels"
-    calibration = info.get("calibration")
+    calibration = record.calibration
     if calibration:
         text += (", calibration reused from cache" if calibration["cache_hit"] else
                  f", calibrated in {calibration['seconds']:.1f} s")

@@ -194,7 +194,7 @@ def run_check(model, options: ConvertOptions) -> str | None:
 
     A dynamic batch is checked with 2 images (a batch of 1 hides reshape defects).
     """
-    import onnxruntime as ort
+    from ocr_deploy.verification.reference import reference_runner
 
     quiet_onnxruntime()
     height, width = options.input_hw
@@ -203,9 +203,11 @@ def run_check(model, options: ConvertOptions) -> str | None:
         (batch, height, width, options.channels)
     feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     try:
-        session = ort.InferenceSession(model.SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
-        session.run(None, {INPUT_NAME: feed})
+        runner = reference_runner(model.SerializeToString(), "the converted model")
+    except Exception as exc:  # ONNX Runtime's own error, not the runner's wording of it
+        return _first_line(exc.__cause__ or exc)
+    try:
+        runner.session.run(None, {runner.input_name: feed})  # unpadded: a batch of 2
     except Exception as exc:
         return _first_line(exc)
     return None

@@ -19,14 +19,10 @@ from pathlib import Path
 import numpy as np
 
 import ocr_deploy
-from ocr_deploy.comparison import (
-    DEFAULT_ATOL,
-    DEFAULT_MIN_AGREEMENT,
-    DEFAULT_RTOL,
-    Comparison,
-    ComparisonReport,
-)
-from ocr_deploy.contract.metadata import INPUT_NAME, ExportMetadata, write_metadata
+from ocr_deploy.backends import NAMES
+from ocr_deploy.backends.options import option
+from ocr_deploy.cli_support import floats_arg, positive_int, size_arg
+from ocr_deploy.contract.metadata import ExportMetadata, write_metadata
 from ocr_deploy.errors import BadInputError, ConversionError, ParityError
 from ocr_deploy.export.convert import (
     DEFAULT_OPSET,
@@ -41,6 +37,7 @@ from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_mode
 from ocr_deploy.export.outputs import OutputChoice, choose_outputs
 from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
+from ocr_deploy.graph.attention import FORMS
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.memory_budget import MemoryBudget, forward_bytes
@@ -48,39 +45,95 @@ from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
 from ocr_deploy.precision.shapes import static_shapes
 from ocr_deploy.progress import Progress
+from ocr_deploy.verification.comparison import (
+    DEFAULT_ATOL,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_RTOL,
+    Comparison,
+    ComparisonReport,
+)
+from ocr_deploy.verification.reference import reference_runner
 
 PARITY_BATCH = 2
 STAGES = 6
 
 
+LOADING, GRAPH, PARITY = "loading", "graph", "parity check"  # help sections (``group``)
+
+
 @dataclass
 class ExportRequest:
-    """Everything ``ocr-export`` can be asked to do (defaults match the CLI)."""
+    """Everything ``ocr-export`` can be asked to do; the fields declared with ``option``
+    are the CLI's flags (``backends.options``), the others the CLI sets by hand."""
 
     model: Path
-    output: Path | None = None  # default: export/<model name>.onnx
+    output: Path | None = option(  # default: export/<model name>.onnx
+        None, "--output", short="-o", parse=Path,
+        help="output .onnx (default: export/<model name>.onnx)")
     force: bool = False
-    custom_objects: Path | None = None
-    trust_model: bool = False
-    output_name: str | None = None  # the Keras output to export as logits
-    keep_aux: bool = False
-    argmax: bool = False
-    labels_only: bool = False
-    nchw: bool = False
-    opset: int = DEFAULT_OPSET
-    attention: str = "auto"  # auto | decomposed | attention | keep (see ocr_deploy.graph)
-    attention_target: str = "onnxruntime"  # the backend `auto` chooses the form for
-    input_size: tuple[int, int] | None = None  # needed when the model's H, W are dynamic
-    card: Path | None = None  # default: MODEL.card.json beside the model, if present
-    mean: list[float] | None = None  # override the card
-    std: list[float] | None = None
-    normalize_in_graph: bool = False
-    samples_dir: Path | None = None
-    random_samples: int = 4
-    seed: int = 0
-    atol: float = DEFAULT_ATOL
-    rtol: float = DEFAULT_RTOL
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    custom_objects: Path | None = option(
+        None, "--custom-objects", parse=Path, metavar="FILE.py|MODULE", group=LOADING,
+        help="Python file defining or importing the model's custom layers, or an importable "
+             "module name (e.g. keras_hub, mylib.layers); every class and function in its "
+             "namespace is used (default: none)")
+    trust_model: bool = option(
+        False, "--trust-model", action="store_true", group=LOADING,
+        help="allow Lambda layers: loading them RUNS CODE stored in the file")
+    output_name: str | None = option(  # the Keras output to export as logits
+        None, "--output-name", metavar="NAME", group=GRAPH,
+        help="Keras output to export as logits (default: found automatically)")
+    keep_aux: bool = option(
+        False, "--keep-aux", action="store_true", group=GRAPH,
+        help="also export the auxiliary soft-region output as aux_logits")
+    argmax: bool = option(
+        False, "--argmax", action="store_true", group=GRAPH,
+        help="add an int32 'labels' output (per-pixel argmax) in the graph")
+    labels_only: bool = option(False, "--labels-only", action="store_true", group=GRAPH,
+                               help="export only 'labels' (implies --argmax)")
+    nchw: bool = option(False, "--nchw", action="store_true", group=GRAPH,
+                        help="NCHW input (and logits) layout instead of NHWC")
+    opset: int = option(DEFAULT_OPSET, "--opset", parse=int, group=GRAPH,
+                        help=f"ONNX opset (tf2onnx supports up to {MAX_OPSET})")
+    attention: str = option(  # see ocr_deploy.graph
+        "auto", "--attention", choices=FORMS, group=GRAPH,
+        help="attention-core form: decomposed (MatMul-Softmax-MatMul, scale on Q, fusable "
+             "by TensorRT), attention (ONNX Attention op, opset 23, TensorRT >= 10.14), keep "
+             "(as converted), auto (measured best for --attention-target; rewrites the cores "
+             "it understands, leaves the rest and never fails the export)")
+    attention_target: str = option(  # the backend `auto` chooses the form for
+        "onnxruntime", "--attention-target", choices=NAMES, group=GRAPH,
+        help="backend that --attention auto chooses for")
+    input_size: tuple[int, int] | None = option(  # needed when the model's H, W are dynamic
+        None, "--input-size", parse=size_arg, metavar="HxW", group=GRAPH,
+        help="input size, required when the model's is dynamic (default: the model's own)")
+    card: Path | None = option(  # default: MODEL.card.json beside the model, if present
+        None, "--card", parse=Path, group=LOADING,
+        help="model card JSON (default: MODEL.card.json beside the model)")
+    normalize_in_graph: bool = option(
+        False, "--normalize-in-graph", action="store_true", group=GRAPH,
+        help="put (pixel - mean) / std in the graph: the ONNX takes 0..255 pixels")
+    mean: list[float] | None = option(  # overrides the card
+        None, "--mean", parse=floats_arg, metavar="R,G,B", group=GRAPH,
+        help="normalisation mean in pixel units (default: from the card, else 0); also sets "
+             "the parity inputs' range (default there: the model's own Rescaling/"
+             "Normalization layers, else ImageNet's mean/std)")
+    std: list[float] | None = option(
+        None, "--std", parse=floats_arg, metavar="R,G,B", group=GRAPH,
+        help="normalisation std in pixel units (default: from the card, else 1)")
+    samples_dir: Path | None = option(
+        None, "--samples", parse=Path, metavar="DIR", group=PARITY,
+        help="also compare on these images (png/jpg, resized to the input; default: none)")
+    random_samples: int = option(4, "--parity-samples", parse=positive_int, metavar="N",
+                                 group=PARITY, help="seeded random images to compare on")
+    seed: int = option(0, "--seed", parse=int, group=PARITY,
+                       help="seed of the random parity images")
+    atol: float = option(DEFAULT_ATOL, "--atol", parse=float, group=PARITY,
+                         help="absolute tolerance of the scores")
+    rtol: float = option(DEFAULT_RTOL, "--rtol", parse=float, group=PARITY,
+                         help="relative to the logit scale (max |reference|)")
+    min_agreement: float = option(
+        DEFAULT_MIN_AGREEMENT, "--min-agreement", parse=float, group=PARITY,
+        help="minimum fraction of pixels with equal labels, ties aside")
     quiet: bool = False
     debug: bool = False  # show the converter's own log output
     memory_budget: MemoryBudget | None = None  # None: memory_budget's default, read at start
@@ -328,12 +381,7 @@ def parity_batch(model, budget: MemoryBudget) -> int:
 
 def _verify(function, model, images: np.ndarray, options: ConvertOptions,
             input_range: InputRange, request: ExportRequest, step: int) -> ComparisonReport:
-    import onnxruntime as ort
-
-    session_options = ort.SessionOptions()
-    session_options.enable_cpu_mem_arena = False  # TensorFlow runs next: give memory back
-    session = ort.InferenceSession(model.SerializeToString(), session_options,
-                                   providers=["CPUExecutionProvider"])
+    runner = reference_runner(model.SerializeToString(), "the exported model")
     comparison = None
     for begin in range(0, len(images), step):
         batch = input_range.apply(images[begin:begin + step])
@@ -342,9 +390,9 @@ def _verify(function, model, images: np.ndarray, options: ConvertOptions,
             batch = np.concatenate([batch, np.repeat(batch[-1:], step - count, axis=0)])
         reference = {name: value.numpy()[:count] for name, value in function(batch).items()}
         onnx_in = batch.transpose(0, 3, 1, 2) if options.nchw else batch
-        names = [o.name for o in session.get_outputs()]
         candidate = {}
-        for name, value in zip(names, session.run(names, {INPUT_NAME: onnx_in}), strict=True):
+        given = np.ascontiguousarray(onnx_in, runner.input_dtype)
+        for name, value in runner.run(given, runner.output_names).items():
             if options.nchw and value.ndim == 4:
                 value = value.transpose(0, 2, 3, 1)
             candidate[name] = value[:count]

@@ -13,7 +13,7 @@ from pathlib import Path
 from ocr_deploy.backends import Backend, for_artifact
 from ocr_deploy.backends.base import TensorSpec
 from ocr_deploy.contract.metadata import ExportMetadata
-from ocr_deploy.sidecar import read_sidecar, sidecar_path
+from ocr_deploy.sidecar import Sidecar, read_build_sidecar, sidecar_path
 
 
 @dataclass
@@ -21,14 +21,14 @@ class ArtifactInfo:
     path: Path
     backend: Backend
     metadata: ExportMetadata
-    sidecar: dict | None
+    sidecar: Sidecar | None
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
     profile_batches: tuple[int, int, int] | None  # an engine's (min, opt, max) batch
 
     @property
     def precision(self) -> str:
-        return (self.sidecar or {}).get("precision") or self.metadata.precision
+        return (self.sidecar and self.sidecar.precision) or self.metadata.precision
 
     @property
     def dynamic_batch(self) -> bool:
@@ -46,7 +46,7 @@ def read_artifact(path: Path) -> ArtifactInfo:
     path = Path(path)
     backend = for_artifact(path)
     has_sidecar = not backend.metadata_in_artifact or sidecar_path(path).is_file()
-    sidecar = read_sidecar(path) if has_sidecar else None
+    sidecar = read_build_sidecar(path) if has_sidecar else None
     meta = backend.metadata(path, sidecar)
     tensors = backend.tensors(path, meta, sidecar)
     return ArtifactInfo(path, backend, meta, sidecar, tensors.inputs, tensors.outputs,

@@ -145,7 +145,7 @@ def gpu_model_files(info: ArtifactInfo, others: list[ArtifactInfo]) -> dict[str,
 
 def _identity(info: ArtifactInfo) -> dict:
     """What engines of one model share, whatever GPU they were built on."""
-    return {"source export": (info.sidecar or {}).get("source_onnx_sha256"),
+    return {"source export": info.sidecar and info.sidecar.source_onnx_sha256,
             "precision": info.precision, "tensors": (info.inputs, info.outputs),
             "batch profile": info.profile_batches}
 

@@ -17,6 +17,7 @@ from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.graph.target import ONNXRUNTIME as GRAPH_TARGET
 from ocr_deploy.precision.placement import Placement
+from ocr_deploy.sidecar import Sidecar
 
 if TYPE_CHECKING:
     import onnx
@@ -95,7 +96,8 @@ class OnnxRuntime(Backend):
         from ocr_deploy.sidecar import read_sidecar_pair, sidecar_path
 
         pair = read_sidecar_pair(path, content=True) if sidecar_path(path).is_file() else None
-        runner = self.open_runner(path, pair.companion if pair else None, device_id,
+        facts = Sidecar.from_dict(pair.companion, pair.artifact).facts if pair else None
+        runner = self.open_runner(path, facts, device_id,
                                   providers, threads, pair.content if pair else None)
         try:
             return runner, ExportMetadata.from_props(runner.custom_metadata, path)
@@ -103,12 +105,12 @@ class OnnxRuntime(Backend):
             runner.close()
             raise
 
-    def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
+    def metadata(self, path: Path, sidecar: Sidecar | dict | None) -> ExportMetadata:
         from ocr_deploy.contract.metadata import read_metadata
 
         return read_metadata(path)
 
-    def tensors(self, path: Path, meta: ExportMetadata, sidecar: dict | None
+    def tensors(self, path: Path, meta: ExportMetadata, sidecar: Sidecar | dict | None
                 ) -> ArtifactTensors:
         """From the graph, checked against the metadata (``signature.check_onnx``)."""
         import onnx
@@ -122,12 +124,12 @@ class OnnxRuntime(Backend):
         inputs = [_tensor(path, v) for v in graph.input if v.name not in initializers]
         return ArtifactTensors(inputs, [_tensor(path, v) for v in graph.output])
 
-    def triton_settings(self, sidecar: dict | None, model_name: str) -> list:
+    def triton_settings(self, sidecar: Sidecar | dict | None, model_name: str) -> list:
         """What the build recorded for the GPU execution providers, in the Triton ONNX
         Runtime backend's terms (TensorRT accelerator, cuDNN convolution search)."""
         from ocr_deploy.pbtxt import parameter
 
-        providers = (sidecar or {}).get("provider_options") or {}
+        providers = Sidecar.of(sidecar).facts.get("provider_options") or {}
         trt = providers.get("TensorrtExecutionProvider")
         cuda = providers.get("CUDAExecutionProvider") or {}
         config: list = []

@@ -17,6 +17,7 @@ from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.graph.target import TENSORRT as GRAPH_TARGET
 from ocr_deploy.precision.placement import Placement
+from ocr_deploy.sidecar import Sidecar
 
 if TYPE_CHECKING:
     import onnx
@@ -88,9 +89,10 @@ class TensorRT(Backend):
         import_tensorrt(path)  # first: without TensorRT nothing else matters
         for _ in range(LOAD_ATTEMPTS):  # TensorRT loads by path: check it stayed in place
             pair = read_sidecar_pair(path)
-            metadata = self.metadata(path, pair.companion)
+            record = Sidecar.from_dict(pair.companion, pair.artifact)
+            metadata = self.metadata(path, record)
             try:
-                runner = self.open_runner(pair.artifact, pair.companion, device_id, cuda_graph)
+                runner = self.open_runner(pair.artifact, record.facts, device_id, cuda_graph)
             except BadInputError:
                 if pair.unchanged():
                     raise
@@ -101,24 +103,24 @@ class TensorRT(Backend):
         raise BadInputError(path, "an engine that stays in place while it loads",
                             "one replaced on every attempt", "retry after the build ends")
 
-    def compute_capability(self, sidecar: dict | None) -> str | None:
+    def compute_capability(self, sidecar: Sidecar | dict | None) -> str | None:
         from ocr_deploy.backends.tensorrt.library import capability
 
-        return capability((sidecar or {}).get("compute_capability"))
+        return capability(Sidecar.of(sidecar).facts.get("compute_capability"))
 
-    def metadata(self, path: Path, sidecar: dict | None) -> ExportMetadata:
-        data = (sidecar or {}).get("metadata")
+    def metadata(self, path: Path, sidecar: Sidecar | dict | None) -> ExportMetadata:
+        data = Sidecar.of(sidecar, path).metadata
         if not isinstance(data, dict) or not data:
             raise BadInputError(path, "a sidecar holding the exported model's metadata "
                                 "under 'metadata'", "none", "rebuild it with ocr-build-engine")
         return ExportMetadata.from_dict(data, path)
 
-    def tensors(self, path: Path, meta: ExportMetadata, sidecar: dict | None
+    def tensors(self, path: Path, meta: ExportMetadata, sidecar: Sidecar | dict | None
                 ) -> ArtifactTensors:
         """From the sidecar (an engine cannot be inspected without TensorRT): FP32 input
         and scores, int32 labels, as ``ocr-build-engine`` builds them (an end-to-end
         engine: its uint8 image, labels and scores as its metadata records them)."""
-        profiles = (sidecar or {}).get("profiles") or []
+        profiles = Sidecar.of(sidecar, path).facts.get("profiles") or []
         if not profiles:
             raise BadInputError(path, "a sidecar with the engine's optimisation profile",
                                 "none", "rebuild it with ocr-build-engine")

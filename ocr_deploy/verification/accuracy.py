@@ -2,7 +2,7 @@
 
 Label agreement with FP32 is always measured; mIoU and per-class IoU when masks are given.
 Pixels whose mask is the ignore index (255 by default, Cityscapes' "void") count in neither.
-Agreement sets ties aside as export parity does (``ocr_deploy.comparison``): a pixel whose
+Agreement sets ties aside as export parity does (``verification.comparison``): a pixel whose
 two best FP32 scores are within ``2 * tol`` may go either way under any change of
 precision, so a disagreement there is not held against the build; ``tol`` is ``TIE_RTOL``
 of the largest FP32 score magnitude. A build meets the budget when its mIoU is at most
@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.contract.postprocess import labels_from_outputs, scores_output
 from ocr_deploy.errors import BadInputError
@@ -43,9 +42,11 @@ from ocr_deploy.files import private_tempdir
 from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.metrics import confusion_matrix, iou_from_confusion
 from ocr_deploy.precision.calibration_data import SampleSet
+from ocr_deploy.verification.comparison import TIE_RTOL, Comparison, top2_gap
+from ocr_deploy.verification.end_to_end_parity import add_pair, label_comparison, label_pair
+from ocr_deploy.verification.reference import reference_call
 
 BATCH = 8  # the most samples compared at once
-TIE_RTOL = 1e-3  # about two FP16 ulps of the largest score
 IGNORE_INDEX = 255
 
 
@@ -207,7 +208,7 @@ def reference(fp32_bytes: bytes, data: SampleSet, meta: ExportMetadata, batch: i
               ) -> Reference:
     """FP32's labels and tie gaps (judged on its per-class scores, if it has them), in
     batches of ``batch``; the caller closes it."""
-    run = _cpu_runner(fp32_bytes, meta)
+    run = reference_call(fp32_bytes, meta)
     scores_name = scores_output(meta)
     stored, scale = Reference(), 0.0
     try:
@@ -234,7 +235,7 @@ def proxy_accuracy(candidate_bytes: bytes, data: SampleSet, meta: ExportMetadata
                    batch: int = BATCH) -> Accuracy:
     """A candidate ONNX on ONNX Runtime CPU against ``ref`` (the sensitivity search's
     measure), in batches of ``batch`` (as ``ref`` was made)."""
-    run = _cpu_runner(candidate_bytes, meta)
+    run = reference_call(candidate_bytes, meta)
     comparison = Comparison({"labels": "labels"}, check_values=False, tie_atol=ref.tol,
                             tie_rtol=0.0)
     tally = _Tally(comparison, "labels", len(data), data.folder, meta.num_classes,
@@ -253,7 +254,7 @@ def artifact_accuracy(runner, fp32_bytes: bytes, data: SampleSet, meta: ExportMe
                       ) -> Accuracy:
     """The built artifact through its own ``runner`` against the FP32 ONNX (ONNX Runtime
     CPU) run beside it, ``batch`` samples at a time: the build's verdict."""
-    run = _cpu_runner(fp32_bytes, meta)
+    run = reference_call(fp32_bytes, meta)
     scores_name = scores_output(meta)
     labels_name = meta.output_of_kind("labels") or scores_name
     kinds = {name: meta.outputs[name]["kind"] for name in (scores_name, labels_name) if name}
@@ -281,8 +282,6 @@ def end_to_end_accuracy(end_to_end, fp32, samples, folder: Path | None = None,
     ``Segmenter.predict`` on the FP32 export (``fp32``), on camera-size RGB images:
     ``samples`` (sized) yields ``(image, mask at the image size or None)``; ``folder``:
     where they were read from (named in errors). The verdict of an end-to-end build."""
-    from ocr_deploy.end_to_end_parity import add_pair, label_comparison, label_pair
-
     comparison = label_comparison()
     tally = _Tally(comparison, "labels", len(samples), folder, fp32.metadata.num_classes,
                    ignore_index)
@@ -295,18 +294,6 @@ def end_to_end_accuracy(end_to_end, fp32, samples, folder: Path | None = None,
         tally.add_masks(candidate[None], expected[None], masks)
     return tally.accuracy({**end_to_end.runner.info(),
                            "role": "the built end-to-end artifact in its own runner"})
-
-
-def _cpu_runner(model_bytes: bytes, meta: ExportMetadata):
-    """``inputs -> {output name: array}`` on ONNX Runtime CPU (any number of inputs: the
-    runner fits them to a fixed batch), its memory given back after each run."""
-    from ocr_deploy.backends.onnxruntime.runner import OnnxRuntimeRunner
-
-    runner = OnnxRuntimeRunner(Path(f"the {meta.precision or 'reference'} model"),
-                               ["CPUExecutionProvider"], content=model_bytes,
-                               memory_arena=False)
-    return lambda inputs: runner.run(np.ascontiguousarray(inputs, runner.input_dtype),
-                                     runner.output_names)
 
 
 def _compact(labels: np.ndarray) -> np.ndarray:

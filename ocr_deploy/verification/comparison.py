@@ -34,6 +34,7 @@ BLOCK = 1 << 20  # values summed in float64 at once
 # Gaps are kept for pixels up to this many times the tie threshold the scale seen so far
 # gives: the threshold of the final scale, if it grew beyond that, is capped there.
 TIE_HEADROOM = 4.0
+TIE_RTOL = 1e-3  # reduced-precision judging: about two FP16 ulps of the largest score
 
 
 def top2_gap(scores: np.ndarray, axis: int = -1) -> np.ndarray:

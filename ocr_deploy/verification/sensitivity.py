@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ocr_deploy.precision.evaluate import Accuracy, Budget
+from ocr_deploy.verification.accuracy import Accuracy, Budget
 
 
 @dataclass

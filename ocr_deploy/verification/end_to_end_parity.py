@@ -1,7 +1,7 @@
 """Parity of an end-to-end artifact with what users have today: its labels against
 ``Segmenter.predict`` on the plain artifact it was made from, on images of several sizes.
 
-Compared with ``ocr_deploy.comparison`` as export parity and the build's verdict are:
+Compared with ``ocr_deploy.verification.comparison`` as export parity and the build's verdict are:
 disagreements at ties do not count against it, a pixel being a tie when the plain
 artifact's two best scores *at the image size* (``predict_scores``) are within ``2 * tol``,
 ``tol = TIE_RTOL`` of the largest score magnitude, as the build's accuracy budget judges.
@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ocr_deploy.comparison import Comparison, top2_gap
 from ocr_deploy.contract.preprocess import end_to_end_pixels
-from ocr_deploy.precision.evaluate import TIE_RTOL
+from ocr_deploy.verification.comparison import TIE_RTOL, Comparison, top2_gap
 
 
 def parity_sizes(meta) -> list[tuple[int, int]]:
