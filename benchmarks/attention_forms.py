@@ -137,7 +137,7 @@ def core_bytes(queries: int) -> int:
 
 
 def bench_core(height: int, width: int, args, gbps: float) -> dict:
-    from ocr_deploy.graph import CORE_FORMS, build_core_model
+    from ocr_deploy.graph.core_model import CORE_FORMS, build_core_model
 
     queries = height * width
     rng = np.random.default_rng(0)
@@ -208,7 +208,7 @@ def core_kernel_ms(profile_path: str, names: list[str], skip: int) -> float:
 def bench_model(height: int, width: int, args, folder: Path) -> dict:
     import onnx
 
-    from ocr_deploy.graph import apply_attention_form
+    from ocr_deploy.graph.attention import apply_attention_form
 
     log(f"whole model {height}x{width}: building and exporting (export_model) ...")
     start = time.perf_counter()

@@ -135,7 +135,7 @@ def bnsh_model(dtype):
 
 
 def core_models(dtype) -> dict:
-    from ocr_deploy.graph import CORE_FORMS, build_core_model
+    from ocr_deploy.graph.core_model import CORE_FORMS, build_core_model
 
     models = {form: build_core_model(form, KEYS, DEPTH, dtype=dtype, target="tensorrt")
               for form in CORE_FORMS}
@@ -338,7 +338,7 @@ def bench_model_tensorrt(trt, stream, logger, args) -> dict:
     """An exported OCRNet (``--model``) in each form: fusion and time at batch 1."""
     import onnx
 
-    from ocr_deploy.graph import apply_attention_form
+    from ocr_deploy.graph.attention import apply_attention_form
 
     exported = onnx.load(args.model)
     dims = [d.dim_value for d in exported.graph.input[0].type.tensor_type.shape.dim]

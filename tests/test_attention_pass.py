@@ -19,12 +19,9 @@ from onnx import TensorProto, helper, numpy_helper
 from ocr_deploy.backends import BACKENDS
 from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.graph import (
-    CORE_FORMS,
-    apply_attention_form,
-    build_core_model,
-    find_attention_cores,
-)
+from ocr_deploy.graph.attention import apply_attention_form
+from ocr_deploy.graph.core_model import CORE_FORMS, build_core_model
+from ocr_deploy.graph.find import find_attention_cores
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.xdist_group("attention")  # one worker exports the models once

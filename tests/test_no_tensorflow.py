@@ -25,3 +25,15 @@ def test_build_stage_imports_without_tensorflow():
             "raise SystemExit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_runtime_opens_and_predicts_without_loading_onnx(nhwc_onnx):
+    """An application (and the C ABI) loads the runtime, a backend and an artifact without
+    ONNX's graph tooling: it costs import time and is no part of running a model."""
+    code = ("import sys, numpy as np; from ocr_deploy.runtime import Segmenter; "
+            f"seg = Segmenter.open({str(nhwc_onnx)!r}); "
+            "seg.predict(np.zeros((20, 30, 3), np.uint8)); "
+            "import ocr_deploy.capi_bridge; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'onnx'))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr

@@ -30,7 +30,8 @@ from ocr_deploy.builder.preflight import preflight_forms
 from ocr_deploy.builder.request import BuildRequest
 from ocr_deploy.contract.image_sizes import ImageSizes
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.graph import apply_attention_form, build_core_model
+from ocr_deploy.graph.attention import apply_attention_form
+from ocr_deploy.graph.core_model import build_core_model
 from ocr_deploy.graph.end_to_end import make_end_to_end
 
 RANGE = ImageSizes((5, 6), (40, 50))

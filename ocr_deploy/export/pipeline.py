@@ -36,8 +36,7 @@ from ocr_deploy.export.input_range import HOW_TO_SET, InputRange, parity_input_r
 from ocr_deploy.export.loader import LoadedModel, load_custom_objects, load_model
 from ocr_deploy.export.outputs import OutputChoice, choose_outputs
 from ocr_deploy.files import check_writable_output, sha256_of
-from ocr_deploy.graph import apply_attention_form, summary
-from ocr_deploy.graph.attention import FORMS
+from ocr_deploy.graph.attention import FORMS, apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
 from ocr_deploy.memory_budget import MemoryBudget, forward_bytes

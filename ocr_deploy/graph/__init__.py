@@ -6,11 +6,8 @@
 - ``build_core_model``: a standalone graph of just the core in each form, for measurements.
 - ``make_end_to_end``: wrap an exported model into an end-to-end graph (uint8 images in,
   labels at the image size out; ``graph.end_to_end``).
+- ``GraphTarget``: what a backend's graph compiler takes (``graph.target``).
+
+Import from the modules: this package imports nothing, so the runtime, which needs only
+``graph.target`` through the backends, does not load ONNX's graph tooling.
 """
-
-from ocr_deploy.graph.attention import FORMS, apply_attention_form, summary
-from ocr_deploy.graph.core_model import CORE_FORMS, build_core_model
-from ocr_deploy.graph.find import AttentionCore, Findings, find_attention_cores
-
-__all__ = ["CORE_FORMS", "FORMS", "AttentionCore", "Findings",
-           "apply_attention_form", "build_core_model", "find_attention_cores", "summary"]
