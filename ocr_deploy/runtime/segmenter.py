@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ocr_deploy.backends.tensors import tensor_ref
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.metadata import ExportMetadata
 from ocr_deploy.runtime import postprocess
 from ocr_deploy.runtime.artifact import check_contract
 from ocr_deploy.runtime.preprocess import as_image_list, check_image, prepare_batch
-from ocr_deploy.runtime.tensors import tensor_ref
 
 if TYPE_CHECKING:
     from ocr_deploy.backends.runner import Runner
@@ -214,22 +214,11 @@ class Segmenter:
         self._check_open()
         outputs = list(outputs) if outputs else [n for n in (self.logits_output,
                                                              self.labels_output) if n]
-        unknown = [n for n in outputs if n not in self.runner.output_names]
-        if unknown:
-            raise BadInputError(self.source, f"outputs among {list(self.runner.output_names)}",
-                                f"{unknown}", "ask for an output the model has")
-        if not isinstance(batch, np.ndarray) or batch.ndim != 4:
-            raise BadInputError(None, "a prepared batch (a 4-D NumPy array from prepare())",
-                                _describe(batch), "call prepare(images) first")
-        expected = self.input_shape(batch.shape[0])
-        if not _fits(batch.shape, expected) or batch.dtype != self.runner.input_dtype:
-            raise BadInputError(None, f"a batch shaped {list(expected)} of "
-                                f"{self.runner.input_dtype}", _describe(batch),
-                                "call prepare(images) first")
+        self.runner.check_batch(batch, outputs, self.source)
         if self.metadata.end_to_end:
             self.check_image_sizes([batch.shape[1:3]])
         self._check_batch(batch.shape[0])
-        return self.runner.run(np.ascontiguousarray(batch), outputs)  # pads to a fixed batch
+        return self.runner.run_checked(batch, outputs)  # pads to a fixed batch
 
     def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
                    stream: int | None = None, device: str | None = None,
@@ -433,18 +422,7 @@ class Segmenter:
         return shape[1], shape[2]
 
 
-def _describe(value) -> str:
-    if isinstance(value, np.ndarray):
-        return f"shape {list(value.shape)} of {value.dtype}"
-    return f"a {type(value).__name__}"
-
-
 def _sized(shape: tuple[int, ...], size: tuple[int, int] | None) -> tuple[int, ...]:
     """An end-to-end tensor's shape with its image height and width (axes 1, 2) filled in."""
     return shape if size is None else (shape[0], *size, *shape[3:])
 
-
-def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    """A batch's shape against the backend's, where -1 is a dynamic dimension."""
-    return len(shape) == len(expected) and all(
-        want in (-1, got) for got, want in zip(shape, expected, strict=True))

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ocr_deploy.backends.runner import Runner
+from ocr_deploy.backends.tensors import TensorRef
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.tensors import TensorRef
 
 PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
