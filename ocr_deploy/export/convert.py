@@ -22,11 +22,11 @@ from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.export.loader import LoadedModel
 from ocr_deploy.export.outputs import OutputChoice
 from ocr_deploy.metadata import INPUT_NAME
+from ocr_deploy.onnxruntime_env import cpu_session, mute_onnxruntime_logger
 from ocr_deploy.tf_env import (
     describe_error,
     import_tensorflow,
     native_stderr_captured,
-    quiet_onnxruntime,
 )
 
 DEFAULT_OPSET = 17
@@ -194,17 +194,14 @@ def run_check(model, options: ConvertOptions) -> str | None:
 
     A dynamic batch is checked with 2 images (a batch of 1 hides reshape defects).
     """
-    import onnxruntime as ort
-
-    quiet_onnxruntime()
+    mute_onnxruntime_logger()
     height, width = options.input_hw
     batch = options.batch or 2
     shape = (batch, options.channels, height, width) if options.nchw else \
         (batch, height, width, options.channels)
     feed = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     try:
-        session = ort.InferenceSession(model.SerializeToString(),
-                                       providers=["CPUExecutionProvider"])
+        session = cpu_session(model)
         session.run(None, {INPUT_NAME: feed})
     except Exception as exc:
         return _first_line(exc)
@@ -221,7 +218,7 @@ def convert(function, options: ConvertOptions):
     import tf2onnx
 
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
-    quiet_onnxruntime()
+    mute_onnxruntime_logger()
     outputs = function.get_concrete_function().structured_outputs
     layout_outputs = [n for n in outputs if n != "labels"] \
         if options.nchw else None

@@ -32,11 +32,11 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from ocr_deploy.backends.onnxruntime.runner import choose_providers, warn_dropped
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.graph.index import GraphIndex
 from ocr_deploy.memory_budget import MemoryBudget
+from ocr_deploy.onnxruntime_env import choose_providers, warn_dropped
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.ranges import TensorStats, entropy_threshold, percentile_threshold
 from ocr_deploy.precision.segments import SegmentedModel
