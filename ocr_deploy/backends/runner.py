@@ -80,16 +80,17 @@ class Runner(ABC):
                 for name, values in parts.items()}
 
     def check_batch(self, batch, outputs: Sequence[str], source=None) -> None:
-        """``BadInputError`` unless ``batch`` is a 4-D array of the model's input dtype whose
+        """``BadInputError`` unless ``batch`` is an array of the model's input rank and dtype whose
         shape fits ``input_shape`` (channels and any fixed size) and ``outputs`` are the
         model's; ``source``: the artifact named in the message."""
         unknown = [n for n in outputs if n not in self.output_names]
         if unknown:
             raise BadInputError(source, f"outputs among {list(self.output_names)}",
                                 f"{unknown}", "ask for an output the model has")
-        if not isinstance(batch, np.ndarray) or batch.ndim != 4:
-            raise BadInputError(None, "a prepared batch (a 4-D NumPy array from prepare())",
-                                _describe(batch), "call prepare(images) first")
+        rank = len(self.input_shape(1))
+        if not isinstance(batch, np.ndarray) or batch.ndim != rank or not len(batch):
+            raise BadInputError(None, f"a prepared batch (a {rank}-D NumPy array from "
+                                "prepare())", _describe(batch), "call prepare(images) first")
         expected = self.input_shape(batch.shape[0])
         if not _fits(batch.shape, expected) or batch.dtype != self.input_dtype:
             raise BadInputError(None, f"a batch shaped {list(expected)} of "

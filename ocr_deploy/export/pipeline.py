@@ -42,11 +42,11 @@ from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph import apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
-from ocr_deploy.memory_budget import MemoryBudget, forward_bytes
+from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.metadata import INPUT_NAME, ExportMetadata, write_metadata
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
-from ocr_deploy.precision.shapes import static_shapes
+from ocr_deploy.precision.shapes import forward_bytes, static_shapes
 from ocr_deploy.progress import Progress
 
 PARITY_BATCH = 2
@@ -318,7 +318,7 @@ def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarra
 def parity_batch(model, budget: MemoryBudget) -> int:
     """Parity images run at once within ``budget``: each holds its input, TensorFlow's
     forward pass (counted as twice ONNX Runtime's: eager kernels keep more alive), ONNX
-    Runtime's (``memory_budget.forward_bytes``) and both sides' outputs."""
+    Runtime's (``precision.shapes.forward_bytes``) and both sides' outputs."""
     shapes = static_shapes(model)
     outputs = sum(math.prod(shapes.get(o.name, [0])) * 4 for o in model.graph.output)
     inputs = math.prod(shapes.get(model.graph.input[0].name, [0])) * 4
