@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ocr_deploy.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, OcrDeployError
 from ocr_deploy.files import WRITE_ERRNOS, write_error
 from ocr_deploy.renamed_flags import add_renamed, renamed_notes
+from ocr_deploy.warning_channel import routed_warnings, warn
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -57,9 +58,10 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
                         help="show the full traceback of unexpected errors")
     args = parser.parse_args(argv)
     for old, new in renamed_notes(args):
-        print(f"{prog}: warning: {old} is deprecated: use {new}", file=sys.stderr)
+        warn(f"{old} is deprecated: use {new}")
     try:
-        return body(args)
+        with routed_warnings():
+            return body(args)
     except OcrDeployError as exc:
         print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
         for line in getattr(exc, "details", ()):  # e.g. one line per preflight finding

@@ -28,6 +28,9 @@ JSON layout (``schema`` = ``"ocr-bench/1"``)::
 
 from __future__ import annotations
 
+from ocr_deploy.bench.stats import UNSTABLE, variability_warning
+from ocr_deploy.warning_channel import folded, line
+
 SCHEMA = "ocr-bench/1"
 STATS_KEYS = ("iterations", "min_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms",
               "max_ms", "std_ms", "images_per_s", "cv", "spread", "unstable")
@@ -67,8 +70,19 @@ def format_table(report: dict) -> str:
     if any(r.get("end_to_end_artifact") for r in report["results"]):
         notes.append("(e2e): an end-to-end artifact, pre- and post-processing in its graph: "
                      "compute and end-to-end are the same call on uint8 images of its size")
-    if report["warnings"]:
-        notes += [f"warning: {w}" for w in report["warnings"]]
-        notes.append("unstable timings: close other programs, or measure longer "
-                     "(--duration, more --iterations)")
+    unstable = unstable_rows(report)
+    variability = {variability_warning(*row) for row in unstable}
+    notes += [line(w) for w in report["warnings"] if w not in variability]
+    if unstable:
+        notes.append(folded(f"runs vary more than {100 * UNSTABLE:.0f} % ('!')",
+                            [f"{name} batch {batch} {mode}" for name, batch, mode, _ in unstable],
+                            "rows", "close other programs, or measure longer (--duration, more "
+                            "--iterations)"))
     return "\n".join(lines + notes)
+
+
+def unstable_rows(report: dict) -> list[tuple[str, int, str, dict]]:
+    """``(artifact name, batch, mode, stats)`` of every unstable timing in ``report``."""
+    return [(result["name"], entry["batch"], mode, entry[mode])
+            for result in report["results"] for entry in result["batches"]
+            for mode in ("compute", "end_to_end") if entry.get(mode, {}).get("unstable")]

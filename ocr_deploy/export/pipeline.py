@@ -10,7 +10,6 @@ never touched. The report records the ONNX's SHA-256 and the two are written as 
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -170,8 +169,8 @@ def export_model(request: ExportRequest) -> ExportResult:
         conversion = convert_checked(loaded, choice, options)
         function, model = conversion.function, conversion.model
         if conversion.retry_reason:
-            _warn(f"exported with a fixed batch of {options.batch} (recorded in the "
-                  f"metadata): {conversion.retry_reason[:300]}")
+            progress.warn(f"exported with a fixed batch of {options.batch} (recorded in "
+                          f"the metadata): {conversion.retry_reason[:300]}")
         if options.main_output != "logits":
             progress.note(f"'{choice.logits}' ends in a softmax: exported and judged as "
                           f"'{options.main_output}'")
@@ -282,10 +281,6 @@ def _card(request: ExportRequest, loaded: LoadedModel) -> ModelCard:
     if request.std is not None:
         card.std = list(request.std)
     return card
-
-
-def _warn(message: str) -> None:
-    print(f"ocr-export: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _input_range(request: ExportRequest, card: ModelCard, loaded: LoadedModel,
