@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_PIXELS, OUTPUT_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -183,7 +183,7 @@ def main() -> int:
             repo = Path(tmp) / "repo"
             write_triton_repository(info, repo, TritonOptions(
                 name="seg", dynamic_batching=batching, max_queue_delay_us=args.queue_delay_us,
-                e2e_instances=args.instances, threads=args.threads))
+                python_instances=args.instances, threads=args.threads))
             server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_python"],
                                   log=Path(tmp) / "server.log")
             with server:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.serving.e2e import INPUT_ENCODED, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_ENCODED, OUTPUT_LABELS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.precision.evaluate import Budget
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
 
 RANGE = ImageSizes((6, 8), (40, 56), (24, 32))
@@ -358,7 +358,7 @@ def _onnx_copy(tmp_path):
 
 def test_python_backend_model_runs_the_artifact_and_checks_sizes(bgr_artifact):
     from ocr_deploy.errors import RequestError
-    from ocr_deploy.serving.e2e import EndToEnd
+    from ocr_deploy.serving.python_model import ImagesToLabels as EndToEnd
 
     artifact, plain = bgr_artifact
     import io
