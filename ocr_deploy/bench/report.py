@@ -72,7 +72,8 @@ def format_table(report: dict) -> str:
              "post-processing (called end-to-end before), on images of the image size"]
     if any(r.get("end_to_end_artifact") for r in report["results"]):
         notes.append("(e2e): an end-to-end artifact, pre- and post-processing in its graph: "
-                     "compute and pipeline are the same call on uint8 images of its size")
+                     "compute and end-to-end are the same call on uint8 images of its size "
+                     "(its pipeline row times that call too)")
     unstable = unstable_rows(report)
     variability = {variability_warning(*row) for row in unstable}
     notes += [line(w) for w in report["warnings"] if w not in variability]
