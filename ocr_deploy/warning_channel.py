@@ -29,12 +29,10 @@ def warn(message: str, stream=None) -> None:
     print(line(message), file=stream or sys.stderr, flush=True)
 
 
-def folded(message: str, subjects: Sequence[str], what: str = "cases",
-           advice: str = "") -> str:
-    """One warning line for ``message`` said of every one of ``subjects`` (``what`` they
-    are, plural), then ``advice``."""
-    return line(f"{message} in {len(subjects)} {what}: {', '.join(subjects)}"
-                + (f"; {advice}" if advice else ""))
+def folded(message: str, subjects: Sequence[str], advice: str = "") -> str:
+    """One warning line for ``message`` said of every one of ``subjects``, then
+    ``advice``."""
+    return line(f"{message}: {', '.join(subjects)}" + (f"; {advice}" if advice else ""))
 
 
 @contextlib.contextmanager

@@ -75,18 +75,39 @@ def format_table(report: dict) -> str:
                      "compute and end-to-end are the same call on uint8 images of its size "
                      "(its pipeline row times that call too)")
     unstable = unstable_rows(report)
-    variability = {variability_warning(*row) for row in unstable}
+    variability = {variability_warning(name, batch, mode, stats)
+                   for _, name, batch, mode, stats in unstable}
     notes += [line(w) for w in report["warnings"] if w not in variability]
     if unstable:
-        notes.append(folded(f"runs vary more than {100 * UNSTABLE:.0f} % ('!')",
-                            [f"{name} batch {batch} {mode}" for name, batch, mode, _ in unstable],
-                            "rows", "close other programs, or measure longer (--duration, more "
+        notes.append(folded(f"runs vary more than {100 * UNSTABLE:.0f} % ('!') in "
+                            f"{len(unstable)} of {_timings(report)} timings",
+                            _unstable_by_artifact(report, unstable),
+                            "close other programs, or measure longer (--duration, more "
                             "--iterations)"))
     return "\n".join(lines + notes)
 
 
-def unstable_rows(report: dict) -> list[tuple[str, int, str, dict]]:
-    """``(artifact name, batch, mode, stats)`` of every unstable timing in ``report``."""
-    return [(result["name"], entry["batch"], mode, entry[mode])
-            for result in report["results"] for entry in result["batches"]
+def unstable_rows(report: dict) -> list[tuple[int, str, int, str, dict]]:
+    """``(result index, artifact name, batch, mode, stats)`` of every unstable timing."""
+    return [(index, result["name"], entry["batch"], mode, entry[mode])
+            for index, result in enumerate(report["results"]) for entry in result["batches"]
             for mode in MODES if entry.get(mode, {}).get("unstable")]
+
+
+def _timings(report: dict) -> int:
+    return sum(mode in entry for result in report["results"] for entry in result["batches"]
+               for mode in MODES)
+
+
+def _unstable_by_artifact(report: dict, unstable: list) -> list[str]:
+    """Per table row group (artifact at its image size): "(all)" or which timings."""
+    named = []
+    for index, result in enumerate(report["results"]):
+        mine = [f"batch {batch} {mode}" for i, _, batch, mode, _ in unstable if i == index]
+        if not mine:
+            continue
+        total = sum(mode in entry for entry in result["batches"] for mode in MODES)
+        size = "x".join(map(str, result["image_size"]))
+        which = "all" if len(mine) == total else ", ".join(mine)
+        named.append(f"{result['name']} {size} ({which})")
+    return named
