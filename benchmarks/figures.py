@@ -48,7 +48,7 @@ TABLES = {
                    ["--models demo --rounds 3"], []),
     "attention_forms": ("the attention core's forms on ONNX Runtime CPU",
                         ["--feature-maps 128x256 --models '' --core-repeats 10"], []),
-    "triton_load": ("concurrent clients against the end-to-end model in Triton, with the "
+    "triton_load": ("concurrent clients against the Python-backend model in Triton, with the "
                     "in-process throughput beside it as a ratio",
                     ["--clients 1,4 --requests 20 --image-size 480x640"],
                     ["--clients 1,4,8 --requests 50 --image-size 480x640 --instances 2 "

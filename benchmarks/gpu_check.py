@@ -59,8 +59,8 @@ import tensorrt_standin  # noqa: E402
 from array_views import CudaArrayInterfaceOnly, DLPackOnly  # noqa: E402
 
 from ocr_deploy import cuda  # noqa: E402
+from ocr_deploy.backends.tensors import TensorRef  # noqa: E402
 from ocr_deploy.errors import BadInputError, OcrDeployError  # noqa: E402
-from ocr_deploy.runtime.tensors import TensorRef  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import harness  # noqa: E402

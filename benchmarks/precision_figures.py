@@ -68,7 +68,7 @@ def main() -> None:
             verification = info.get("verification", {})
             accuracy = verification.get("accuracy", {})
             timing = benchmark_artifact(request.output, batches=(1,), warmup=5,
-                                        iterations=args.iterations, end_to_end=False)
+                                        iterations=args.iterations, pipeline=False)
             compute = timing["batches"][0]["compute"]
             search = verification.get("sensitivity_search")
             rows[name] = {

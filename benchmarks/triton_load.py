@@ -1,4 +1,4 @@
-"""Bounded load test of the end-to-end model served by Triton on this machine, against the
+"""Bounded load test of the Python-backend model served by Triton on this machine, against the
 in-process runtime.
 
 For dynamic batching on and off, the artifact is packaged (``ocr-package --triton``) into a
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_PIXELS, OUTPUT_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -146,7 +146,7 @@ def main() -> int:
     parser.add_argument("--queue-delay-us", type=int, default=2000,
                         help="dynamic batcher's max queue delay, µs (default 2000)")
     parser.add_argument("--instances", type=int, default=1,
-                        help="instances of the end-to-end model (default 1)")
+                        help="instances of the Python-backend model (default 1)")
     parser.add_argument("--threads", type=int, default=0,
                         help="ONNX Runtime threads per instance (default 0: its choice)")
     parser.add_argument("--warmup", type=int, default=10,
@@ -183,7 +183,7 @@ def main() -> int:
             repo = Path(tmp) / "repo"
             write_triton_repository(info, repo, TritonOptions(
                 name="seg", dynamic_batching=batching, max_queue_delay_us=args.queue_delay_us,
-                e2e_instances=args.instances, threads=args.threads))
+                python_instances=args.instances, threads=args.threads))
             server = TritonServer(env, repo, Ports(*free_ports(3)), models=["seg_python"],
                                   log=Path(tmp) / "server.log")
             with server:

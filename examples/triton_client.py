@@ -1,4 +1,4 @@
-"""Send images to the end-to-end model served by ``ocr-serve`` and get label maps back.
+"""Send images to the Python-backend model served by ``ocr-serve`` and get label maps back.
 
     python examples/triton_client.py IMAGE... [--url 127.0.0.1:8001] [--protocol grpc|http]
         [--model demo_ocrnet_fp32_python] [--check ARTIFACT] [-o OUTDIR]
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr_deploy.serving.e2e import INPUT_ENCODED, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_ENCODED, OUTPUT_LABELS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc",
                         help="protocol (default grpc)")
     parser.add_argument("--model", default="demo_ocrnet_fp32_python",
-                        help="the end-to-end model (default demo_ocrnet_fp32_python)")
+                        help="the Python-backend model (default demo_ocrnet_fp32_python)")
     parser.add_argument("--check", type=Path, default=None, metavar="ARTIFACT",
                         help="compare with Segmenter.predict on this artifact (default: no)")
     parser.add_argument("-o", "--output", type=Path, default=None,

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from ocr_deploy.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, OcrDeployError
 from ocr_deploy.files import WRITE_ERRNOS, write_error
+from ocr_deploy.renamed_flags import add_renamed, renamed_notes
+from ocr_deploy.warning_channel import routed_warnings, warn
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -46,26 +48,6 @@ def add_force(parser, what: str = "an existing output") -> None:
     parser.add_argument("--force", action="store_true", help=f"replace {what} (atomically)")
 
 
-class _Renamed(argparse.Action):
-    """An old spelling of a flag: stores into the new flag's destination and leaves a note
-    that ``run_command`` prints as a deprecation warning."""
-
-    def __init__(self, option_strings, dest, new: str, **kwargs):
-        self.new = new
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        setattr(namespace, self.dest, values)
-        notes = getattr(namespace, "_renamed", [])
-        namespace._renamed = [*notes, (option_string, self.new)]
-
-
-def add_renamed(parser, old: str, new: str, dest: str, **kwargs) -> None:
-    """Accept ``old`` (hidden from --help) for the flag now called ``new``, with a warning."""
-    parser.add_argument(old, dest=dest, action=_Renamed, new=new, help=argparse.SUPPRESS,
-                        **kwargs)
-
-
 def run_command(prog: str, body: Callable[[argparse.Namespace], int],
                 parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv``, run ``body`` and turn errors into one line and an exit code.
@@ -75,10 +57,11 @@ def run_command(prog: str, body: Callable[[argparse.Namespace], int],
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of unexpected errors")
     args = parser.parse_args(argv)
-    for old, new in getattr(args, "_renamed", []):
-        print(f"{prog}: warning: {old} is deprecated: use {new}", file=sys.stderr)
+    for old, new in renamed_notes(args):
+        warn(f"{old} is deprecated: use {new}")
     try:
-        return body(args)
+        with routed_warnings():
+            return body(args)
     except OcrDeployError as exc:
         print(f"{prog}: error: {exc.one_line()}", file=sys.stderr)
         for line in getattr(exc, "details", ()):  # e.g. one line per preflight finding

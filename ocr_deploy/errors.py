@@ -106,7 +106,7 @@ class ServerError(OcrDeployError):
 
 
 class RequestError(ValueError):
-    """A Triton request the end-to-end model cannot answer; its message goes back to the
+    """A Triton request the Python-backend model cannot answer; its message goes back to the
     client (no exit code: the server stays up)."""
 
 

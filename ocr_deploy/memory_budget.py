@@ -7,8 +7,9 @@ allocator's fragmentation and for what the estimates below do not see.
 
 A step that holds ``per_sample`` bytes for each image of a batch, on top of ``fixed``
 bytes it holds whatever the batch, runs ``batch_size(per_sample, fixed)`` images at once
-(at least one). ``forward_bytes`` estimates what one forward pass of an ONNX model holds
-per image: its largest set of activations alive at once, from the graph's static shapes.
+(at least one); ``precision.shapes.forward_bytes`` estimates ``per_sample`` for one forward
+pass of an ONNX model (its largest set of activations alive at once). This module imports
+nothing of the project but ``errors``: every layer may use it.
 
 When an allocation fails anyway, ``exhaustion(step)`` turns the failure (NumPy's
 ``MemoryError``, ONNX Runtime's arena or ``bad_alloc`` errors, TensorRT's and CUDA's
@@ -30,9 +31,6 @@ DEFAULT_FRACTION = 0.5  # of the memory available at start
 # Batches hold at most this much input: beyond it a larger batch buys ONNX Runtime on a CPU
 # little speed while every image adds its working memory (a 256x512 image is 1.5 MiB).
 BATCH_INPUT_BYTES = 2 << 20
-# ONNX Runtime's CPU peak over the live activations ``forward_bytes`` counts (its
-# allocator's rounding, kernels' scratch): 1.5x at 512x1024 for the Cityscapes OCRNet.
-RUNNER_OVERHEAD = 1.5
 FALLBACK_BYTES = 2 << 30  # where nothing says what is available (not Linux)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 # How ONNX Runtime (its BFC arena, the C++ allocator), TensorRT and CUDA say they ran out.
@@ -217,47 +215,3 @@ def exhaustion(step: str):
             raise
         first = " ".join(str(exc).split())[:160]
         raise exhausted(step, needed, f"{type(exc).__name__}: {first}") from exc
-
-
-def forward_bytes(model) -> int:
-    """Bytes one image's forward pass holds at its peak: the largest sum of activations
-    alive at once when the nodes run in graph order (each freed after its last reader),
-    from ``precision.shapes.static_shapes`` at batch 1, times ``RUNNER_OVERHEAD``; tensors
-    of unknown shape count nothing. ``model``: an ``onnx.ModelProto``."""
-    from ocr_deploy.precision.shapes import static_shapes, tensor_types
-
-    shapes, types = static_shapes(model), tensor_types(model)
-    weights = {t.name for t in model.graph.initializer}
-
-    def size(name: str) -> int:
-        if name not in shapes or name in weights:
-            return 0
-        return math.prod(shapes[name]) * _itemsize(types.get(name))
-
-    last_read = {}
-    for index, node in enumerate(model.graph.node):
-        for name in node.input:
-            last_read[name] = index
-    for output in model.graph.output:
-        last_read[output.name] = len(model.graph.node)
-    live = {i.name: size(i.name) for i in model.graph.input if i.name not in weights}
-    held = peak = sum(live.values())
-    for index, node in enumerate(model.graph.node):
-        for name in node.output:
-            if name and name not in live:
-                live[name] = size(name)
-                held += live[name]
-        peak = max(peak, held)
-        for name in list(live):
-            if last_read.get(name, -1) <= index:
-                held -= live.pop(name)
-    return int(peak * RUNNER_OVERHEAD)
-
-
-def _itemsize(onnx_type: int | None) -> int:
-    """Bytes of an ONNX element type (float32's when unknown)."""
-    import onnx
-
-    if not onnx_type:
-        return 4
-    return onnx.helper.tensor_dtype_to_np_dtype(onnx_type).itemsize

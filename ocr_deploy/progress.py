@@ -7,6 +7,8 @@ import sys
 import time
 from collections.abc import Iterator
 
+from ocr_deploy.warning_channel import warn
+
 
 class Progress:
     """Prints ``[i/n] stage ... done in 1.2 s`` lines to stderr (nothing when quiet)."""
@@ -25,7 +27,7 @@ class Progress:
 
     def warn(self, message: str) -> None:
         """Print a warning (shown even when quiet: it is not progress)."""
-        print(f"warning: {message}", file=self.stream, flush=True)
+        warn(message, self.stream)
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:

@@ -77,14 +77,6 @@ def import_tf_keras():
     return tf_keras
 
 
-def quiet_onnxruntime() -> None:
-    """Only fatal messages from ONNX Runtime's default logger (used by sessions the
-    converter and the checks create)."""
-    import onnxruntime
-
-    onnxruntime.set_default_logger_severity(4)
-
-
 @contextlib.contextmanager
 def native_stderr_captured(show: bool = False):
     """Send what C/C++ code writes to stderr (file descriptor 2) during the block to a

@@ -1,5 +1,5 @@
 """Views of a device array through one interchange protocol only, so that each path of
-``ocr_deploy.runtime.tensors.tensor_ref`` can be driven with any array library (PyTorch,
+``ocr_deploy.backends.tensors.tensor_ref`` can be driven with any array library (PyTorch,
 CuPy, the simulated arrays of ``cuda_sim``)."""
 
 from __future__ import annotations

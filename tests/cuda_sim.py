@@ -35,7 +35,7 @@ import threading
 import numpy as np
 from array_views import CudaArrayInterfaceOnly
 
-from ocr_deploy.runtime.tensors import _DLDataType, _DLDevice, _DLManagedTensor
+from ocr_deploy.backends.tensors import _DLDataType, _DLDevice, _DLManagedTensor
 
 ALIGNMENT = 256
 LEGACY = (0, 1, 2)  # the NULL stream, cudaStreamLegacy, cudaStreamPerThread: one stream here

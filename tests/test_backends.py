@@ -154,7 +154,7 @@ def test_engine_tensors_and_metadata_come_from_the_sidecar(tmp_path):
 
 
 def test_unaligned_caller_memory_is_refused():
-    from ocr_deploy.runtime.tensors import tensor_ref
+    from ocr_deploy.backends.tensors import tensor_ref
 
     buffer = np.zeros(64 + 64, np.float32)
     start = buffer.ctypes.data

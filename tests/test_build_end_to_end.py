@@ -24,7 +24,7 @@ from ocr_deploy.errors import BadInputError, BudgetError
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.precision.calibrate import CalibrationSettings
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.serving.e2e import INPUT_PIXELS, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import read_sidecar, sidecar_path
 from ocr_deploy.verification.accuracy import Budget
 from ocr_deploy.verification.end_to_end_parity import sample_images
@@ -358,7 +358,7 @@ def _onnx_copy(tmp_path):
 
 def test_python_backend_model_runs_the_artifact_and_checks_sizes(bgr_artifact):
     from ocr_deploy.errors import RequestError
-    from ocr_deploy.serving.e2e import EndToEnd
+    from ocr_deploy.serving.python_model import ImagesToLabels as EndToEnd
 
     artifact, plain = bgr_artifact
     import io

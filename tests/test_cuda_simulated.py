@@ -22,10 +22,10 @@ import tensorrt_standin
 from array_views import DLPackOnly
 
 from ocr_deploy.backends.tensorrt.library import ErrorLog
+from ocr_deploy.backends.tensors import TensorRef
 from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError, CudaError
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.runtime.tensors import TensorRef
 
 ROOT = Path(__file__).resolve().parents[1]
 H = W = 8
@@ -195,7 +195,7 @@ def test_simulated_run_device_waits_for_the_producer(sim, engine, protocol, cons
 def test_simulation_catches_a_consumer_that_does_not_wait(sim, engine, monkeypatch):
     """The same run with the DLPack handshake removed reads the zeroed input: the tests
     above can fail."""
-    from ocr_deploy.runtime import tensors
+    from ocr_deploy.backends import tensors
 
     original = tensors._from_dlpack
     monkeypatch.setattr(tensors, "_from_dlpack", lambda v, what, s: original(v, what, None))

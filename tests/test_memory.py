@@ -12,14 +12,13 @@ import pytest
 
 from ocr_deploy.errors import EXIT_MEMORY, MemoryExhaustedError
 from ocr_deploy.memory_budget import (
-    RUNNER_OVERHEAD,
     MemoryBudget,
     allocation_failure,
     exhaustion,
-    forward_bytes,
     parse_size,
 )
 from ocr_deploy.metrics import confusion_matrix, mean_iou
+from ocr_deploy.precision.shapes import RUNNER_OVERHEAD, forward_bytes
 from ocr_deploy.verification.comparison import Comparison, compare, top2_gap
 
 # -- the budget -------------------------------------------------------------------------

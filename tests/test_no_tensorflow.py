@@ -14,7 +14,8 @@ MODULES = ["ocr_deploy.contract.metadata", "ocr_deploy.images", "ocr_deploy.file
            "ocr_deploy.precision.placement", "ocr_deploy.backends",
            "ocr_deploy.backends.onnxruntime.build", "ocr_deploy.backends.onnxruntime.runner",
            "ocr_deploy.backends.tensorrt.build", "ocr_deploy.backends.tensorrt.runner",
-           "ocr_deploy.backends.tensorrt.engine", "ocr_deploy.cuda", "ocr_deploy.bench.runner",
+           "ocr_deploy.backends.tensorrt.engine", "ocr_deploy.cuda", "ocr_deploy.onnxruntime_env",
+           "ocr_deploy.bench.runner",
            "ocr_deploy.packaging.artifact_info", "ocr_deploy.runtime"]
 
 

@@ -22,13 +22,13 @@ from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.cli import main as package_main
 from ocr_deploy.packaging.triton_repo import TritonOptions, write_triton_repository
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.serving.e2e import (
+from ocr_deploy.serving.python_model import (
     INPUT_ENCODED,
     INPUT_PIXELS,
     OUTPUT_LABELS,
-    EndToEnd,
     request_images,
 )
+from ocr_deploy.serving.python_model import ImagesToLabels as EndToEnd
 
 model_config_pb2 = pytest.importorskip(
     "tritonclient.grpc.model_config_pb2",
@@ -229,7 +229,7 @@ def test_request_images_errors():
 
 
 def test_oversized_encoded_image_is_refused_before_decoding(monkeypatch):
-    from ocr_deploy.serving import e2e
+    from ocr_deploy.serving import python_model as e2e
 
     monkeypatch.setattr(e2e, "MAX_PIXELS", 100)
     encoded = np.array([[png_bytes(np.zeros((20, 30, 3), np.uint8))]], dtype=object)

@@ -236,7 +236,7 @@ def test_boundary_only_blending_equals_full_resize():
 
 def test_built_provider_options_reach_the_gpu_providers(tmp_path):
     from ocr_deploy.backends.onnxruntime.build import provider_options
-    from ocr_deploy.backends.onnxruntime.runner import choose_providers
+    from ocr_deploy.onnxruntime_env import choose_providers
 
     built = provider_options(tmp_path / "m_fp16.onnx")
     available = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
@@ -260,7 +260,7 @@ def test_onnx_artifact_with_sidecar_opens_on_cpu(tmp_path, nhwc_onnx):
 
 
 def test_a_provider_onnxruntime_dropped_is_reported():
-    from ocr_deploy.backends.onnxruntime.runner import warn_dropped
+    from ocr_deploy.onnxruntime_env import warn_dropped
 
     with pytest.warns(UserWarning, match="could not use TensorrtExecutionProvider"):
         warn_dropped([("TensorrtExecutionProvider", {}), "CPUExecutionProvider"],

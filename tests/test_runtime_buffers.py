@@ -110,7 +110,7 @@ class _CudaProducer:
 
 
 def test_dlpack_producer_is_given_the_consumer_stream():
-    from ocr_deploy.runtime.tensors import tensor_ref
+    from ocr_deploy.backends.tensors import tensor_ref
 
     producer = _CudaProducer(np.zeros((1, 4), np.float32))
     tensor_ref(producer, "x", (1, 4), np.float32, "cuda", stream=7)
@@ -124,7 +124,7 @@ def test_cuda_memory_with_both_protocols_goes_through_dlpack(monkeypatch):
     producer's work before ours, so it is preferred; the interface's read-only flag still
     counts for outputs."""
     from ocr_deploy import cuda
-    from ocr_deploy.runtime.tensors import tensor_ref
+    from ocr_deploy.backends.tensors import tensor_ref
 
     waited = []
     monkeypatch.setattr(cuda, "synchronize_stream", waited.append)
@@ -138,7 +138,7 @@ def test_cuda_memory_with_both_protocols_goes_through_dlpack(monkeypatch):
 
 
 def test_a_producer_refusing_dlpack_export_is_a_clear_error():
-    from ocr_deploy.runtime.tensors import tensor_ref
+    from ocr_deploy.backends.tensors import tensor_ref
 
     refusing = _CudaProducer(np.zeros((1, 4), np.float32), refuse=BufferError(
         "Can't export tensors that require gradient, use tensor.detach()"))
@@ -159,7 +159,7 @@ class _ArrayInterfaceOnly:
 
 def test_cuda_array_interface_stream_is_synchronised_first(monkeypatch):
     from ocr_deploy import cuda
-    from ocr_deploy.runtime.tensors import tensor_ref
+    from ocr_deploy.backends.tensors import tensor_ref
 
     waited = []
     monkeypatch.setattr(cuda, "synchronize_stream", waited.append)

@@ -22,8 +22,8 @@ from PIL import Image
 from ocr_deploy.packaging.artifact_info import read_artifact
 from ocr_deploy.packaging.triton_repo import write_triton_repository
 from ocr_deploy.runtime import Segmenter
-from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.serving.environment import ensure_env
+from ocr_deploy.serving.python_model import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.serving.server import Ports, TritonServer, free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("triton")]  # one server

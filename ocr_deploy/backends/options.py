@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 
-from ocr_deploy.cli_support import add_renamed
+from ocr_deploy.renamed_flags import add_renamed
 
 
 def option(default, flag: str, help: str, parse: Callable[[str], object] | None = None,

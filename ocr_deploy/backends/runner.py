@@ -1,6 +1,8 @@
 """The interface of a loaded model (ONNX Runtime, TensorRT, and TensorFlow for benchmarks):
-run a prepared batch, or run on memory the application already holds. Each backend package
-(``ocr_deploy.backends.*``) has its runner; ``Segmenter`` drives one."""
+run a prepared batch, or run on memory the application already holds (a ``TensorRef``,
+``ocr_deploy.backends.tensors``). Each backend package (``ocr_deploy.backends.*``) has its
+runner; ``Segmenter`` drives one. The base checks a batch once (outputs, rank, shape, dtype)
+and fits it to the artifact's batch limits; a backend implements ``run_batch`` only."""
 
 from __future__ import annotations
 
@@ -9,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ocr_deploy.backends.tensors import TensorRef
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.tensors import TensorRef
 
 
 class Runner(ABC):
@@ -53,9 +55,17 @@ class Runner(ABC):
         return the requested outputs."""
 
     def run(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        """Run a prepared host batch of any number of images: split into runs of at most
-        ``max_batch``, a short run padded to ``min_batch`` by repeating its last image (the
-        padding's outputs dropped); return the requested outputs for the images given."""
+        """Run a prepared host batch of any number of images: checked (``check_batch``),
+        split into runs of at most ``max_batch``, a short run padded to ``min_batch`` by
+        repeating its last image (the padding's outputs dropped); return the requested
+        outputs for the images given."""
+        self.check_batch(batch, outputs)
+        return self.run_checked(batch, outputs)
+
+    def run_checked(self, batch: np.ndarray, outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """``run`` for a batch ``check_batch`` has passed (a caller that checks more of it
+        in between, as ``Segmenter`` does the image sizes of an end-to-end artifact)."""
+        batch = np.ascontiguousarray(batch)
         plan = self.batch_plan(len(batch))
         if len(plan) == 1 and plan[0][1] == plan[0][2]:
             return self.run_batch(batch, outputs)
@@ -68,6 +78,24 @@ class Runner(ABC):
                 parts.setdefault(name, []).append(value[:count])
         return {name: values[0] if len(values) == 1 else np.concatenate(values)
                 for name, values in parts.items()}
+
+    def check_batch(self, batch, outputs: Sequence[str], source=None) -> None:
+        """``BadInputError`` unless ``batch`` is an array of the model's input rank and dtype whose
+        shape fits ``input_shape`` (channels and any fixed size) and ``outputs`` are the
+        model's; ``source``: the artifact named in the message."""
+        unknown = [n for n in outputs if n not in self.output_names]
+        if unknown:
+            raise BadInputError(source, f"outputs among {list(self.output_names)}",
+                                f"{unknown}", "ask for an output the model has")
+        rank = len(self.input_shape(1))
+        if not isinstance(batch, np.ndarray) or batch.ndim != rank or not len(batch):
+            raise BadInputError(None, f"a prepared batch (a {rank}-D NumPy array from "
+                                "prepare())", _describe(batch), "call prepare(images) first")
+        expected = self.input_shape(batch.shape[0])
+        if not _fits(batch.shape, expected) or batch.dtype != self.input_dtype:
+            raise BadInputError(None, f"a batch shaped {list(expected)} of "
+                                f"{self.input_dtype}", _describe(batch),
+                                "call prepare(images) first")
 
     def batch_plan(self, count: int) -> list[tuple[int, int, int]]:
         """How ``run`` runs ``count`` images: ``(first image, images, batch size run)`` per
@@ -100,3 +128,15 @@ class Runner(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release what the backend holds; it is unusable afterwards."""
+
+
+def _describe(value) -> str:
+    if isinstance(value, np.ndarray):
+        return f"shape {list(value.shape)} of {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
+    """A batch's shape against the backend's, where -1 is a dynamic dimension."""
+    return len(shape) == len(expected) and all(
+        want in (-1, got) for got, want in zip(shape, expected, strict=True))

@@ -1,7 +1,7 @@
 """``ocr-bench ARTIFACT...``: latency and throughput of exported models side by side.
 
 Each artifact (.onnx, TensorRT .engine, or a Keras .h5/.keras for the reference) runs at
-every batch size: compute only (the backend's run on a prepared batch) and end to end
+every batch size: compute only (the backend's run on a prepared batch) and pipeline
 (uint8 images of --image-size through pre-processing, the model and post-processing).
 Reports min/mean/median/p90/p95/p99 latency, images/s, peak memory, and warns when runs
 vary by more than 5 %.
@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time each batch size and mode for S seconds instead (default: "
                              "--iterations)")
     parser.add_argument("--image-size", type=size_arg, metavar="HxW",
-                        help="end-to-end image size (default: each model's input size)")
+                        help="the pipeline's image size (default: each model's input size)")
     parser.add_argument("--compute-only", action="store_true",
-                        help="skip the end-to-end measurement")
+                        help="skip the pipeline measurement (pre/post-processing)")
     parser.add_argument("--providers", type=name_list,
                         help="ONNX Runtime execution providers, e.g. cuda,cpu (default: the "
                              "best available)")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from ocr_deploy.bench.stats import MODES
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 
 
 def plot_report(report: dict, path: Path) -> Path:
-    """Draw compute-only and end-to-end median latency (band: min to p90) per batch size."""
+    """Draw compute-only and pipeline median latency (band: min to p90) per batch size."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -19,7 +20,7 @@ def plot_report(report: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    modes = [m for m in ("compute", "end_to_end")
+    modes = [m for m in MODES
              if any(m in b for r in report["results"] for b in r["batches"])]
     figure, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4.2), squeeze=False)
     for axis, mode in zip(axes[0], modes, strict=True):
@@ -32,7 +33,7 @@ def plot_report(report: dict, path: Path) -> Path:
             axis.fill_between(batches, [b[mode]["min_ms"] for b in entries],
                               [b[mode]["p90_ms"] for b in entries], color=line.get_color(),
                               alpha=0.2)
-        axis.set_title("compute only" if mode == "compute" else "end to end (pre/post-processing)")
+        axis.set_title("compute only" if mode == "compute" else "pipeline (pre/post-processing)")
         axis.set_xlabel("batch size")
         axis.set_ylabel("latency per batch (ms, median; band min-p90)")
         axis.set_xticks(sorted({b["batch"] for r in report["results"] for b in r["batches"]}))

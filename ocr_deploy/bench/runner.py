@@ -1,14 +1,15 @@
-"""Benchmark runs: open an artifact, time compute-only and end-to-end calls per batch size.
+"""Benchmark runs: open an artifact, time compute-only and pipeline calls per batch size.
 
 - **compute**: ``Segmenter.run`` on a batch prepared once (the backend's run: for TensorRT
   this includes the host/device copies; for ONNX Runtime its I/O-bound run).
-- **end_to_end**: ``Segmenter.predict`` on uint8 images of the original size: resize,
+- **pipeline** (called ``end_to_end`` before; that JSON key still holds the same figures,
+  deprecated): ``Segmenter.predict`` on uint8 images of the original size: resize,
   normalise, run, resize the scores back, argmax.
 
 An end-to-end artifact (``ocr-build-engine --end-to-end``) does all of that in its graph:
 both rows are its own run on uint8 images of its size (its fixed size; for a range
 ``image_size``, else its largest size), ``compute`` on a batch stacked once and
-``end_to_end`` through ``predict``: the same call.
+``pipeline`` through ``predict``: the same call.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import datetime
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import numpy as np
 from ocr_deploy.backends import KERAS_SUFFIXES, for_artifact
 from ocr_deploy.bench import memory
 from ocr_deploy.bench.report import SCHEMA
-from ocr_deploy.bench.stats import latency_stats, variability_warning
+from ocr_deploy.bench.stats import MODES, latency_stats, variability_warning
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.runtime.segmenter import Segmenter
 
@@ -77,10 +79,12 @@ def time_calls(function: Callable[[], object], warmup: int, iterations: int | No
 
 def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int = WARMUP,
                        iterations: int | None = ITERATIONS, duration: float | None = None,
-                       image_size: tuple[int, int] | None = None, end_to_end: bool = True,
+                       image_size: tuple[int, int] | None = None, pipeline: bool = True,
                        providers: Sequence | None = None, threads: int | None = None,
-                       seed: int = 0) -> dict:
-    """Measure one artifact at each batch size; return its result (see ``report``)."""
+                       seed: int = 0, *, end_to_end: bool | None = None) -> dict:
+    """Measure one artifact at each batch size; return its result (see ``report``).
+    ``end_to_end``: ``pipeline``'s old name, deprecated."""
+    pipeline = _renamed_mode(pipeline, end_to_end)
     _check_settings(batches, warmup, iterations, duration)
     path = Path(path)
     rss_method = memory.reset_peak_rss()
@@ -109,10 +113,10 @@ def benchmark_artifact(path: Path, batches: Sequence[int] = BATCHES, warmup: int
             entry = {"batch": batch, "compute": latency_stats(time_calls(
                 lambda p=prepared: segmenter.run(p, outputs), warmup, iterations, duration),
                 batch)}
-            if end_to_end:
-                entry["end_to_end"] = latency_stats(time_calls(
+            if pipeline:
+                entry["pipeline"] = entry["end_to_end"] = latency_stats(time_calls(
                     lambda c=chunk: segmenter.predict(c), warmup, iterations, duration), batch)
-            for mode in ("compute", "end_to_end"):
+            for mode in MODES:
                 if mode in entry:
                     warning = variability_warning(path.name, batch, mode, entry[mode])
                     if warning:
@@ -154,7 +158,7 @@ def batch_support(segmenter: Segmenter, batches: Sequence[int]
 
 
 def bench_size(segmenter: Segmenter, image_size: tuple[int, int] | None) -> tuple[int, int]:
-    """The end-to-end image size: ``image_size``, else the model's input size (an
+    """The pipeline's image size: ``image_size``, else the model's input size (an
     end-to-end artifact: its fixed size, or its range's largest; a given size is checked)."""
     sizes = segmenter.metadata.image_sizes()
     if image_size:
@@ -165,12 +169,15 @@ def bench_size(segmenter: Segmenter, image_size: tuple[int, int] | None) -> tupl
 
 def benchmark(paths: Sequence[Path], batches: Sequence[int] = BATCHES, warmup: int = WARMUP,
               iterations: int | None = ITERATIONS, duration: float | None = None,
-              image_size: tuple[int, int] | None = None, end_to_end: bool = True,
+              image_size: tuple[int, int] | None = None, pipeline: bool = True,
               providers: Sequence | None = None, threads: int | None = None, seed: int = 0,
               progress: Callable[[str], None] | None = None,
-              image_sizes: Sequence[tuple[int, int] | None] | None = None) -> dict:
+              image_sizes: Sequence[tuple[int, int] | None] | None = None, *,
+              end_to_end: bool | None = None) -> dict:
     """Benchmark several artifacts one after another; return the whole report.
-    ``image_sizes``: one per artifact, where given in place of ``image_size``."""
+    ``image_sizes``: one per artifact, where given in place of ``image_size``;
+    ``end_to_end``: ``pipeline``'s old name, deprecated."""
+    pipeline = _renamed_mode(pipeline, end_to_end)
     _check_settings(batches, warmup, iterations, duration)
     if not paths:
         raise BadInputError(None, "at least one artifact", "none", "name .onnx/.engine files")
@@ -180,7 +187,7 @@ def benchmark(paths: Sequence[Path], batches: Sequence[int] = BATCHES, warmup: i
         if progress:
             progress(f"[{index}/{len(paths)}] {path}")
         results.append(benchmark_artifact(path, batches, warmup, iterations, duration,
-                                          size or image_size, end_to_end, providers, threads,
+                                          size or image_size, pipeline, providers, threads,
                                           seed))
     return {"schema": SCHEMA,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
@@ -190,9 +197,19 @@ def benchmark(paths: Sequence[Path], batches: Sequence[int] = BATCHES, warmup: i
                          "iterations": None if duration else iterations,
                          "duration_s": duration,
                          "image_size": list(image_size) if image_size else None,
-                         "end_to_end": end_to_end, "threads": threads, "seed": seed},
+                         "pipeline": pipeline, "end_to_end": pipeline, "threads": threads,
+                         "seed": seed},
             "results": results,
             "warnings": [w for r in results for w in r["warnings"]]}
+
+
+def _renamed_mode(pipeline: bool, end_to_end: bool | None) -> bool:
+    """``pipeline``, or the deprecated ``end_to_end`` where given (with a warning)."""
+    if end_to_end is None:
+        return pipeline
+    warnings.warn("benchmark(end_to_end=...) is deprecated: use pipeline=...",
+                  DeprecationWarning, stacklevel=3)
+    return end_to_end
 
 
 def _check_settings(batches, warmup, iterations, duration) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 UNSTABLE = 0.05  # coefficient of variation or (p90 - median) / median above this: warn
+# what is timed: the backend's run on a prepared batch; predict() with pre/post-processing
+MODES = ("compute", "pipeline")
 
 
 def latency_stats(seconds: list[float], batch: int) -> dict:

@@ -45,12 +45,13 @@ from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.contract.signature import check_onnx
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import check_writable_output
-from ocr_deploy.memory_budget import MemoryBudget, format_size, forward_bytes
+from ocr_deploy.memory_budget import MemoryBudget, format_size
 from ocr_deploy.precision.calibrate import calibrate, calibration_batch
 from ocr_deploy.precision.calibration_data import SampleSet, SyntheticSamples, load_samples
 from ocr_deploy.precision.fp16 import convert_fp16
 from ocr_deploy.precision.placement import Placement
 from ocr_deploy.precision.qdq import default_exclusions, quantize_int8
+from ocr_deploy.precision.shapes import forward_bytes
 from ocr_deploy.progress import Progress
 from ocr_deploy.sidecar import Sidecar, sidecar_output, sidecar_path
 from ocr_deploy.verification.accuracy import verification_batch, verification_bytes

@@ -22,11 +22,11 @@ from ocr_deploy.contract.metadata import INPUT_NAME
 from ocr_deploy.errors import BadInputError, ConversionError
 from ocr_deploy.export.loader import LoadedModel
 from ocr_deploy.export.outputs import OutputChoice
+from ocr_deploy.onnxruntime_env import mute_onnxruntime_logger
 from ocr_deploy.tf_env import (
     describe_error,
     import_tensorflow,
     native_stderr_captured,
-    quiet_onnxruntime,
 )
 
 DEFAULT_OPSET = 17
@@ -196,7 +196,7 @@ def run_check(model, options: ConvertOptions) -> str | None:
     """
     from ocr_deploy.verification.reference import reference_runner
 
-    quiet_onnxruntime()
+    mute_onnxruntime_logger()
     height, width = options.input_hw
     batch = options.batch or 2
     shape = (batch, options.channels, height, width) if options.nchw else \
@@ -223,7 +223,7 @@ def convert(function, options: ConvertOptions):
     import tf2onnx
 
     tf2onnx.logging.set_level(tf2onnx.logging.ERROR)
-    quiet_onnxruntime()
+    mute_onnxruntime_logger()
     outputs = function.get_concrete_function().structured_outputs
     layout_outputs = [n for n in outputs if n != "labels"] \
         if options.nchw else None

@@ -10,7 +10,6 @@ never touched. The report records the ONNX's SHA-256 and the two are written as 
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -39,10 +38,10 @@ from ocr_deploy.files import check_writable_output, sha256_of
 from ocr_deploy.graph.attention import FORMS, apply_attention_form, summary
 from ocr_deploy.graph.index import opset_of
 from ocr_deploy.images import list_images, read_image, resize_bilinear
-from ocr_deploy.memory_budget import MemoryBudget, forward_bytes
+from ocr_deploy.memory_budget import MemoryBudget
 from ocr_deploy.model_card import ModelCard
 from ocr_deploy.pairs import pair_output
-from ocr_deploy.precision.shapes import static_shapes
+from ocr_deploy.precision.shapes import forward_bytes, static_shapes
 from ocr_deploy.progress import Progress
 from ocr_deploy.verification.comparison import (
     DEFAULT_ATOL,
@@ -222,8 +221,8 @@ def export_model(request: ExportRequest) -> ExportResult:
         conversion = convert_checked(loaded, choice, options)
         function, model = conversion.function, conversion.model
         if conversion.retry_reason:
-            _warn(f"exported with a fixed batch of {options.batch} (recorded in the "
-                  f"metadata): {conversion.retry_reason[:300]}")
+            progress.warn(f"exported with a fixed batch of {options.batch} (recorded in "
+                          f"the metadata): {conversion.retry_reason[:300]}")
         if options.main_output != "logits":
             progress.note(f"'{choice.logits}' ends in a softmax: exported and judged as "
                           f"'{options.main_output}'")
@@ -336,10 +335,6 @@ def _card(request: ExportRequest, loaded: LoadedModel) -> ModelCard:
     return card
 
 
-def _warn(message: str) -> None:
-    print(f"ocr-export: warning: {message}", file=sys.stderr, flush=True)
-
-
 def _input_range(request: ExportRequest, card: ModelCard, loaded: LoadedModel,
                  options: ConvertOptions) -> InputRange:
     if options.normalize_in_graph:  # the graph normalises: it takes pixels
@@ -370,7 +365,7 @@ def _parity_images(request: ExportRequest, input_hw, channels: int) -> np.ndarra
 def parity_batch(model, budget: MemoryBudget) -> int:
     """Parity images run at once within ``budget``: each holds its input, TensorFlow's
     forward pass (counted as twice ONNX Runtime's: eager kernels keep more alive), ONNX
-    Runtime's (``memory_budget.forward_bytes``) and both sides' outputs."""
+    Runtime's (``precision.shapes.forward_bytes``) and both sides' outputs."""
     shapes = static_shapes(model)
     outputs = sum(math.prod(shapes.get(o.name, [0])) * 4 for o in model.graph.output)
     inputs = math.prod(shapes.get(model.graph.input[0].name, [0])) * 4

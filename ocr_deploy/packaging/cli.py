@@ -2,9 +2,9 @@
 from an artifact's metadata and sidecar.
 
 --triton REPO     a Triton model repository: the inference model (onnxruntime_onnx or
-                  tensorrt_plan), an end-to-end Python-backend model (images in, label maps
+                  tensorrt_plan), a Python-backend model (images in, label maps
                   at each image's size out), labels, version folders and a README.
-                  Serve it here with `ocr-serve REPO` (the end-to-end model).
+                  Serve it here with `ocr-serve REPO` (the Python-backend model).
 --deepstream DIR  a DeepStream nvinfer configuration for segmentation and a labels file
                   (for GPU machines with DeepStream; it cannot run here).
 """
@@ -54,8 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="US", help="dynamic batcher's wait for more requests, µs")
     parser.add_argument("--instances", type=positive_int, default=defaults.instances,
                         metavar="N", help="GPU instances of the inference model")
-    parser.add_argument("--e2e-instances", type=positive_int, default=defaults.e2e_instances,
-                        metavar="N", help="CPU instances of the end-to-end model")
+    parser.add_argument("--python-instances", type=positive_int,
+                        default=defaults.python_instances, metavar="N",
+                        help="CPU instances of the Python-backend model (NAME_python)")
+    add_renamed(parser, "--e2e-instances", "--python-instances", "python_instances",
+                type=positive_int, metavar="N")
     parser.add_argument("--other-gpu-engines", nargs="+", type=Path, default=[],
                         metavar="ENGINE",
                         help="TensorRT engines of the same model built on other GPUs: they "
@@ -86,7 +89,7 @@ def package(args: argparse.Namespace) -> int:
                                 max_batch=args.max_batch,
                                 dynamic_batching=not args.no_dynamic_batching,
                                 max_queue_delay_us=args.max_queue_delay_us,
-                                instances=args.instances, e2e_instances=args.e2e_instances,
+                                instances=args.instances, python_instances=args.python_instances,
                                 threads=args.threads, force=args.force,
                                 gpu_engines=args.other_gpu_engines)
         written["triton"] = [str(p) for p in write_triton_repository(info, args.triton,

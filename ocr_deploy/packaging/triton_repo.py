@@ -11,7 +11,8 @@ Two models per artifact, each with a version folder, a ``config.pbtxt`` and ``la
   (``UINT16``) labels at their size out, no Python backend needed. Engines of one model
   built for other GPUs (``gpu_engines``) go into it too, chosen by Triton per GPU through
   ``cc_model_filenames`` (compute capability -> file, from each engine's sidecar).
-- ``NAME_python``: the end-to-end Python-backend model (``ocr_deploy.serving.triton_model``):
+- ``NAME_python``: the Python-backend model (``ocr_deploy.serving.triton_model``), images to
+  labels with pre- and post-processing:
   uint8 images or encoded image bytes in, label maps at each image's size out (any size;
   an end-to-end artifact's sizes), what a server with only the Python backend can serve.
   It runs ``Segmenter.predict``: on an end-to-end artifact that is the artifact's own run,
@@ -34,15 +35,15 @@ from ocr_deploy.errors import BadInputError, OutputExistsError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.packaging.artifact_info import ArtifactInfo, TensorSpec, read_artifact
 from ocr_deploy.pbtxt import Enum, Message, parameter, render
-from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
+from ocr_deploy.serving.python_model import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS
 from ocr_deploy.sidecar import sidecar_path
 
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16",
                 "float64": "TYPE_FP64", "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16",
                 "int8": "TYPE_INT8", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
 PYTHON_SUFFIX = "_python"  # the Python-backend model; no inference model may end so
-# model.py of the end-to-end model (not imported here: it needs Triton's Python backend)
-E2E_MODEL_SOURCE = Path(serving.__file__).with_name("triton_model.py")
+# model.py of the Python-backend model (not imported here: it needs Triton's Python backend)
+PYTHON_MODEL_SOURCE = Path(serving.__file__).with_name("triton_model.py")
 LABELS_FILE = "labels.txt"
 
 
@@ -54,7 +55,7 @@ class TritonOptions:
     dynamic_batching: bool = True
     max_queue_delay_us: int = 2000
     instances: int = 1  # GPU instances of the inference model
-    e2e_instances: int = 1  # CPU instances of the end-to-end model
+    python_instances: int = 1  # CPU instances of the Python-backend model (NAME_python)
     threads: int = 0  # ONNX Runtime threads per end-to-end instance (0: its default)
     force: bool = False
     # engines of the same model built on other GPUs: one Triton model, cc_model_filenames
@@ -150,9 +151,9 @@ def _identity(info: ArtifactInfo) -> dict:
             "batch profile": info.profile_batches}
 
 
-def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
-               labels_dtype: str) -> Message:
-    """The end-to-end Python-backend model's config."""
+def python_config(info: ArtifactInfo, name: str, options: TritonOptions,
+                  labels_dtype: str) -> Message:
+    """The Python-backend model's config."""
     meta = info.metadata
     channels = meta.input_channels
     batch = options.max_batch or 8
@@ -171,7 +172,7 @@ def e2e_config(info: ArtifactInfo, name: str, options: TritonOptions,
     if options.dynamic_batching:
         config.append(("dynamic_batching", [("max_queue_delay_microseconds",
                                              options.max_queue_delay_us)]))
-    config.append(("instance_group", [("count", options.e2e_instances),
+    config.append(("instance_group", [("count", options.python_instances),
                                       ("kind", Enum("KIND_CPU"))]))
     config.append(("parameters", parameter("artifact", info.path.name)))
     config.append(("parameters", parameter("threads", str(options.threads))))
@@ -187,8 +188,8 @@ def write_triton_repository(info: ArtifactInfo, repo: Path,
         raise BadInputError(repo, "a folder for the model repository", "a file",
                             "choose another --triton folder")
     name = model_name(info, options)
-    e2e_name = name + PYTHON_SUFFIX
-    for model in (name, e2e_name):
+    python_name = name + PYTHON_SUFFIX
+    for model in (name, python_name):
         if (repo / model).exists() and not options.force:
             raise OutputExistsError(repo / model, "a model name not yet in the repository",
                                     "an existing model folder",
@@ -206,8 +207,9 @@ def write_triton_repository(info: ArtifactInfo, repo: Path,
                      {f"{version}/{model_file}": info.path,
                       **{f"{version}/{gpu_files[cc]}": entry.path
                          for cc, entry in per_gpu.items() if entry is not info}}),
-        _write_model(repo, e2e_name, e2e_config(info, e2e_name, options, labels_dtype), info,
-                     {f"{version}/model.py": E2E_MODEL_SOURCE,
+        _write_model(repo, python_name,
+                     python_config(info, python_name, options, labels_dtype), info,
+                     {f"{version}/model.py": PYTHON_MODEL_SOURCE,
                       f"{version}/{info.path.name}": info.path,
                       **({f"{version}/{sidecar_path(info.path).name}": sidecar_path(info.path)}
                          if info.sidecar is not None else {})}),
@@ -286,7 +288,7 @@ pixels) in, logits/labels out; it needs Triton's ONNX Runtime or TensorRT backen
 An end-to-end artifact's `NAME` takes the camera frames themselves (`image`, UINT8
 `[1,H,W,3]` in its colour order) and returns `labels` (UINT8, UINT16 beyond 256 classes)
 at their size: on a GPU server it is all you need.
-`NAME_python` is the end-to-end model (Python backend, `ocr_deploy.runtime` inside): send
+`NAME_python` is the Python-backend model (`ocr_deploy.runtime` inside): send
 `{pixels}` (uint8 `[1,H,W,3]`, any size) or `{encoded}` (`[1,1]` encoded PNG/JPEG), get
 `{labels}` `[1,H,W]` (class index per pixel, at the image's own size) back. Class names:
 `labels.txt` in each model folder.

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,16 +31,17 @@ from pathlib import Path
 import onnx
 import onnxruntime as ort
 
-from ocr_deploy.backends.onnxruntime.runner import choose_providers, warn_dropped
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
 from ocr_deploy.graph.index import GraphIndex
 from ocr_deploy.memory_budget import MemoryBudget
+from ocr_deploy.onnxruntime_env import choose_providers, warn_dropped
 from ocr_deploy.precision.calibration_data import SampleSet
 from ocr_deploy.precision.ranges import TensorStats, entropy_threshold, percentile_threshold
 from ocr_deploy.precision.segments import SegmentedModel
 from ocr_deploy.precision.shapes import float_tensors
 from ocr_deploy.progress import Counter
+from ocr_deploy.warning_channel import warn
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_VERSION = 4  # bump when the format, the key or the range algorithms change
@@ -291,6 +291,6 @@ def read_cache(path: Path, key: str,
             raise ValueError("non-finite range")
         return ranges, [str(p) for p in body["providers"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        print(f"warning: ignoring calibration cache {path} ({type(exc).__name__}: "
-              f"{' '.join(str(exc).split())[:120]}); recalibrating", file=sys.stderr)
+        warn(f"ignoring calibration cache {path} ({type(exc).__name__}: "
+             f"{' '.join(str(exc).split())[:120]}); recalibrating")
         return None

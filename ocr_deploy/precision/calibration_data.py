@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.contract.preprocess import prepare_batch
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.images import IMAGE_SUFFIXES, read_image
+from ocr_deploy.warning_channel import warn
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 LABEL_FOLDER = "labels"  # masks of DIR/x.png live in DIR/labels/x.png
@@ -120,7 +120,7 @@ def load_samples(folder: Path, meta: ExportMetadata, count: int | None = None,
             if not skip_unreadable:
                 raise
             skipped.append(path.name)
-            print(f"warning: skipped unreadable {path}", file=sys.stderr)
+            warn(f"skipped unreadable {path}")
             continue
         for index, sample in enumerate(samples):
             if count is not None and len(items) >= count:

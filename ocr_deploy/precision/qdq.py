@@ -23,9 +23,9 @@ from ocr_deploy.graph.index import (
     toposort,
     unique_name,
 )
+from ocr_deploy.onnxruntime_env import quantizer_output_redirected
 from ocr_deploy.precision.calibrate import CalibrationResult, TensorRange
 from ocr_deploy.precision.placement import Placement
-from ocr_deploy.precision.quiet import quiet_onnxruntime
 
 
 def default_exclusions(model: onnx.ModelProto, placement: Placement) -> dict[str, list[str]]:
@@ -101,7 +101,7 @@ def quantize_int8(model: onnx.ModelProto, calibration: CalibrationResult, placem
         low, high = tensor_range.bounds(placement.activation_symmetric)
         ranges[name] = TensorData(lowest=np.float32(low), highest=np.float32(high))
     excluded_outputs = [] if placement.quantize_outputs else list(placement.op_types)
-    with private_tempdir("ocr-qdq-") as tmp, quiet_onnxruntime():
+    with private_tempdir("ocr-qdq-") as tmp, quantizer_output_redirected():
         cache = Path(tmp) / "ranges.json"
         save_tensors_data(TensorsData(CalibrationMethod.MinMax, ranges), cache)
         out = Path(tmp) / "int8.onnx"

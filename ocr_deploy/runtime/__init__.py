@@ -4,7 +4,7 @@ Imports NumPy, Pillow and the chosen backend only (ONNX Runtime or TensorRT), ne
 TensorFlow. See ``docs/runtime.md``.
 """
 
+from ocr_deploy.backends.tensors import TensorRef, tensor_ref
 from ocr_deploy.runtime.segmenter import Segmenter
-from ocr_deploy.runtime.tensors import TensorRef, tensor_ref
 
 __all__ = ["Segmenter", "TensorRef", "tensor_ref"]

@@ -56,6 +56,7 @@ from ocr_deploy.runtime.segmenter import Segmenter
 from ocr_deploy.runtime.stream import POLICIES
 from ocr_deploy.runtime.video import import_av, is_live, is_video, video_name
 from ocr_deploy.runtime.video_cli import segment_video, video_outputs
+from ocr_deploy.warning_channel import warn
 
 MAX_BATCH = 4  # images run together by default
 
@@ -107,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _artifact_and_images(args: argparse.Namespace) -> tuple[Path, list[str]]:
     if args.model is not None:
-        print("ocr-predict: warning: --model is deprecated: give the artifact first, "
-              "ocr-predict ARTIFACT INPUT...", file=sys.stderr)
+        warn("--model is deprecated: give the artifact first, ocr-predict ARTIFACT INPUT...")
         return args.model, list(args.inputs)
     if len(args.inputs) < 2:
         raise BadInputError(None, "ARTIFACT INPUT... (an artifact, then images or videos)",

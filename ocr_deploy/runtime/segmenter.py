@@ -6,8 +6,9 @@
 Preprocessing (resize, colour order, normalisation, layout) comes from the artifact's
 metadata, so the application never repeats it. An end-to-end artifact
 (``ocr_deploy.graph.end_to_end``) does all of it in its graph: its images go in as uint8
-(one run per image size) and its labels come out as they are. Safe to call from several
-threads.
+(one run per image size) and its labels come out as they are. Which of the two an artifact
+is is settled once, at open, by its ``ArtifactIO`` (``ocr_deploy.runtime.artifact_io``).
+Safe to call from several threads.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ocr_deploy.contract import postprocess
+from ocr_deploy.backends.tensors import tensor_ref
 from ocr_deploy.contract.metadata import ExportMetadata
-from ocr_deploy.contract.preprocess import as_image_list, check_image, prepare_batch
+from ocr_deploy.contract.preprocess import as_image_list, check_image
 from ocr_deploy.contract.signature import check_contract
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.tensors import tensor_ref
+from ocr_deploy.runtime.artifact_io import artifact_io
 
 if TYPE_CHECKING:
     from ocr_deploy.backends.runner import Runner
@@ -41,20 +42,9 @@ class Segmenter:
         self.source = Path(source)
         limits = [b for b in (runner.max_batch, max_batch) if b]
         self.max_batch = min(limits) if limits else None
-        e2e = metadata.end_to_end
-        if e2e:  # the graph's outputs are at the image size already
-            self.logits_output, self.labels_output = e2e.get("scores"), e2e["labels"]
-            sizes = metadata.sizes()
-            self._hw = {name: sizes.minimum if sizes.is_fixed else (-1, -1)
-                        for name in filter(None, (self.logits_output, self.labels_output))}
-            self.label_dtype = np.dtype(e2e["label_dtype"])
-            return
-        kinds = {spec.get("kind"): name for name, spec in metadata.outputs.items()}
-        self.logits_output = kinds.get("logits") or kinds.get("probabilities")  # scores
-        self.labels_output = kinds.get("labels")
-        self._hw = {name: self._spatial(name) for name in filter(None, (self.logits_output,
-                                                                        self.labels_output))}
-        self.label_dtype = postprocess.label_dtype(metadata.num_classes)
+        self.io = artifact_io(metadata, runner, self.source)  # plain or end-to-end
+        self.logits_output, self.labels_output = self.io.logits_output, self.io.labels_output
+        self.label_dtype = self.io.label_dtype
 
     @classmethod
     def open(cls, path: Path | str, backend: str = "auto", providers: Sequence | None = None,
@@ -122,35 +112,16 @@ class Segmenter:
             raise BadInputError(None, "tile_overlap with a tile size", "no tile",
                                 "pass tile=(H, W) too, or drop tile_overlap")
         items, single, sizes = self._images(images)
-        if self.metadata.end_to_end:
-            results = self._run_by_size(items, sizes, self.labels_output)
-            return results[0] if single else results
         (output,) = self.outputs_for(sizes)
-        results = []
-        for start, chunk in self._chunks(items):
-            value = self.run(self.prepare(chunk), [output])[output]
-            results += [self.finish(value, i, size, output)
-                        for i, size in enumerate(sizes[start:start + len(chunk)])]
+        results = self.io.run_images(self, items, sizes, output)
         return results[0] if single else results
 
     def predict_scores(self, images):
         """Per-class scores (logits) ``[H,W,K]`` float32 at each image's size, resized
         bilinearly; same forms of ``images`` as ``predict``."""
-        if self.logits_output is None and self.metadata.end_to_end:
-            raise BadInputError(self.source, "an end-to-end artifact with a scores output",
-                                "labels only", "build it with scores, or use predict()")
-        if self.logits_output is None:
-            raise BadInputError(self.source, "a model with a logits output", "labels only",
-                                "re-export without --labels-only, or use predict()")
+        self.io.check_scores()
         items, single, sizes = self._images(images)
-        if self.metadata.end_to_end:
-            results = self._run_by_size(items, sizes, self.logits_output)
-            return results[0] if single else results
-        results = []
-        for start, chunk in self._chunks(items):
-            value = self.run(self.prepare(chunk), [self.logits_output])[self.logits_output]
-            results += [self.finish(value, i, size, self.logits_output, scores=True)
-                        for i, size in enumerate(sizes[start:start + len(chunk)])]
+        results = self.io.run_images(self, items, sizes, self.logits_output, scores=True)
         return results[0] if single else results
 
     def stream(self, frames, *, scores: bool = False, policy: str = "block",
@@ -172,28 +143,14 @@ class Segmenter:
         """The output ``predict`` fetches for images of these ``(H, W)`` sizes: the in-graph
         labels when every image matches their size, else the logits (resized, then argmax);
         an end-to-end artifact's labels."""
-        labels, logits = self.labels_output, self.logits_output
-        if self.metadata.end_to_end:
-            return [labels]
-        if logits is None or (labels is not None
-                              and all(tuple(s) == self._hw[labels] for s in sizes)):
-            return [labels]
-        return [logits]
+        return self.io.outputs_for(sizes)
 
     def finish(self, value: np.ndarray, index: int, size: tuple[int, int], output: str,
                scores: bool = False) -> np.ndarray:
         """Image ``index`` of ``run``'s ``output`` at its image's ``(H, W)`` size: its label
         map as ``predict`` gives it, or with ``scores`` its scores as ``predict_scores`` does
         (an end-to-end artifact's output is at the image size already)."""
-        height, width = size
-        if self.metadata.end_to_end:
-            return value[index]
-        if output == self.labels_output:
-            return postprocess.resize_labels(value[index], height, width, self.label_dtype)
-        hwk = postprocess.scores_hwk(value, index, self._layout(output))
-        if scores:
-            return postprocess.resize_scores(hwk, height, width)
-        return postprocess.labels_from_scores(hwk, height, width, self.label_dtype)
+        return self.io.finish(value, index, size, output, scores)
 
     # -- the model itself ------------------------------------------------------------------
 
@@ -201,10 +158,7 @@ class Segmenter:
         """Images -> the model's input batch (resized, normalised, laid out per metadata);
         for an end-to-end artifact, the uint8 images of one size stacked ``[N,H,W,C]``."""
         self._check_open()
-        if self.metadata.end_to_end:
-            return self._stack_images(images)
-        items, _ = as_image_list(images)
-        return prepare_batch(items, self.metadata, self.runner.input_dtype)
+        return self.io.prepare(images, self.runner.input_dtype)
 
     def run(self, batch: np.ndarray, outputs: Sequence[str] | None = None
             ) -> dict[str, np.ndarray]:
@@ -212,24 +166,11 @@ class Segmenter:
 
         ``outputs`` default: the logits and labels outputs the model has."""
         self._check_open()
-        outputs = list(outputs) if outputs else [n for n in (self.logits_output,
-                                                             self.labels_output) if n]
-        unknown = [n for n in outputs if n not in self.runner.output_names]
-        if unknown:
-            raise BadInputError(self.source, f"outputs among {list(self.runner.output_names)}",
-                                f"{unknown}", "ask for an output the model has")
-        if not isinstance(batch, np.ndarray) or batch.ndim != 4:
-            raise BadInputError(None, "a prepared batch (a 4-D NumPy array from prepare())",
-                                _describe(batch), "call prepare(images) first")
-        expected = self.input_shape(batch.shape[0])
-        if not _fits(batch.shape, expected) or batch.dtype != self.runner.input_dtype:
-            raise BadInputError(None, f"a batch shaped {list(expected)} of "
-                                f"{self.runner.input_dtype}", _describe(batch),
-                                "call prepare(images) first")
-        if self.metadata.end_to_end:
-            self.check_image_sizes([batch.shape[1:3]])
+        outputs = list(outputs) if outputs else self.io.outputs
+        self.runner.check_batch(batch, outputs, self.source)
+        self.io.check_sizes([batch.shape[1:3]])
         self._check_batch(batch.shape[0])
-        return self.runner.run(np.ascontiguousarray(batch), outputs)  # pads to a fixed batch
+        return self.runner.run_checked(batch, outputs)  # pads to a fixed batch
 
     def run_device(self, input, outputs: Mapping[str, object], batch: int | None = None,
                    stream: int | None = None, device: str | None = None,
@@ -260,7 +201,7 @@ class Segmenter:
                                     "pass the number of images")
             batch = int(shape[0])
         self._check_batch(batch, exact=True)
-        size = self._device_image_size(input, image_size)
+        size = self.io.device_image_size(input, image_size)
         where = device or self.runner.device
         consumer = stream if stream is not None else self.runner.stream
         alignment = self.runner.address_alignment
@@ -309,14 +250,11 @@ class Segmenter:
         """The artifact, what runs it and its contract, for reports."""
         self._check_open()
         meta = self.metadata
-        sizes = meta.image_sizes()
         return {"artifact": str(self.source), **self.runner.info(),
                 "precision": meta.precision, "input_size": list(self.input_size),
                 "input_layout": meta.input_layout, "num_classes": meta.num_classes,
-                "outputs": list(self._hw), "max_batch": self.max_batch,
-                "end_to_end": None if sizes is None else {
-                    "image_sizes": [list(s) for s in sizes],
-                    "color_order": meta.end_to_end["color_order"]}}
+                "outputs": self.io.outputs, "max_batch": self.max_batch,
+                "end_to_end": self.io.describe()}
 
     def close(self) -> None:
         """Release the backend; the segmenter is unusable afterwards."""
@@ -340,64 +278,13 @@ class Segmenter:
                  for i, im in enumerate(items)]
         return items, single, sizes
 
-    def _run_by_size(self, items: list, sizes: list, output: str) -> list[np.ndarray]:
-        """An end-to-end artifact's ``output`` per image: images of one size run together
-        (``max_batch`` at a time); results are views of the backend's output."""
-        self.check_image_sizes(sizes)
-        groups: dict[tuple, list[int]] = {}
-        for i, size in enumerate(sizes):
-            groups.setdefault(tuple(size), []).append(i)
-        results: list = [None] * len(items)
-        for indices in groups.values():
-            for _, chunk in self._chunks(indices):
-                value = self.run(self.prepare([items[i] for i in chunk]), [output])[output]
-                for position, i in enumerate(chunk):
-                    results[i] = value[position]
-        return results
-
-    def _stack_images(self, images) -> np.ndarray:
-        """An end-to-end artifact's input: the validated uint8 images of one size, stacked."""
-        items, _ = as_image_list(images)
-        arrays = [check_image(im, i, self.metadata.input_channels) for i, im in enumerate(items)]
-        self.check_image_sizes([a.shape[:2] for a in arrays])
-        sizes = sorted({a.shape[:2] for a in arrays})
-        if len(sizes) > 1:
-            raise BadInputError(None, "images of one size in a batch (end-to-end artifact)",
-                                f"sizes {', '.join(f'{h}x{w}' for h, w in sizes)}",
-                                "batch images by size (predict() does)")
-        return np.stack(arrays)
-
     def check_image_sizes(self, sizes) -> None:
         """Every ``(H, W)`` within an end-to-end artifact's fixed size or range (a plain
         artifact takes any size); else ``BadInputError``."""
-        if not self.metadata.end_to_end:
-            return
-        built = self.metadata.sizes()
-        for i, (height, width) in enumerate(sizes):
-            if not built.contains(height, width):
-                raise BadInputError(self.source, f"images of {built.describe()} (what this "
-                                    "end-to-end artifact was built for)",
-                                    f"an image of {height}x{width}"
-                                    + (f" (image {i})" if len(sizes) > 1 else ""),
-                                    "resize or crop it to that size, or build an end-to-end "
-                                    "artifact for this size")
+        self.io.check_sizes(sizes)
 
-    def _device_image_size(self, input, given) -> tuple[int, int] | None:
-        """The image size ``run_device`` runs an end-to-end artifact of varying size at (None
-        when the artifact's shapes are fixed), checked against what it takes."""
-        if not self.metadata.end_to_end or -1 not in self.input_shape(1):
-            return None
-        shape = getattr(input, "shape", None) or getattr(
-            input, "__cuda_array_interface__", {}).get("shape")
-        size = tuple(given) if given is not None else tuple(shape[1:3]) if shape else None
-        if size is None or len(size) != 2:
-            raise BadInputError(None, "image_size=(H, W) with raw addresses (the end-to-end "
-                                "artifact takes a range of sizes)", "none",
-                                "pass the images' height and width")
-        self.check_image_sizes([size])
-        return tuple(int(v) for v in size)
-
-    def _chunks(self, items: list):
+    def chunks(self, items: list):
+        """``(start, items)`` runs of at most ``max_batch`` items."""
         step = self.max_batch or len(items)
         for start in range(0, len(items), step):
             yield start, items[start:start + step]
@@ -421,28 +308,8 @@ class Segmenter:
         self._check_open()
         return self.runner
 
-    def _layout(self, name: str) -> str:
-        return self.metadata.outputs.get(name, {}).get("layout", self.metadata.input_layout)
-
-    def _spatial(self, name: str) -> tuple[int, int]:
-        shape = self.runner.output_shape(name, 1)
-        if self._layout(name) == "NCHW":
-            return shape[2], shape[3]
-        return shape[1], shape[2]
-
-
-def _describe(value) -> str:
-    if isinstance(value, np.ndarray):
-        return f"shape {list(value.shape)} of {value.dtype}"
-    return f"a {type(value).__name__}"
-
 
 def _sized(shape: tuple[int, ...], size: tuple[int, int] | None) -> tuple[int, ...]:
     """An end-to-end tensor's shape with its image height and width (axes 1, 2) filled in."""
     return shape if size is None else (shape[0], *size, *shape[3:])
 
-
-def _fits(shape: tuple[int, ...], expected: tuple[int, ...]) -> bool:
-    """A batch's shape against the backend's, where -1 is a dynamic dimension."""
-    return len(shape) == len(expected) and all(
-        want in (-1, got) for got, want in zip(shape, expected, strict=True))

@@ -36,15 +36,7 @@ def window_starts(length: int, tile: int, stride: int) -> list[int]:
 
 def check_tiling(segmenter, tile, overlap: int) -> tuple[int, int]:
     """The tile's ``(H, W)``, after checking that this artifact and overlap can tile."""
-    if segmenter.metadata.end_to_end:
-        raise BadInputError(segmenter.source, "an artifact with per-class scores to blend "
-                            "overlapping windows", "an end-to-end artifact (it resizes whole "
-                            "images in its graph and returns their labels)",
-                            "tile with the plain artifact it was built from")
-    if segmenter.logits_output is None:
-        raise BadInputError(segmenter.source, "an artifact with per-class scores to blend "
-                            "overlapping windows", "a labels-only artifact",
-                            "re-export without --labels-only to tile")
+    segmenter.io.refuse_tiling()
     try:
         height, width = (int(v) for v in tile)
     except (TypeError, ValueError):

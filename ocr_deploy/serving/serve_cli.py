@@ -68,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
     if not here:
         raise BadInputError(args.repo, "a model this server can run (backend python)",
                             f"only {sorted(set(models.values()))} models",
-                            "package with ocr-package, which adds the end-to-end model")
+                            "package with ocr-package, which adds the Python-backend model")
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

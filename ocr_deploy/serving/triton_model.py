@@ -1,8 +1,9 @@
-"""``model.py`` of the end-to-end model in a repository written by ``ocr-package --triton``.
+"""``model.py`` of the Python-backend model (``NAME_python``) in a repository written by
+``ocr-package --triton``.
 
 Triton's Python backend loads this file; it runs in the serving environment and uses
-``ocr_deploy.serving.e2e`` (this package's runtime, no TensorFlow). The artifact lies in
-the version folder beside this file; the config's parameters name it.
+``ocr_deploy.serving.python_model`` (this package's runtime, no TensorFlow). The artifact
+lies in the version folder beside this file; the config's parameters name it.
 """
 
 import json
@@ -10,7 +11,12 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-from ocr_deploy.serving.e2e import INPUT_ENCODED, INPUT_PIXELS, OUTPUT_LABELS, EndToEnd
+from ocr_deploy.serving.python_model import (
+    INPUT_ENCODED,
+    INPUT_PIXELS,
+    OUTPUT_LABELS,
+    ImagesToLabels,
+)
 
 
 class TritonPythonModel:
@@ -21,7 +27,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         folder = Path(args["model_repository"]) / args["model_version"]
         threads = int(params.get("threads", "0")) or None
-        self.model = EndToEnd.open(folder / params["artifact"], threads=threads)
+        self.model = ImagesToLabels.open(folder / params["artifact"], threads=threads)
 
     def execute(self, requests):
         inputs = [(_array(request, INPUT_PIXELS), _array(request, INPUT_ENCODED))

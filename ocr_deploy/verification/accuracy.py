@@ -109,7 +109,7 @@ def verification_batch(meta: ExportMetadata, forward: int, budget: MemoryBudget)
 
 def verification_bytes(meta: ExportMetadata, forward: int) -> int:
     """What one verified sample holds: its input, two runners' working memory (``forward``:
-    one image's forward pass, ``memory_budget.forward_bytes``; the FP32 reference and the
+    one image's forward pass, ``precision.shapes.forward_bytes``; the FP32 reference and the
     candidate), both runners' outputs and the comparison's per-pixel temporaries (a float32
     copy of the scores for the top-2 gap, labels, masks)."""
     pixels = meta.input_height * meta.input_width

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from ocr_deploy.backends.onnxruntime.runner import GPU_PROVIDERS
+from ocr_deploy.onnxruntime_env import GPU_PROVIDERS
 
 
 def resolve_level(level: str) -> str:

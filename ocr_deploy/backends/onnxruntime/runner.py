@@ -7,56 +7,19 @@ A session's ``run_with_iobinding`` may be called from several threads at once, b
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ocr_deploy.backends.runner import Runner
+from ocr_deploy.backends.tensors import TensorRef
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.tensors import TensorRef
+from ocr_deploy.onnxruntime_env import GPU_PROVIDERS, choose_providers, warn_dropped
 
-PREFERRED = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-ALIASES = {"tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
-           "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
            "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(uint8)": np.uint8,
            "tensor(uint16)": np.uint16}
-
-
-def choose_providers(requested: Sequence | None, available: Sequence[str],
-                     device_id: int = 0, built_options: dict | None = None) -> list:
-    """The providers to ask for: ``requested`` (names, aliases such as "cuda", or
-    ``(name, options)`` pairs) checked against ``available``, else the best available with
-    the options ``ocr-build-engine`` recorded for them (``built_options``: name -> dict)."""
-    if not requested:
-        names = [p for p in PREFERRED if p in available]
-        built = built_options or {}
-        return [(p, {"device_id": device_id, **built.get(p, {})}) if p in GPU_PROVIDERS
-                else p for p in names]
-    chosen = []
-    for entry in requested:
-        name = entry[0] if isinstance(entry, (tuple, list)) else ALIASES.get(entry, entry)
-        if name not in available:
-            raise BadInputError(None, f"an execution provider of this onnxruntime "
-                                f"({', '.join(available)})", f"'{name}'",
-                                "install onnxruntime-gpu for CUDA/TensorRT, or drop the option")
-        chosen.append(entry if isinstance(entry, (tuple, list)) else name)
-    return chosen
-
-
-def warn_dropped(chosen: Sequence, active: Sequence[str], what: str = "runs") -> None:
-    """Say so when ONNX Runtime silently fell back from a provider it was given (its
-    TensorRT provider, for one, needs the TensorRT major it was built against: 1.31's needs
-    libnvinfer.so.10 and prints "EP Error" with TensorRT 11, then retries without it)."""
-    wanted = [p[0] if isinstance(p, (tuple, list)) else p for p in chosen]
-    dropped = [p for p in wanted if p not in active]
-    if dropped:
-        warnings.warn(f"ONNX Runtime could not use {', '.join(dropped)} (see its log above) "
-                      f"and {what} on {', '.join(active)}; check that the CUDA/TensorRT "
-                      "libraries match this onnxruntime-gpu build", stacklevel=3)
 
 
 class OnnxRuntimeRunner(Runner):

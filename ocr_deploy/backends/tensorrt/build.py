@@ -39,6 +39,7 @@ from ocr_deploy.backends.tensorrt.preflight import check_before_parse
 from ocr_deploy.contract.metadata import ExportMetadata
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.files import write_bytes_atomic
+from ocr_deploy.warning_channel import warn
 
 WEAK_TYPING_FLAGS = {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}  # BuilderFlag names, 10.x
 RANGE_PROFILE = (1, 1, 1)  # the default batch profile for an end-to-end image size range
@@ -126,7 +127,7 @@ def before_parse(model_bytes: bytes, meta: ExportMetadata, options: TensorRTOpti
         raise BadInputError(None, "strong typing for an --image-range end-to-end graph (its "
                             "computed resize must stay FP32)", "--trt-builder-flags",
                             "drop --trt-builder-flags, or build with --image-size HxW")
-    report = check_before_parse(model_bytes, version, parse_errors, progress)
+    report = check_before_parse(model_bytes, version, parse_errors, warn)
     if report.accepted:
         progress(f"preflight: TensorRT {report.version}'s published parser rules take it")
 
@@ -162,7 +163,7 @@ def build_artifact(model_bytes: bytes, target: Path, artifact: Path, meta: Expor
         model_bytes, {name: tuple(shapes)}, options.workspace_mib, flags,
         cache_bytes if cache_path else None, options.dla_core), progress=progress)
     for note in built.notes:
-        progress(f"warning: {cache_path}: {note}")
+        warn(f"{cache_path}: {note}")
     Path(target).write_bytes(built.plan)
     if cache_path and built.timing_cache is not None:
         write_bytes_atomic(cache_path, built.timing_cache)

@@ -97,8 +97,8 @@ def check_before_parse(model_bytes: bytes, version: str | None, parse_errors,
                        warn) -> Report:
     """The preflight every TensorRT graph gets before parsing. Findings are warnings when
     the installed TensorRT's parser (``parse_errors(model_bytes)`` -> its errors) takes the
-    graph anyway: it decides; else, or with no parser here (``parse_errors`` None),
-    ``PreflightError``."""
+    graph anyway (each given to ``warn``, e.g. ``warning_channel.warn``): it decides; else,
+    or with no parser here (``parse_errors`` None), ``PreflightError``."""
     report = preflight(onnx.load_from_string(model_bytes), version)
     if report.accepted:
         return report
@@ -111,8 +111,8 @@ def check_before_parse(model_bytes: bytes, version: str | None, parse_errors,
         raise PreflightError(report, f"TensorRT's parser refused it too ({errors[0][:200]}); "
                              "rebuild the graph with this version of ocr-deploy, or report it")
     for finding in report.findings:
-        warn(f"warning: preflight: {finding.line()}")
-    warn(f"warning: TensorRT {version}'s parser took the graph despite "
+        warn(f"preflight: {finding.line()}")
+    warn(f"TensorRT {version}'s parser took the graph despite "
          f"{len(report.findings)} preflight finding(s): the parser decides")
     return report
 

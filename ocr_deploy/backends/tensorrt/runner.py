@@ -54,8 +54,8 @@ from ocr_deploy.backends.tensorrt.library import (
     release,
     shared_logger,
 )
+from ocr_deploy.backends.tensors import TensorRef
 from ocr_deploy.errors import BadInputError
-from ocr_deploy.runtime.tensors import TensorRef
 
 ADDRESS_ALIGNMENT = 256  # bytes: "The pointer must have at least 256-byte alignment"
 

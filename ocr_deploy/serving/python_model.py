@@ -1,4 +1,4 @@
-"""The end-to-end model behind Triton's Python backend: images in, label maps out.
+"""The model behind Triton's Python backend (``NAME_python``): images in, label maps out.
 
 A request carries exactly one of two inputs (both declared optional in its config):
 
@@ -73,7 +73,7 @@ def request_images(pixels: np.ndarray | None, encoded: np.ndarray | None,
         raise RequestError(exc.one_line()) from None
 
 
-class EndToEnd:
+class ImagesToLabels:
     """A ``Segmenter`` answering batches of requests."""
 
     def __init__(self, segmenter: Segmenter):
@@ -81,7 +81,7 @@ class EndToEnd:
         self.channels = segmenter.metadata.input_channels
 
     @classmethod
-    def open(cls, artifact: Path, threads: int | None = None) -> EndToEnd:
+    def open(cls, artifact: Path, threads: int | None = None) -> ImagesToLabels:
         return cls(Segmenter.open(artifact, threads=threads))
 
     def answer(self, requests: list[tuple[np.ndarray | None, np.ndarray | None]]
