@@ -64,7 +64,7 @@ def build(request: BuildRequest) -> BuildResult:
     start = time.perf_counter()
     validate(request)
     source = Path(request.onnx)
-    fp32_bytes, fp32_model = _read_source(source)
+    fp32_bytes, fp32_model = read_source(source)
     meta = check_onnx(fp32_model, source)
     _check_node_names(source, fp32_model, request.keep_fp32)
     backend, why, output = _backend_and_output(request)
@@ -114,7 +114,7 @@ def build(request: BuildRequest) -> BuildResult:
         plan = _plan(request, backend, options, meta, fp32_bytes, fp32_model, output,
                      progress, budget, memory)
     with progress.stage(f"making the {request.precision} ONNX"):
-        model = _copy(fp32_model) if emitted else _precision_model(
+        model = _copy(fp32_model) if emitted else precision_model(
             request, fp32_model, plan.calibration, plan.placement, flatten(plan.exclusions),
             plan.quantized_tensors())
     data = _validation_data(request, meta, plan.calib_data, progress) if request.verify \
@@ -147,14 +147,14 @@ def _plan(request: BuildRequest, backend: Backend, options, meta: ExportMetadata
     """The layers kept in higher precision and, for INT8, the placement and the calibration
     (``memory`` gets the calibration batch)."""
     if request.precision != "int8":
-        return Plan(exclusions=_exclusions(request, fp32_model, None),
+        return Plan(exclusions=kept_layers(request, fp32_model, None),
                     cross_build=backend.cross_build)
     placement = backend.placement(options)
     progress.note(f"INT8 placement: {placement.name} ({placement.reason})")
     calib_batch = calibration_batch(meta, request.calib_memory_mib, budget)
     memory["calibration_batch"] = calib_batch
     calibration, data = _calibrate(request, meta, fp32_bytes, output, progress, calib_batch)
-    return Plan(placement, calibration, data, _exclusions(request, fp32_model, placement),
+    return Plan(placement, calibration, data, kept_layers(request, fp32_model, placement),
                 placement.to_dict(), calibration.to_dict(), backend.cross_build)
 
 
@@ -199,7 +199,7 @@ def _for_emitted(request: BuildRequest, meta: ExportMetadata, source: Path
         name: getattr(defaults, name) for name in CALIBRATION_INPUTS}), dropped
 
 
-def _read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:
+def read_source(source: Path) -> tuple[bytes, onnx.ModelProto]:
     """The exported ONNX's bytes and model, read once; an unreadable file is exit 2."""
     from google.protobuf.message import DecodeError
 
@@ -252,7 +252,7 @@ def _calibrate(request: BuildRequest, meta: ExportMetadata, fp32_bytes: bytes, o
     return result, data
 
 
-def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto,
+def kept_layers(request: BuildRequest, fp32_model: onnx.ModelProto,
                 placement: Placement | None) -> dict[str, list[str]]:
     """Nodes kept in higher precision, by reason. FP16 keeps by op type (Softmax, ...) in
     ``convert_fp16``, so only INT8 has default exclusions."""
@@ -266,7 +266,7 @@ def _exclusions(request: BuildRequest, fp32_model: onnx.ModelProto,
     return excluded
 
 
-def _precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibration,
+def precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibration,
                      placement: Placement | None, keep: list[str],
                      record: dict | None = None) -> onnx.ModelProto:
     if request.precision == "fp16":

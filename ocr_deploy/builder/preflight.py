@@ -19,7 +19,7 @@ from pathlib import Path
 from ocr_deploy import backends
 from ocr_deploy.backends.tensorrt.preflight import preflight, target_version
 from ocr_deploy.builder.job import flatten
-from ocr_deploy.builder.pipeline import _exclusions, _precision_model, _read_source
+from ocr_deploy.builder.pipeline import kept_layers, precision_model, read_source
 from ocr_deploy.builder.request import BuildRequest, validate
 from ocr_deploy.contract.metadata import write_metadata
 from ocr_deploy.contract.signature import check_onnx
@@ -44,7 +44,7 @@ def preflight_forms(request: BuildRequest, precisions: tuple[str, ...] | None = 
     every form passes."""
     version = target_version(version)
     source = Path(request.onnx)
-    _, fp32_model = _read_source(source)
+    _, fp32_model = read_source(source)
     meta = check_onnx(fp32_model, source)
     backend = backends.get("tensorrt")
     e2e = request.end_to_end
@@ -59,8 +59,8 @@ def preflight_forms(request: BuildRequest, precisions: tuple[str, ...] | None = 
         calibration = PlaceholderCalibration(
             {name: PLACEHOLDER_RANGE for name in calibrated_tensors(fp32_model)}) \
             if placement else None
-        exclusions = _exclusions(asked, fp32_model, placement)
-        model = _precision_model(asked, fp32_model, calibration, placement,
+        exclusions = kept_layers(asked, fp32_model, placement)
+        model = precision_model(asked, fp32_model, calibration, placement,
                                  flatten(exclusions))
         core_meta = replace(meta, precision=precision)
         write_metadata(model, core_meta)
