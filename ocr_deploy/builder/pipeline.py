@@ -269,6 +269,9 @@ def kept_layers(request: BuildRequest, fp32_model: onnx.ModelProto,
 def precision_model(request: BuildRequest, fp32_model: onnx.ModelProto, calibration,
                      placement: Placement | None, keep: list[str],
                      record: dict | None = None) -> onnx.ModelProto:
+    """The FP32 model made FP16 or INT8 (Q/DQ from ``calibration`` and ``placement``), with
+    ``keep`` left in higher precision; ``record`` gets the tensors each placement rule
+    quantised."""
     if request.precision == "fp16":
         return convert_fp16(_copy(fp32_model), keep_fp32=keep)
     if request.precision == "int8":
