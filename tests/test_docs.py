@@ -50,8 +50,10 @@ def demo_workdir(tmp_path_factory) -> Path:
     demo_output/, the sources, and .venv naming the environment these tests run in."""
     folder = tmp_path_factory.mktemp("docs_demo")
     done = subprocess.run([_bin("ocr-demo"), "--workdir", str(folder), "--iterations", "2",
-                           "-q"], capture_output=True, text=True, timeout=600, env=_env())
+                           "-q", "--json"], capture_output=True, text=True, timeout=600,
+                          env=_env())
     assert done.returncode == 0, done.stderr[-2000:]
+    (folder.parent / "demo_summary.json").write_text(done.stdout)  # test_demo_pipeline's
     for name in SOURCES:
         (folder / name).symlink_to(ROOT / name)
     (folder / ".venv").symlink_to(Path(sys.prefix))
