@@ -129,7 +129,8 @@ def paired(numerator: np.ndarray, denominator: np.ndarray) -> float:
 
 
 def measure(name: str, paths: dict, e2e: dict[str, Path], rounds: int, kind: str) -> dict:
-    from ocr_deploy.runtime import Segmenter, postprocess
+    from ocr_deploy.contract import postprocess
+    from ocr_deploy.runtime import Segmenter
     from ocr_deploy.verification.end_to_end_parity import end_to_end_parity
 
     images = camera_images(kind, 3, IMAGE)
