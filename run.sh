@@ -6,12 +6,13 @@
 #                          # clients; lint; run the suite (in parallel); then run its
 #                          # TensorFlow-free part again in .venv-runtime, an environment with
 #                          # the base install only (as on a Jetson); then, without arguments,
-#                          # two legs that print their time: the pages' code blocks run on
-#                          # the demo (tests/test_docs.py, -m docs) and every benchmark
-#                          # script with --smoke (tests/test_benchmarks.py, -m benchmarks)
+#                          # three legs that print their time: the pages' code blocks run on
+#                          # the demo (tests/test_docs.py, -m docs), every benchmark script
+#                          # with --smoke (tests/test_benchmarks.py, -m benchmarks) and the
+#                          # export corpus of public Keras models (-m corpus)
 #   bash run.sh serve-env  # also make .venv-serve, the environment ocr-serve runs Triton in
-# Arguments after `test` go to pytest, in the suite's two legs (and leave out the docs and
-# benchmark legs). Set OCR_DEPLOY_VENV to use another virtual environment folder.
+# Arguments after `test` go to pytest, in the suite's two legs (and leave out the docs,
+# benchmark and corpus legs). Set OCR_DEPLOY_VENV to use another virtual environment folder.
 set -euo pipefail
 cd "$(dirname "$0")"
 venv="${OCR_DEPLOY_VENV:-.venv}"
@@ -95,21 +96,22 @@ case "${1:-}" in
           install_set "$runtime_venv" runtime
           check_no_tensorflow "$runtime_venv"
           "$venv/bin/ruff" check .
-          legs=$#  # no arguments: the docs and benchmark legs run too
+          legs=$#  # no arguments: the docs, benchmark and corpus legs run too
           echo "run.sh: the whole suite ($venv)" >&2
-          "$venv/bin/pytest" -q "${parallel[@]}" -m "not docs and not benchmarks" "$@"
+          "$venv/bin/pytest" -q "${parallel[@]}" -m "not docs and not benchmarks and not corpus" "$@"
           echo "run.sh: again, the tests that need no TensorFlow, without it" \
                "($runtime_venv)" >&2
           status=0
           "$runtime_venv/bin/pytest" -q "${parallel[@]}" \
-              -m "not tensorflow and not docs and not benchmarks" "$@" || status=$?
+              -m "not tensorflow and not docs and not benchmarks and not corpus" "$@" || status=$?
           if [ "$status" -eq 5 ]; then  # the selection held only TensorFlow tests
               echo "run.sh: no test of this selection runs without TensorFlow" >&2
               status=0
           fi
           if [ "$status" -eq 0 ] && [ "$legs" -eq 0 ]; then
               # the docs leg's demo run is also the one test_demo_pipeline checks
-              for leg in "docs test_docs test_demo_pipeline" "benchmarks test_benchmarks"; do
+              for leg in "docs test_docs test_demo_pipeline" "benchmarks test_benchmarks" \
+                         "corpus test_export_corpus"; do
                   set -- $leg
                   leg=$1
                   shift

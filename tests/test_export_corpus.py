@@ -13,7 +13,7 @@ import pytest
 from corpus import CORPUS
 from corpus.run import export_entry, run_entry
 
-pytestmark = [pytest.mark.slow, pytest.mark.tensorflow]
+pytestmark = [pytest.mark.slow, pytest.mark.tensorflow, pytest.mark.corpus]
 
 
 @pytest.mark.parametrize("entry", CORPUS, ids=[entry.name for entry in CORPUS])
