@@ -213,3 +213,25 @@ def segmenter(nhwc_onnx):
 
     with Segmenter.open(nhwc_onnx) as seg:
         yield seg
+
+
+@pytest.fixture
+def sim():
+    """SIMULATED: the CUDA runtime on host memory with the TensorRT stand-in installed
+    (tests/cuda_sim.py, tests/tensorrt_standin.py): our logic, not CUDA or TensorRT."""
+    import cuda_sim
+    import tensorrt_standin
+
+    with cuda_sim.simulated() as runtime, tensorrt_standin.installed():
+        yield runtime
+    assert not runtime.faults, runtime.faults
+
+
+@pytest.fixture
+def engine(tmp_path):
+    """A stand-in engine file (batch up to 8) for the simulated tests."""
+    import tensorrt_standin
+
+    size = tensorrt_standin.SIM_SIZE
+    return tensorrt_standin.write_engine(tmp_path / "copy.engine", size, size, 8,
+                                         device=tensorrt_standin.SIM_DEVICE)

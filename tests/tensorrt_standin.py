@@ -219,6 +219,23 @@ class IExecutionContext:
 
 # ------------------------------------------------------------------ for tests and gpu_check
 
+SIM_SIZE = 8  # H = W of the simulated tests' engines
+SIM_DEVICE = {"gpu_name": "Simulated GPU (host memory)", "compute_capability": "9.0"}
+
+
+def random_batch(count: int, seed: int = 0, size: int = SIM_SIZE) -> np.ndarray:
+    """``count`` float32 NHWC images of ``size x size`` for a stand-in engine."""
+    return np.random.default_rng(seed).standard_normal((count, size, size, 3)).astype(
+        np.float32)
+
+
+def assert_expected(got: dict, batch: np.ndarray) -> None:
+    """Every output in ``got`` is what the stand-in computes for ``batch``."""
+    want = expected(batch)
+    for name, value in got.items():
+        np.testing.assert_array_equal(value, want[name], err_msg=name)
+
+
 def expected(batch: np.ndarray) -> dict[str, np.ndarray]:
     """What the stand-in engine computes from an input batch (float32 NHWC)."""
     flat = np.ascontiguousarray(batch, np.float32).ravel()

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorrt_standin
 from array_views import DLPackOnly
+from tensorrt_standin import assert_expected, random_batch
 
 from ocr_deploy.backends.tensorrt.library import ErrorLog
 from ocr_deploy.backends.tensors import TensorRef
@@ -28,20 +29,10 @@ from ocr_deploy.errors import BadInputError, CudaError
 from ocr_deploy.runtime import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
-H = W = 8
-DEVICE = {"gpu_name": "Simulated GPU (host memory)", "compute_capability": "9.0"}
+H = W = tensorrt_standin.SIM_SIZE
+DEVICE = tensorrt_standin.SIM_DEVICE
 
 
-@pytest.fixture
-def sim():
-    with cuda_sim.simulated() as runtime, tensorrt_standin.installed():
-        yield runtime
-    assert not runtime.faults, runtime.faults
-
-
-@pytest.fixture
-def engine(tmp_path):
-    return tensorrt_standin.write_engine(tmp_path / "copy.engine", H, W, 8, device=DEVICE)
 
 
 @pytest.fixture
@@ -50,14 +41,6 @@ def failing_engine(tmp_path):
                                          fail_under_capture=True, device=DEVICE)
 
 
-def _batch(count: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((count, H, W, 3)).astype(np.float32)
-
-
-def _same(got: dict, batch: np.ndarray) -> None:
-    want = tensorrt_standin.expected(batch)
-    for name, value in got.items():
-        np.testing.assert_array_equal(value, want[name], err_msg=name)
 
 
 def _produce(arrays, seg, batch: np.ndarray, outputs=("logits", "labels")):
@@ -74,9 +57,9 @@ def _produce(arrays, seg, batch: np.ndarray, outputs=("logits", "labels")):
 
 def test_simulated_run_round_trip_frees_everything(sim, engine):
     seg = Segmenter.open(engine)
-    batch = _batch(2)
-    _same(seg.run(batch), batch)
-    _same(seg.run(batch, ["labels"]), batch)
+    batch = random_batch(2)
+    assert_expected(seg.run(batch), batch)
+    assert_expected(seg.run(batch, ["labels"]), batch)
     assert sim.live_allocations("pinned") and sim.live_allocations("device")
     seg.close()
     assert sim.live_allocations() == [] and sim.live_graphs() == 0
@@ -86,8 +69,8 @@ def test_simulated_buffers_grow_only_for_larger_batches(sim, engine):
     with Segmenter.open(engine) as seg:
         runner, sizes, held = seg.runner, [], set()
         for count in (1, 4, 2, 8, 3):
-            batch = _batch(count, count)
-            _same(seg.run(batch), batch)
+            batch = random_batch(count, count)
+            assert_expected(seg.run(batch), batch)
             sizes.append(runner._device[INPUT_NAME].nbytes // (H * W * 3 * 4))
             held |= {b.ptr for b in runner._device.values()}
         assert sizes == [1, 4, 4, 8, 8]
@@ -103,8 +86,8 @@ def test_simulated_cuda_graph_capture_replay_recapture(sim, engine):
     kinds = []
     for i, count in enumerate((2, 2, 3, 3, 2, 8)):
         before, launches = len(log), sum(c == "cudaGraphLaunch" for c, _ in sim.log)
-        batch = _batch(count, 10 + i)
-        _same(seg.run(batch), batch)  # fresh data each time: a replay reads the new input
+        batch = random_batch(count, 10 + i)
+        assert_expected(seg.run(batch), batch)  # fresh data each time: a replay reads the new input
         assert sum(c == "cudaGraphLaunch" for c, _ in sim.log) == launches + 1
         kinds.append([e["captured"] for e in log[before:]])
     assert kinds == [[False, True], [], [False, True], [], [False, True], [False, True]]
@@ -118,8 +101,8 @@ def test_simulated_capture_failure_falls_back_with_one_warning(sim, failing_engi
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i, count in enumerate((2, 2, 3)):
-            batch = _batch(count, 20 + i)
-            _same(seg.run(batch), batch)
+            batch = random_batch(count, 20 + i)
+            assert_expected(seg.run(batch), batch)
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1
     assert "CUDA graph capture failed" in messages[0]
@@ -133,8 +116,8 @@ def test_simulated_graph_instantiation_failure_leaks_no_graph(sim, engine):
     seg = Segmenter.open(engine, cuda_graph=True)
     sim.fail_next("cudaGraphInstantiate", cuda_sim.cudaError_t.cudaErrorMemoryAllocation)
     with pytest.warns(UserWarning, match="cudaErrorMemoryAllocation"):
-        batch = _batch(2)
-        _same(seg.run(batch), batch)
+        batch = random_batch(2)
+        assert_expected(seg.run(batch), batch)
     assert sim.live_graphs() == 0  # the captured graph was destroyed with the failure
     seg.close()
 
@@ -145,8 +128,8 @@ def test_simulated_threads_share_one_runner(sim, engine):
         def worker(index):
             try:
                 for call in range(8):
-                    batch = _batch(1 + (index + call) % 3, 100 * index + call)
-                    _same(seg.run(batch), batch)
+                    batch = random_batch(1 + (index + call) % 3, 100 * index + call)
+                    assert_expected(seg.run(batch), batch)
             except Exception as exc:
                 failures.append(exc)
 
@@ -163,17 +146,17 @@ def test_simulated_run_device_on_a_caller_stream_is_asynchronous_and_ordered(sim
     write (DLPack handshake); the runner's next run() waits for it (its event)."""
     arrays = cuda_sim.SimArrays(sim)
     with Segmenter.open(engine) as seg:
-        batch, other = _batch(2, 1), _batch(3, 2)
+        batch, other = random_batch(2, 1), random_batch(3, 2)
         producer, image, outs = _produce(arrays, seg, batch)
         caller = arrays.stream()
         with arrays.current(producer):
             seg.run_device(image, outs, stream=int(caller))
         assert sim.pending(caller) > 0 and sim.pending(producer) > 0  # nothing ran yet
         assert seg.runner._event_pending
-        _same(seg.run(other), other)
+        assert_expected(seg.run(other), other)
         assert sim.pending(caller) == 0  # run() waited for the caller's stream first
         arrays.synchronize(caller)
-        _same({n: arrays.download(v) for n, v in outs.items()}, batch)
+        assert_expected({n: arrays.download(v) for n, v in outs.items()}, batch)
 
 
 @pytest.mark.parametrize("protocol", ["dlpack", "cai", "own"])
@@ -182,14 +165,14 @@ def test_simulated_run_device_waits_for_the_producer(sim, engine, protocol, cons
     arrays = cuda_sim.SimArrays(sim)
     wrap = {"dlpack": DLPackOnly, "cai": arrays.cai_only, "own": lambda x: x}[protocol]
     with Segmenter.open(engine) as seg:
-        batch = _batch(2, 3)
+        batch = random_batch(2, 3)
         producer, image, outs = _produce(arrays, seg, batch)
         stream = {"runner": None, "caller": int(arrays.stream()), "default": 0}[consumer]
         with arrays.current(producer):
             seg.run_device(wrap(image), {n: wrap(v) for n, v in outs.items()}, stream=stream)
         if stream is not None:
             arrays.synchronize(stream)
-        _same({n: arrays.download(v) for n, v in outs.items()}, batch)
+        assert_expected({n: arrays.download(v) for n, v in outs.items()}, batch)
 
 
 def test_simulation_catches_a_consumer_that_does_not_wait(sim, engine, monkeypatch):
@@ -201,7 +184,7 @@ def test_simulation_catches_a_consumer_that_does_not_wait(sim, engine, monkeypat
     monkeypatch.setattr(tensors, "_from_dlpack", lambda v, what, s: original(v, what, None))
     arrays = cuda_sim.SimArrays(sim)
     with Segmenter.open(engine) as seg:
-        batch = _batch(2, 4)
+        batch = random_batch(2, 4)
         producer, image, outs = _produce(arrays, seg, batch)
         with arrays.current(producer):
             seg.run_device(DLPackOnly(image), {n: DLPackOnly(v) for n, v in outs.items()})
@@ -226,8 +209,8 @@ def test_simulated_misaligned_memory_is_refused_before_it_runs(sim, engine):
 def test_simulated_address_tensorrt_refuses_is_an_error(sim, engine):
     with Segmenter.open(engine) as seg:
         runner = seg.runner
-        batch = _batch(2, 5)
-        _same(seg.run(batch), batch)
+        batch = random_batch(2, 5)
+        assert_expected(seg.run(batch), batch)
         done = len(runner.context.executions)
         pointer = sim.cudaMalloc(batch.nbytes + 256)[1]
         shape, f32 = batch.shape, np.dtype(np.float32)
@@ -237,7 +220,7 @@ def test_simulated_address_tensorrt_refuses_is_an_error(sim, engine):
                               {"logits": TensorRef(pointer, shape, f32, "cuda")}, 2, None)
         assert runner.context.address_calls[-1] == (INPUT_NAME, pointer + 4, False)
         assert len(runner.context.executions) == done  # nothing ran on the old binding
-        _same(seg.run(batch), batch)
+        assert_expected(seg.run(batch), batch)
         sim.cudaFree(pointer)
 
 
@@ -259,8 +242,8 @@ def _pending_run_device(sim, seg):
     """run_device on a caller's stream asking for logits only: labels go to the runner's own
     buffer, written by work still queued when this returns."""
     arrays = cuda_sim.SimArrays(sim)
-    batch = _batch(2, 6)
-    _same(seg.run(batch), batch)  # own buffers sized for batch 2
+    batch = random_batch(2, 6)
+    assert_expected(seg.run(batch), batch)  # own buffers sized for batch 2
     producer, image, outs = _produce(arrays, seg, batch, outputs=("logits",))
     caller = arrays.stream()
     with arrays.current(producer):
@@ -278,7 +261,7 @@ def test_simulated_close_waits_for_the_pending_event_before_freeing(sim, engine)
     calls = [call for call, _ in sim.log[mark:]]
     assert calls.index("cudaEventSynchronize") < calls.index("cudaFree")
     assert sim.event(event).synchronizations == 1 and sim.pending(caller) == 0
-    _same({"logits": arrays.download(outs["logits"])}, batch)
+    assert_expected({"logits": arrays.download(outs["logits"])}, batch)
 
 
 def test_simulated_growth_waits_for_the_pending_event_before_freeing(sim, engine):
@@ -286,10 +269,10 @@ def test_simulated_growth_waits_for_the_pending_event_before_freeing(sim, engine
     still writes: it must wait for that work first."""
     with Segmenter.open(engine) as seg:
         arrays, caller, outs, batch = _pending_run_device(sim, seg)
-        bigger = _batch(4, 7)
-        _same(seg.run(bigger), bigger)
+        bigger = random_batch(4, 7)
+        assert_expected(seg.run(bigger), bigger)
         assert sim.pending(caller) == 0
-        _same({"logits": arrays.download(outs["logits"])}, batch)
+        assert_expected({"logits": arrays.download(outs["logits"])}, batch)
 
 
 def test_simulation_catches_freeing_before_the_pending_event(sim, engine, monkeypatch):
@@ -328,7 +311,7 @@ def test_simulated_errors_reported_are_those_of_their_own_call(sim, tmp_path, fa
         Segmenter.open(garbage)
     seg = Segmenter.open(failing_engine, cuda_graph=True)
     with pytest.warns(UserWarning, match="capture failed") as caught:
-        seg.run(_batch(1))
+        seg.run(random_batch(1))
     assert "magic tag" not in str(caught[0].message)  # the earlier call's error stays there
     seg.close()
 
@@ -368,7 +351,7 @@ def test_simulated_static_profile_pads_and_splits(sim, tmp_path):
     with Segmenter.open(path) as seg:
         assert (seg.runner.min_batch, seg.runner.max_batch) == (2, 2)
         for count in (1, 2, 3):
-            batch = _batch(count, 40 + count)
+            batch = random_batch(count, 40 + count)
             got = seg.runner.run(batch, list(seg.runner.output_names))
             runs = [batch[:2], np.concatenate([batch[2:], batch[2:]])] if count == 3 else \
                 [np.concatenate([batch] * (3 - count))]
@@ -378,7 +361,7 @@ def test_simulated_static_profile_pads_and_splits(sim, tmp_path):
                 np.testing.assert_array_equal(
                     value, np.concatenate([w[name] for w in want])[:count], err_msg=name)
         with pytest.raises(BadInputError, match="exactly 2"):
-            one = _batch(1)
+            one = random_batch(1)
             seg.run_device(one, {name: np.zeros(seg.output_shape(name, 1),
                                                 seg.output_dtype(name))
                                  for name in seg.output_names})

@@ -13,34 +13,17 @@ import cuda_sim
 import numpy as np
 import pytest
 import tensorrt_standin
+from tensorrt_standin import assert_expected, random_batch
 
 from ocr_deploy.errors import BadInputError
 from ocr_deploy.runtime import Segmenter
 
-H = W = 8
-DEVICE = {"gpu_name": "Simulated GPU (host memory)", "compute_capability": "9.0"}
+H = W = tensorrt_standin.SIM_SIZE
+DEVICE = tensorrt_standin.SIM_DEVICE
 
 
-@pytest.fixture
-def sim():
-    with cuda_sim.simulated() as runtime, tensorrt_standin.installed():
-        yield runtime
-    assert not runtime.faults, runtime.faults
 
 
-@pytest.fixture
-def engine(tmp_path):
-    return tensorrt_standin.write_engine(tmp_path / "copy.engine", H, W, 8, device=DEVICE)
-
-
-def _batch(count: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((count, H, W, 3)).astype(np.float32)
-
-
-def _same(got: dict, batch: np.ndarray) -> None:
-    want = tensorrt_standin.expected(batch)
-    for name, value in got.items():
-        np.testing.assert_array_equal(value, want[name], err_msg=name)
 
 
 def test_simulated_dla_engine_runs_without_cuda_graphs(sim, tmp_path):
@@ -53,8 +36,8 @@ def test_simulated_dla_engine_runs_without_cuda_graphs(sim, tmp_path):
     write_sidecar(path, {**read_sidecar(path), "dla_core": 0})
     with pytest.warns(UserWarning, match="DLA engine runs without CUDA graphs"):
         seg = Segmenter.open(path, cuda_graph=True)
-    batch = _batch(1)
-    _same(seg.run(batch), batch)
+    batch = random_batch(1)
+    assert_expected(seg.run(batch), batch)
     assert not seg.runner._use_graphs and sim.live_graphs() == 0
     assert not any(call == "cudaGraphLaunch" for call, _ in sim.log)
     seg.close()
@@ -120,16 +103,16 @@ def test_simulated_run_device_drops_the_captured_graph(sim, engine):
     """E5: a graph captured by run() is never replayed over run_device's bindings."""
     arrays = cuda_sim.SimArrays(sim)
     with Segmenter.open(engine, cuda_graph=True) as seg:
-        batch = _batch(2, 1)
-        _same(seg.run(batch), batch)
+        batch = random_batch(2, 1)
+        assert_expected(seg.run(batch), batch)
         assert seg.runner._graph is not None
         image = arrays.upload(batch)
         outs = {"logits": arrays.empty(batch.shape, np.float32)}
         seg.run_device(image, outs)  # the same shape as the captured graph
         assert seg.runner._graph is None and sim.live_graphs() == 0
-        _same({"logits": arrays.download(outs["logits"])}, batch)
-        other = _batch(2, 2)
-        _same(seg.run(other), other)  # recaptured for run()'s own buffers
+        assert_expected({"logits": arrays.download(outs["logits"])}, batch)
+        other = random_batch(2, 2)
+        assert_expected(seg.run(other), other)  # recaptured for run()'s own buffers
 
 
 def test_simulated_async_run_device_keeps_the_callers_tensors_alive(sim, engine):
@@ -139,7 +122,7 @@ def test_simulated_async_run_device_keeps_the_callers_tensors_alive(sim, engine)
 
     arrays = cuda_sim.SimArrays(sim)
     with Segmenter.open(engine) as seg:
-        batch = _batch(2, 3)
+        batch = random_batch(2, 3)
         image = arrays.upload(batch)
         out = arrays.empty(batch.shape, np.float32)
         caller = arrays.stream()
@@ -153,7 +136,7 @@ def test_simulated_async_run_device_keeps_the_callers_tensors_alive(sim, engine)
         gc.collect()
         assert watched() is None  # the first call's work was done: released
         arrays.synchronize(caller)
-        _same({"logits": arrays.download(out)}, batch)
+        assert_expected({"logits": arrays.download(out)}, batch)
 
 
 def test_simulated_runners_share_one_engine_per_file(sim, engine):
@@ -166,9 +149,9 @@ def test_simulated_runners_share_one_engine_per_file(sim, engine):
     assert first.runner.context is not second.runner.context
     assert len(first.runner.engine.contexts) == 2
     assert first.runner.info()["context_device_memory_bytes"] == 8 * H * W * 3 * 4
-    batch = _batch(3, 4)
+    batch = random_batch(3, 4)
     first.close()
-    _same(second.run(batch), batch)  # the engine outlives the first runner
+    assert_expected(second.run(batch), batch)  # the engine outlives the first runner
     second.close()
     assert len(ENGINES) == 0
 
